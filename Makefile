@@ -1,0 +1,46 @@
+# The README's two commands: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the suite and the benchmarks drive for real.
+DEBS := nginx-light wrk rsync unzip zip
+
+.PHONY: demo demo-fast test lint deps install bench clean
+
+$(BIN)/difusor: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(BIN)/difusor
+
+demo: install
+	$(BIN)/difusor demo $(DEMO_ARGS)
+
+demo-fast: install
+	$(BIN)/difusor demo --fast
+
+deps:
+	@missing=""; for b in nginx wrk rsync unzip zip; do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "instalando paquetes Debian:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS) >/dev/null; \
+	  else echo "aviso: faltan$$missing (las pruebas que los usan se omiten)"; fi; \
+	fi
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+test: install deps lint
+	$(BIN)/pytest
+
+bench: install deps
+	$(BIN)/python bench/serve_throughput.py
+	$(BIN)/python bench/publish_latency.py
+
+clean:
+	rm -rf $(VENV) demo-state bench/out .pytest_cache

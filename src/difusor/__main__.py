@@ -1,0 +1,3 @@
+from difusor.cli import main
+
+main()

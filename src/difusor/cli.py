@@ -1,0 +1,268 @@
+"""The ``difusor`` command: a thin layer over the library objects.
+
+Each command parses its options, builds an object from the config, calls one method and maps
+the outcome to an exit code. One place (``main``) decides what the operator sees on failure:
+an expected error is one Spanish line on stderr with its own exit code; anything else keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from difusor import config as config_mod
+from difusor.errors import DifusorError, PackageRefused
+from difusor.ledger import Ledger
+from difusor.paths import StateLayout
+
+app = typer.Typer(
+    name="difusor",
+    help="Difusor oficial del PREP: recibe, verifica, publica y sirve cada corte sin modificarlo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+simulate_app = typer.Typer(help="Simulacros: paquetes sintéticos para ensayos y pruebas.",
+                           no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Archivo de configuración.", show_default=True),
+]
+DEFAULT_CONFIG = Path(config_mod.DEFAULT_CONFIG)
+
+
+def _ledger(cfg: config_mod.Config) -> Ledger:
+    return Ledger(StateLayout(cfg.state_dir).ledger)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on a terminal for long work; nothing when output is redirected."""
+    if not err.is_terminal:
+        yield None
+        return
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, transient=True)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        if total is not None and total < 500:
+            return
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Carpeta donde crear difusor.toml y el estado.")],
+    web_listen: Annotated[str, typer.Option(help="HOST:PUERTO del servidor web.")] = "127.0.0.1:8080",
+    sftp_listen: Annotated[str, typer.Option(help="HOST:PUERTO del SFTP.")] = "127.0.0.1:2222",
+    authorized_key: Annotated[
+        Path | None, typer.Option(help="Llave pública de la autoridad (se copia).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Nombre del sitio.")] = "PREP",
+    force: Annotated[bool, typer.Option(help="Reemplazar un difusor.toml existente.")] = False,
+) -> None:
+    """Crea DIRECTORY/difusor.toml y las carpetas de estado."""
+    target = directory / config_mod.DEFAULT_CONFIG
+    if target.exists() and not force:
+        raise DifusorError(f"{target} ya existe; usa --force para reemplazarlo")
+    try:
+        text = config_mod.render_default(web_listen=web_listen, sftp_listen=sftp_listen, name=name)
+    except ValueError as exc:
+        raise DifusorError(f"dirección inválida: {exc}") from None
+    if authorized_key is not None and not authorized_key.is_file():
+        raise DifusorError(f"no existe la llave pública {authorized_key}")
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = directory / "keys"
+    keys.mkdir(exist_ok=True)
+    auth = keys / "authorized_keys"
+    if authorized_key is not None:
+        shutil.copyfile(authorized_key, auth)
+    elif not auth.exists():
+        auth.write_text("")
+    auth.chmod(0o600)
+    target.write_text(text, encoding="utf-8")
+    cfg = config_mod.load(target)
+    StateLayout(cfg.state_dir).create()
+    _ledger(cfg).close()
+    out.print(f"Listo: {target}")
+    out.print(f"  estado en {cfg.state_dir}")
+    out.print(f"  siguiente paso: difusor publish PAQUETE --config {target}")
+
+
+@app.command()
+def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Sirve el corte en línea (y cada corte nuevo en cuanto se activa)."""
+    from difusor.serve.server import serve as run_server
+
+    cfg = config_mod.load(config)
+    err.print(f"Sirviendo {cfg.web.listen} con {cfg.web.workers} procesos (Ctrl-C para detener)")
+    run_server(cfg, config)
+
+
+@app.command()
+def publish(
+    package: Annotated[Path, typer.Argument(help="Paquete .zip, .tar, .tar.gz o .tgz.")],
+    force: Annotated[
+        bool, typer.Option(help="Publicar aunque sea un corte anterior o ya publicado con otro "
+                           "contenido.")
+    ] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Recibe, verifica y publica un paquete. Sale con 0 si quedó en línea, 2 si se rechazó."""
+    from difusor.pipeline import Publisher
+
+    cfg = config_mod.load(config)
+    with _ledger(cfg) as ledger, _progress("verificando") as progress:
+        publisher = Publisher(cfg, ledger, progress=progress)
+        try:
+            publisher.publish(package, force=force, on_live=lambda o: out.print(o.message))
+        except PackageRefused as refusal:
+            raise PackageRefused(
+                refusal.code,
+                f"paquete rechazado: {refusal.message} (original en "
+                f"{StateLayout(cfg.state_dir).quarantine})",
+            ) from None
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """El corte en línea y el historial reciente."""
+    from difusor.publish.status import status as build_status
+    from difusor.store.layout import StoreLayout
+
+    cfg = config_mod.load(config)
+    with _ledger(cfg) as ledger:
+        doc = build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store))
+    if as_json:
+        out.print_json(json.dumps(doc, ensure_ascii=False))
+        return
+    zone = ZoneInfo(cfg.site.timezone)
+    corte = doc["corte"]
+    if corte is None:
+        out.print("Todavía no hay un corte publicado.")
+    else:
+        out.print(f"Corte en línea: [bold]{corte['id']}[/] — {_local(corte['fecha_hora'], zone)}")
+        out.print(f"  publicado {_local(corte['publicado'], zone)}; "
+                  f"paquete sha256 {corte['paquete_sha256'][:16]}…")
+    if doc["historial"]:
+        table = Table("corte", "fecha y hora del corte", "activado", "causa")
+        for row in doc["historial"]:
+            table.add_row(row["id"], _local(row["fecha_hora"], zone), _local(row["activado"], zone),
+                          row["causa"])
+        out.print(table)
+
+
+def _local(iso: str, zone: ZoneInfo) -> str:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).astimezone(zone).strftime("%d/%m/%Y %H:%M:%S %Z")
+
+
+@app.command()
+def rollback(
+    corte_id: Annotated[str | None, typer.Argument(help="Corte a poner en línea.")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Vuelve a poner en línea un corte anterior (por omisión, el previo)."""
+    from difusor.pipeline import Publisher
+
+    cfg = config_mod.load(config)
+    with _ledger(cfg) as ledger:
+        target = Publisher(cfg, ledger).rollback(corte_id)
+    out.print(f"Corte {target} en línea de nuevo.")
+
+
+@app.command()
+def gc(
+    keep: Annotated[int, typer.Option(help="Cortes que se conservan (además del que está en "
+                                      "línea).")] = 20,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Depura cortes viejos y los objetos que ya nadie usa."""
+    from difusor.pipeline import Publisher
+
+    cfg = config_mod.load(config)
+    with _ledger(cfg) as ledger, _progress("depurando") as progress:
+        result = Publisher(cfg, ledger).gc(keep, progress=progress)
+    out.print(f"Depurados {len(result.releases)} cortes y {result.objects} objetos "
+              f"({result.freed / 1e6:.1f} MB liberados).")
+
+
+@app.command()
+def demo(
+    fast: Annotated[bool, typer.Option(help="Un corte cada 5 segundos en vez de cada 10 minutos.")]
+    = False,
+    folder: Annotated[Path, typer.Option(help="Carpeta de la demostración (se recrea).")]
+    = Path("demo-state"),
+) -> None:
+    """Todo el sistema en 127.0.0.1 con una autoridad simulada (datos sintéticos)."""
+    from difusor.demo.runner import run_demo
+
+    run_demo(folder, fast=fast, say=out.print)
+
+
+@simulate_app.command("packages")
+def simulate_packages(
+    directory: Annotated[Path, typer.Argument(help="Carpeta donde escribir los paquetes.")],
+    count: Annotated[int, typer.Option(help="Cuántos cortes.")] = 6,
+    casillas: Annotated[int, typer.Option(help="Casillas de la elección sintética.")] = 24,
+    fmt: Annotated[str, typer.Option("--format", help="zip o tar.gz.")] = "zip",
+    sidecar: Annotated[bool, typer.Option(help="Escribir NOMBRE.sha256 junto a cada paquete.")]
+    = True,
+) -> None:
+    """Escribe la serie de paquetes de la autoridad sintética: uno completo y luego incrementales."""
+    from difusor.demo.election import SyntheticElection
+    from difusor.demo.packages import write_package
+
+    if fmt not in ("zip", "tar.gz"):
+        raise DifusorError("--format debe ser zip o tar.gz")
+    for n, corte in enumerate(SyntheticElection(casillas=casillas).cortes(count)):
+        path = write_package(corte, directory, kind="full" if n == 0 else "incremental", fmt=fmt,
+                             sidecar=sidecar)
+        out.print(str(path))
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except DifusorError as exc:
+        err.print(f"difusor: {exc.message}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        err.print(f"difusor: uso incorrecto: {exc.format_message()}", markup=False,
+                  soft_wrap=True)
+        sys.exit(64)
+    except (click.Abort, KeyboardInterrupt):
+        err.print("difusor: interrumpido", markup=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

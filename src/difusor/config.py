@@ -1,0 +1,344 @@
+"""difusor.toml: every setting declared once, with its default, its check and its description.
+
+The declaration below is the single source for validation, for ``difusor init``'s file and for
+``docs/configuracion.md`` (a test keeps the doc in step). Errors name the key in Spanish.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from difusor.errors import ConfigError
+
+DEFAULT_CONFIG = "difusor.toml"
+MAIN_JSON = "json/main.json"
+MAIN_JSON_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); raises ValueError with a Spanish reason."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value.strip())
+    if not m:
+        raise ValueError(f"«{value}» no es una dirección HOST:PUERTO (p. ej. 127.0.0.1:8080)")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"el puerto {port} está fuera de 1–65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"«{host}» no es una IP ni un nombre de host válido") from None
+    return host, port
+
+
+def _check_address(value: str) -> str:
+    parse_address(value)
+    return value
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSettings(_Section):
+    name: str = Field("PREP", description="Nombre del sitio, texto libre.")
+    url: str = Field("http://127.0.0.1:8080", description="URL pública del sitio.")
+    timezone: str = Field(
+        "America/Mexico_City",
+        description="Zona horaria de los cortes cuando el dato no trae la suya.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"zona horaria desconocida «{v}»") from None
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"«{v}» no es una URL http:// o https://")
+        return v.rstrip("/")
+
+
+class WebSettings(_Section):
+    listen: Address = Field(
+        "127.0.0.1:8080", description="Dirección HOST:PUERTO del servidor web embebido."
+    )
+    workers: int = Field(2, ge=1, le=64, description="Procesos que atienden peticiones.")
+    access_log: bool = Field(True, description="Registrar cada visita (líneas JSON).")
+    memory_max_file: int = Field(
+        8 * 1024 * 1024,
+        ge=0,
+        description="Archivos de hasta este tamaño (bytes) se sirven desde memoria; "
+        "los mayores, desde disco.",
+    )
+
+
+class SftpSettings(_Section):
+    listen: Address = Field(
+        "127.0.0.1:2222", description="Dirección HOST:PUERTO del SFTP embebido."
+    )
+    user: str = Field("iem", description="Usuario con el que sube la autoridad.")
+    authorized_keys: str = Field(
+        "keys/authorized_keys", description="Llaves públicas autorizadas (formato OpenSSH)."
+    )
+
+
+class StateSettings(_Section):
+    dir: str = Field(
+        "state", description="Carpeta de estado: bitácora, almacén, buzón, cuarentena, registros."
+    )
+
+
+class PackageSettings(_Section):
+    kind: Literal["auto", "full", "incremental"] = Field(
+        "auto",
+        description="Tipo de paquete: «auto» decide por `full_marker`; «full» o «incremental» "
+        "lo fijan.",
+    )
+    full_marker: str = Field(
+        "index.html", description="Un paquete que contiene esta ruta es completo (modo auto)."
+    )
+    main_json: str = Field(MAIN_JSON, description="Ruta del JSON principal del sitio.")
+    validate_json: Literal["main", "all"] = Field(
+        "main", description="Qué JSON deben ser válidos: solo el principal o todos."
+    )
+    require_checksum: Literal["none", "sidecar", "sha256sums", "any"] = Field(
+        "none",
+        description="Suma de verificación obligatoria: ninguna, archivo NOMBRE.sha256, "
+        "SHA256SUMS interno, o cualquiera de las dos.",
+    )
+    wrapper_names: list[str] = Field(
+        default_factory=list,
+        description="Patrones (glob) de carpetas envolventes que se quitan, además del nombre "
+        "del archivo y de AAAAMMDD_HHMM_….",
+    )
+    max_files: int = Field(200_000, ge=1, description="Máximo de archivos por paquete.")
+    max_total_bytes: int = Field(
+        4 * 1024**3, ge=1, description="Máximo de bytes descomprimidos por paquete."
+    )
+    max_file_bytes: int = Field(1024**3, ge=1, description="Máximo de bytes por archivo.")
+    max_ratio: float = Field(
+        200.0, gt=1, description="Máxima razón de compresión (descomprimido / comprimido)."
+    )
+
+
+class CorteSettings(_Section):
+    json_pointers: list[str] = Field(
+        default_factory=list,
+        description="Dónde leer la hora del corte antes que las convenciones conocidas: "
+        "«ruta#/puntero/json», p. ej. «json/main.json#/corte/fechaHora».",
+    )
+
+    @field_validator("json_pointers")
+    @classmethod
+    def _pointers(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if "#/" not in item:
+                raise ValueError(f"«{item}» debe tener la forma ruta#/puntero")
+        return v
+
+
+class StoreSettings(_Section):
+    gzip_level: int = Field(6, ge=1, le=9, description="Nivel de las variantes .gz.")
+    brotli_quality: int = Field(5, ge=0, le=11, description="Calidad de las variantes .br.")
+    compress_min_bytes: int = Field(
+        256, ge=0, description="Archivos más pequeños no llevan variantes comprimidas."
+    )
+    fsync: bool = Field(True, description="Forzar a disco antes de activar (recomendado).")
+
+
+class HeaderRule(_Section):
+    match: str = Field(description="Patrón glob de ruta, p. ej. «*.json» o «json/*».")
+    set: dict[str, str] = Field(description="Encabezados que se fijan en esas rutas.")
+
+
+class Config(_Section):
+    site: SiteSettings = SiteSettings()
+    web: WebSettings = WebSettings()
+    sftp: SftpSettings = SftpSettings()
+    state: StateSettings = StateSettings()
+    package: PackageSettings = PackageSettings()
+    corte: CorteSettings = CorteSettings()
+    store: StoreSettings = StoreSettings()
+    headers: list[HeaderRule] = Field(
+        default_factory=list,
+        description="Reglas de encabezados adicionales (después de las predeterminadas).",
+    )
+
+    # Set by load(): the folder relative paths are resolved against.
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.state.dir)
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Config.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+}
+
+
+def load(path: str | Path = DEFAULT_CONFIG) -> Config:
+    """Read and validate a config file; relative paths resolve against its folder."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no encuentro {p} (créalo con «difusor init CARPETA» o usa --config RUTA)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"no puedo leer {p}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} no es TOML válido: {exc}") from None
+    return from_dict(raw, root=p.resolve().parent, origin=str(p))
+
+
+def from_dict(raw: dict[str, Any], root: Path, origin: str = DEFAULT_CONFIG) -> Config:
+    if "root" in raw:
+        raise ConfigError(f"{origin}: clave desconocida «root»")
+    try:
+        cfg = Config.model_validate({**raw, "root": root})
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_spanish(exc, raw)}") from None
+    _check_files(cfg, origin)
+    _check_headers(cfg, origin)
+    return cfg
+
+
+def _check_files(cfg: Config, origin: str) -> None:
+    keys = cfg.path(cfg.sftp.authorized_keys)
+    if not keys.is_file():
+        raise ConfigError(
+            f"{origin}: sftp.authorized_keys apunta a {keys}, que no existe "
+            "(crea el archivo, aunque sea vacío)"
+        )
+
+
+def _check_headers(cfg: Config, origin: str) -> None:
+    # The convocatoria fixes main.json's Cache-Control; no rule may weaken it.
+    for rule in cfg.headers:
+        for name in rule.set:
+            if name.lower() == "cache-control" and _glob_hits_main(rule.match, cfg.package.main_json):
+                raise ConfigError(
+                    f"{origin}: la regla de encabezados «{rule.match}» cambiaría Cache-Control de "
+                    f"/{cfg.package.main_json}, que la convocatoria fija en "
+                    f"«{MAIN_JSON_CACHE_CONTROL}»"
+                )
+
+
+def _glob_hits_main(pattern: str, main: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(main, pattern.lstrip("/")) or fnmatchcase("/" + main, pattern)
+
+
+_TYPE_MESSAGES = {
+    "int_parsing": "se esperaba un número entero",
+    "int_type": "se esperaba un número entero",
+    "float_parsing": "se esperaba un número",
+    "float_type": "se esperaba un número",
+    "bool_parsing": "se esperaba true o false",
+    "bool_type": "se esperaba true o false",
+    "string_type": "se esperaba texto entre comillas",
+    "list_type": "se esperaba una lista [ ... ]",
+    "dict_type": "se esperaba una tabla",
+    "model_type": "se esperaba una sección [ ... ]",
+    "missing": "falta este valor",
+}
+
+
+def _spanish(exc: ValidationError, raw: dict[str, Any]) -> str:
+    err = exc.errors()[0]
+    loc = [str(x) for x in err["loc"]]
+    key = ".".join(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key(loc, raw)
+    if kind == "value_error":
+        return f"{key}: {err['ctx']['error']}"
+    if kind == "literal_error":
+        return f"{key}: valor «{err.get('input')}» no permitido; usa {err['ctx']['expected']}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = next(iter(err["ctx"].values()))
+        sign = {"greater_than_equal": "≥", "less_than_equal": "≤", "greater_than": ">",
+                "less_than": "<"}[kind]
+        return f"{key}: debe ser {sign} {bound} (vale {err.get('input')})"
+    return f"{key}: {_TYPE_MESSAGES.get(kind, err['msg'])}"
+
+
+def _unknown_key(loc: list[str], raw: dict[str, Any]) -> str:
+    name = loc[-1]
+    where = ".".join(loc[:-1])
+    known: list[str]
+    if not where:
+        known = [k for k in Config.model_fields if k != "root"]
+        hint = difflib.get_close_matches(name, known, n=1)
+        msg = f"sección desconocida [{name}]"
+    else:
+        section = SECTIONS.get(loc[0])
+        if loc[0] == "headers":
+            known = list(HeaderRule.model_fields)
+        else:
+            known = list(section.model_fields) if section else []
+        hint = difflib.get_close_matches(name, known, n=1)
+        msg = f"clave desconocida «{name}» en [{where}]"
+    if hint:
+        msg += f" (¿quisiste decir «{hint[0]}»?)"
+    return msg
+
+
+def render_default(
+    *, web_listen: str = "127.0.0.1:8080", sftp_listen: str = "127.0.0.1:2222", name: str = "PREP"
+) -> str:
+    """The file ``difusor init`` writes: the contract's sections with their defaults."""
+    _check_address(web_listen)
+    _check_address(sftp_listen)
+    site, web, sftp, state = SiteSettings(name=name), WebSettings(), SftpSettings(), StateSettings()
+    return (
+        "# difusor.toml — configuración del difusor (ver docs/configuracion.md)\n"
+        "[site]\n"
+        f"name = {_q(site.name)}\n"
+        f"url = {_q('http://' + web_listen)}\n"
+        f"timezone = {_q(site.timezone)}\n\n"
+        "[web]\n"
+        f"listen = {_q(web_listen)}\n"
+        f"workers = {web.workers}\n\n"
+        "[sftp]\n"
+        f"listen = {_q(sftp_listen)}\n"
+        f"user = {_q(sftp.user)}\n"
+        f"authorized_keys = {_q(sftp.authorized_keys)}\n\n"
+        "[state]\n"
+        f"dir = {_q(state.dir)}\n"
+    )
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

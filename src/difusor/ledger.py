@@ -1,0 +1,278 @@
+"""The ledger: the one shared record of what happened and when (SQLite, WAL).
+
+Only this module speaks SQL. Every stage writes its events here; the status command, the report
+and the monitor read from here. Times are ISO-8601 in UTC with microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE packages (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        received_at TEXT NOT NULL,
+        kept_at TEXT,
+        state TEXT NOT NULL,
+        reason_code TEXT,
+        reason TEXT,
+        corte_time TEXT,
+        kind TEXT,
+        release_id TEXT
+    );
+    CREATE INDEX packages_corte ON packages(corte_time);
+    CREATE TABLE releases (
+        id TEXT PRIMARY KEY,
+        corte_time TEXT NOT NULL,
+        corte_source TEXT NOT NULL,
+        package_id INTEGER,
+        package_sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        base_id TEXT,
+        files INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        collected_at TEXT
+    );
+    CREATE TABLE activations (
+        id INTEGER PRIMARY KEY,
+        release_id TEXT NOT NULL,
+        previous_id TEXT,
+        cause TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        package_id INTEGER,
+        release_id TEXT,
+        message TEXT,
+        detail TEXT
+    );
+    CREATE INDEX events_kind ON events(kind, at);
+    """,
+]
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    id: str
+    corte_time: str
+    corte_source: str
+    package_id: int | None
+    package_sha256: str
+    kind: str
+    base_id: str | None
+    files: int
+    bytes: int
+    created_at: str
+    collected_at: str | None
+
+
+@dataclass(frozen=True)
+class ActivationRow:
+    id: int
+    release_id: str
+    previous_id: str | None
+    cause: str
+    at: str
+
+
+class Ledger:
+    """A connection to the ledger; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        # Statement by statement inside one transaction (executescript would commit early), so
+        # two processes opening a new ledger at once cannot both create it.
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for i, script in enumerate(_SCHEMA[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={i}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- events ---------------------------------------------------------------------------
+
+    def event(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        package_id: int | None = None,
+        release_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        at: str | None = None,
+    ) -> int:
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO events(at, kind, package_id, release_id, message, detail)"
+                " VALUES (?,?,?,?,?,?)",
+                (at or utcnow(), kind, package_id, release_id, message,
+                 json.dumps(detail, ensure_ascii=False) if detail else None),
+            )
+            return int(cur.lastrowid or 0)
+
+    def events(self, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events"
+        args: tuple[Any, ...] = ()
+        if kind:
+            sql += " WHERE kind = ?"
+            args = (kind,)
+        rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [
+            {**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows
+        ]
+
+    # -- packages -------------------------------------------------------------------------
+
+    def package_received(self, name: str, sha256: str, size: int, at: str | None = None) -> int:
+        at = at or utcnow()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO packages(name, sha256, size, received_at, state) VALUES (?,?,?,?,?)",
+                (name, sha256, size, at, "received"),
+            )
+            pid = int(cur.lastrowid or 0)
+            db.execute(
+                "INSERT INTO events(at, kind, package_id, message, detail) VALUES (?,?,?,?,?)",
+                (at, "received", pid, f"paquete recibido: {name}",
+                 json.dumps({"sha256": sha256, "size": size})),
+            )
+        return pid
+
+    def package_update(self, package_id: int, **fields: Any) -> None:
+        allowed = {"kept_at", "state", "reason_code", "reason", "corte_time", "kind", "release_id"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown package fields {bad}")
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            db.execute(f"UPDATE packages SET {cols} WHERE id = ?", (*fields.values(), package_id))
+
+    def package(self, package_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM packages WHERE id = ?", (package_id,)).fetchone()
+        return dict(row) if row else None
+
+    def packages(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM packages ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows.fetchall()]
+
+    # -- releases and activations ---------------------------------------------------------
+
+    def release_stored(self, row: ReleaseRow) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (row.id, row.corte_time, row.corte_source, row.package_id, row.package_sha256,
+                 row.kind, row.base_id, row.files, row.bytes, row.created_at, row.collected_at),
+            )
+            db.execute(
+                "INSERT INTO events(at, kind, package_id, release_id, message, detail)"
+                " VALUES (?,?,?,?,?,?)",
+                (utcnow(), "stored", row.package_id, row.id,
+                 f"corte {row.id} almacenado ({row.files} archivos)",
+                 json.dumps({"files": row.files, "bytes": row.bytes, "kind": row.kind,
+                             "base": row.base_id})),
+            )
+
+    def release(self, release_id: str) -> ReleaseRow | None:
+        row = self._db.execute("SELECT * FROM releases WHERE id = ?", (release_id,)).fetchone()
+        return ReleaseRow(**dict(row)) if row else None
+
+    def releases(self) -> list[ReleaseRow]:
+        rows = self._db.execute("SELECT * FROM releases ORDER BY created_at").fetchall()
+        return [ReleaseRow(**dict(r)) for r in rows]
+
+    def releases_for_corte(self, corte_time: str) -> list[ReleaseRow]:
+        rows = self._db.execute(
+            "SELECT * FROM releases WHERE corte_time = ? ORDER BY created_at", (corte_time,)
+        ).fetchall()
+        return [ReleaseRow(**dict(r)) for r in rows]
+
+    def release_collected(self, release_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE releases SET collected_at = ? WHERE id = ?", (utcnow(), release_id))
+
+    def activated(
+        self, release_id: str, previous_id: str | None, cause: str, package_id: int | None = None,
+        message: str = "",
+    ) -> ActivationRow:
+        at = utcnow()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO activations(release_id, previous_id, cause, at) VALUES (?,?,?,?)",
+                (release_id, previous_id, cause, at),
+            )
+            db.execute(
+                "INSERT INTO events(at, kind, package_id, release_id, message, detail)"
+                " VALUES (?,?,?,?,?,?)",
+                (at, "activated", package_id, release_id,
+                 message or f"corte {release_id} en línea",
+                 json.dumps({"cause": cause, "previous": previous_id})),
+            )
+            if package_id is not None:
+                db.execute(
+                    "UPDATE packages SET state = 'activated', release_id = ? WHERE id = ?",
+                    (release_id, package_id),
+                )
+        return ActivationRow(int(cur.lastrowid or 0), release_id, previous_id, cause, at)
+
+    def last_activation(self) -> ActivationRow | None:
+        row = self._db.execute("SELECT * FROM activations ORDER BY id DESC LIMIT 1").fetchone()
+        return ActivationRow(**dict(row)) if row else None
+
+    def activations(self, limit: int = 20) -> list[ActivationRow]:
+        rows = self._db.execute(
+            "SELECT * FROM activations ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [ActivationRow(**dict(r)) for r in rows]

@@ -1,0 +1,200 @@
+"""Archives as a uniform stream of members: ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``.
+
+The format is read from the file's first bytes, never trusted from its name. Members come in
+archive order with their declared type and size; the caller decides what is acceptable. Library
+errors stop here and become PackageRefused with a reason the operator understands.
+"""
+
+from __future__ import annotations
+
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from difusor.errors import PackageRefused
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    kind: str  # file | dir | symlink | hardlink | device | fifo | other
+    size: int  # declared uncompressed size
+    packed: int | None  # compressed size, when the format records it per member (zip)
+    open: Callable[[], IO[bytes]] | None = None
+
+
+def sniff(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        return "tar.gz"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return "tar.compressed"
+    if not head:
+        raise PackageRefused("empty", "el paquete está vacío (0 bytes)")
+    raise PackageRefused(
+        "unsupported_format",
+        "formato no reconocido: se aceptan .zip, .tar, .tar.gz y .tgz",
+    )
+
+
+class _Counting:
+    """A file wrapper that counts how many compressed bytes a decompressor has consumed."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.consumed = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.consumed += len(data)
+        return data
+
+
+@dataclass
+class Archive:
+    format: str
+    size: int
+    members: Callable[[], Iterator[Member]]
+    consumed: Callable[[], int]  # compressed bytes read so far (for ratio checks while streaming)
+
+
+@contextmanager
+def open_archive(path: Path) -> Iterator[Archive]:
+    fmt = sniff(path)
+    size = path.stat().st_size
+    if fmt == "zip":
+        try:
+            zf = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            raise PackageRefused(
+                "truncated",
+                "el ZIP está incompleto o dañado: no tiene directorio central "
+                "(¿transferencia interrumpida?)",
+            ) from None
+        with zf:
+            yield Archive("zip", size, lambda: _zip_members(zf), lambda: size)
+    else:
+        with path.open("rb") as raw:
+            counting = _Counting(raw)
+            try:
+                tf = tarfile.open(  # noqa: SIM115 - closed by the with below
+                    fileobj=counting,  # type: ignore[arg-type]
+                    mode="r|*",
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                )
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                raise _tar_error(exc) from None
+            with tf:
+                yield Archive(fmt, size, lambda: _tar_members(tf), lambda: counting.consumed)
+
+
+def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
+    for info in zf.infolist():
+        name = _zip_name(info)
+        if info.flag_bits & 0x1:
+            raise PackageRefused("encrypted", f"«{name}» está cifrado; el paquete debe ir sin cifrar")
+        kind = "dir" if info.is_dir() else "file"
+        if info.create_system == 3:  # Unix: the mode is in the high half of external_attr
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                kind = "symlink"
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                kind = "device"
+            elif stat.S_ISFIFO(mode):
+                kind = "fifo"
+            elif stat.S_ISSOCK(mode):
+                kind = "other"
+        opener = (lambda i=info: _zip_open(zf, i)) if kind == "file" else None
+        yield Member(name, kind, info.file_size, info.compress_size, opener)
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """The member name, with non-UTF-8 bytes kept as surrogates so names.canonical refuses them."""
+    raw_name = info.orig_filename  # not truncated at NUL, unlike .filename
+    if info.flag_bits & 0x800:
+        return raw_name
+    raw = raw_name.encode("cp437")
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _zip_open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+    try:
+        return zf.open(info)
+    except NotImplementedError:
+        raise PackageRefused(
+            "unsupported_member",
+            f"«{info.filename}» usa un método de compresión no soportado "
+            f"({info.compress_type}); usa deflate o sin compresión",
+        ) from None
+    except zipfile.BadZipFile as exc:
+        raise PackageRefused("corrupt", f"el ZIP está dañado en «{info.filename}»: {exc}") from None
+
+
+def _tar_members(tf: tarfile.TarFile) -> Iterator[Member]:
+    it = iter(tf)
+    while True:
+        try:
+            ti = next(it)
+        except StopIteration:
+            return
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise _tar_error(exc) from None
+        if ti.isreg():
+            kind = "file"
+        elif ti.isdir():
+            kind = "dir"
+        elif ti.issym():
+            kind = "symlink"
+        elif ti.islnk():
+            kind = "hardlink"
+        elif ti.ischr() or ti.isblk():
+            kind = "device"
+        elif ti.isfifo():
+            kind = "fifo"
+        else:
+            kind = "other"
+        opener = (lambda t=ti: _tar_open(tf, t)) if kind == "file" else None
+        yield Member(ti.name, kind, ti.size, None, opener)
+
+
+def _tar_open(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> IO[bytes]:
+    f = tf.extractfile(ti)
+    if f is None:  # pragma: no cover - isreg() members always have data
+        raise PackageRefused("corrupt", f"no se pueden leer los datos de «{ti.name}»")
+    return f
+
+
+def _tar_error(exc: BaseException) -> PackageRefused:
+    text = str(exc)
+    if isinstance(exc, EOFError) or "unexpected end" in text or "end of data" in text:
+        return PackageRefused(
+            "truncated", "el archivo tar termina antes de tiempo (¿transferencia interrumpida?)"
+        )
+    if "empty file" in text:
+        return PackageRefused("empty", "el paquete está vacío")
+    return PackageRefused("corrupt", f"el archivo tar está dañado: {text or type(exc).__name__}")
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that reading a member's data can raise on a damaged archive."""
+    return (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError)
+
+
+def member_read_error(fmt: str, name: str, exc: BaseException) -> PackageRefused:
+    if fmt != "zip":
+        return _tar_error(exc)
+    if isinstance(exc, EOFError):
+        return PackageRefused("truncated", f"los datos de «{name}» terminan antes de tiempo")
+    return PackageRefused("corrupt", f"datos dañados en «{name}»: {exc}")

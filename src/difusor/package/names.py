@@ -1,0 +1,86 @@
+"""Member names: what a path inside a package may look like.
+
+A name becomes a site path only if it is relative, canonical, valid UTF-8 and free of control
+characters; anything else is refused with its own reason. ``./`` prefixes (``tar -C dir .``) are
+accepted and dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from difusor.errors import PackageRefused
+
+RESERVED_PREFIX = "_difusor"
+MAX_SEGMENT_BYTES = 255
+MAX_PATH_BYTES = 1024
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def canonical(raw: str) -> str | None:
+    """The site path for a member name, or None for the archive root itself (``./``).
+
+    A trailing ``/`` (directory entries) is dropped. Raises PackageRefused for a bad name.
+    """
+    shown = _shown(raw)
+    if "\x00" in raw:
+        raise PackageRefused("control_char", f"el nombre «{shown}» contiene un carácter nulo")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
+        raise PackageRefused(
+            "invalid_utf8", f"el nombre «{shown}» no es UTF-8 válido"
+        )
+    if _CONTROL.search(raw):
+        raise PackageRefused(
+            "control_char", f"el nombre «{shown}» contiene caracteres de control"
+        )
+    if "\\" in raw:
+        raise PackageRefused(
+            "backslash",
+            f"el nombre «{shown}» usa «\\» como separador; los paquetes deben usar «/»",
+        )
+    if raw.startswith("/") or _DRIVE.match(raw):
+        raise PackageRefused(
+            "absolute_path", f"ruta absoluta «{shown}»: solo se aceptan rutas relativas"
+        )
+    name = raw
+    while name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/") if name.endswith("/") else name
+    if name in ("", "."):
+        return None
+    parts = name.split("/")
+    if ".." in parts:
+        raise PackageRefused(
+            "parent_segment", f"la ruta «{shown}» sube de carpeta con «..»"
+        )
+    if any(p in ("", ".") for p in parts):
+        raise PackageRefused(
+            "noncanonical", f"la ruta «{shown}» no es canónica (segmentos vacíos o «.»)"
+        )
+    if len(name.encode()) > MAX_PATH_BYTES or any(
+        len(p.encode()) > MAX_SEGMENT_BYTES for p in parts
+    ):
+        raise PackageRefused("name_too_long", f"la ruta «{shown[:80]}…» es demasiado larga")
+    return name
+
+
+def check_reserved(path: str) -> None:
+    top = path.split("/", 1)[0]
+    if top.casefold() == RESERVED_PREFIX:
+        raise PackageRefused(
+            "reserved_prefix",
+            f"«{path}» usa el prefijo reservado /{RESERVED_PREFIX}/ (endpoints del difusor)",
+        )
+
+
+def duplicate_key(path: str) -> str:
+    """Two names that render the same (NFC) are the same file to a person reading the site."""
+    return unicodedata.normalize("NFC", path)
+
+
+def _shown(raw: str) -> str:
+    text = raw.encode("utf-8", "backslashreplace").decode("utf-8", "replace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:200]

@@ -1,0 +1,427 @@
+"""Verify one package in a single streaming pass and hand its files to a content sink.
+
+Everything the authority sent is checked before anything can go live: member names and types,
+limits, checksums, JSON validity and the corte's time. The reader never decides *where* bytes
+go: it gives them to a ``ContentSink`` (the store's staging area) and returns the path → digest
+map, the kind (full / incremental) and the corte.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import IO, Protocol
+
+from difusor.config import CorteSettings, PackageSettings
+from difusor.errors import PackageRefused
+from difusor.package import archive, checksums, corte, names
+
+SMALL_FILE = 8 * 1024 * 1024  # read whole; larger files stream in chunks
+CHUNK = 1024 * 1024
+RATIO_FLOOR = 16 * 1024 * 1024  # ratios are only judged past this many bytes
+MEMBER_RATIO_FLOOR = 1024 * 1024
+_STAMP_WRAPPER = re.compile(r"^\d{8}_\d{4}")
+_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
+
+
+class ContentSink(Protocol):
+    """Where verified bytes go; returns the content's sha256."""
+
+    def add(self, data: bytes) -> str: ...
+
+    def add_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]: ...
+
+    def read(self, sha256: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    sha256: str
+    size: int
+
+
+@dataclass
+class VerifiedPackage:
+    files: dict[str, PackageFile]
+    kind: str  # full | incremental
+    corte: corte.CorteTime
+    format: str
+    wrapper: str | None
+    checksums: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[int, int | None], None]
+
+
+def read_package(
+    path: Path,
+    *,
+    name: str,
+    package_sha256: str,
+    sidecar_text: str | None,
+    settings: PackageSettings,
+    corte_settings: CorteSettings,
+    zone: tzinfo,
+    sink: ContentSink,
+    progress: Progress | None = None,
+) -> VerifiedPackage:
+    verified: list[str] = []
+    if sidecar_text is not None:
+        stated = checksums.parse_sidecar(sidecar_text)
+        if stated != package_sha256:
+            raise PackageRefused(
+                "checksum_sidecar",
+                f"el paquete no coincide con {name}.sha256 (esperado {stated[:12]}…, "
+                f"recibido {package_sha256[:12]}…): llegó alterado o incompleto",
+            )
+        verified.append("sidecar")
+    elif settings.require_checksum == "sidecar":
+        raise PackageRefused(
+            "checksum_missing", f"falta {name}.sha256 y la configuración exige verificarlo"
+        )
+    with archive.open_archive(path) as arc:
+        scan = _Scan(settings, corte_settings, zone, sink, arc, progress)
+        scan.run()
+    return scan.finish(name, verified)
+
+
+class _Scan:
+    def __init__(
+        self,
+        settings: PackageSettings,
+        corte_settings: CorteSettings,
+        zone: tzinfo,
+        sink: ContentSink,
+        arc: archive.Archive,
+        progress: Progress | None,
+    ) -> None:
+        self.s = settings
+        self.cs = corte_settings
+        self.zone = zone
+        self.sink = sink
+        self.arc = arc
+        self.progress = progress
+        self.files: dict[str, PackageFile] = {}  # canonical archive path → content
+        self.dirs: set[str] = set()
+        self.seen: dict[str, str] = {}
+        self.kept: dict[str, bytes] = {}  # small files needed after the pass
+        self.conventions: list[tuple[str, int, int, corte.CorteTime]] = []  # path, rank, order
+        self.csv_times: list[tuple[int, corte.CorteTime]] = []
+        self.nested_zips: list[tuple[str, str]] = []
+        self.total = 0
+        self.pointer_paths = {p.split("#/", 1)[0].lstrip("/") for p in corte_settings.json_pointers}
+
+    # -- the streaming pass ------------------------------------------------------------
+
+    def run(self) -> None:
+        members: Iterator[archive.Member] | list[archive.Member] = self.arc.members()
+        expected: int | None = None
+        if self.arc.format == "zip":
+            # The central directory is known up front: judge the whole list before any data.
+            members = list(members)
+            self._precheck_zip(members)
+            expected = sum(1 for m in members if m.kind == "file")
+        done = 0
+        for member in members:
+            path = names.canonical(member.name)
+            if path is None:
+                continue
+            self._check_type(member, path)
+            if member.kind == "dir":
+                self.dirs.add(path)
+                continue
+            self._check_new(path)
+            if len(self.files) >= self.s.max_files:
+                raise PackageRefused(
+                    "too_many_files",
+                    f"el paquete trae más de {self.s.max_files} archivos (límite package.max_files)",
+                )
+            if member.size > self.s.max_file_bytes:
+                raise PackageRefused(
+                    "file_too_big",
+                    f"«{path}» mide {member.size} bytes; el límite es {self.s.max_file_bytes} "
+                    "(package.max_file_bytes)",
+                )
+            assert member.open is not None
+            self.files[path] = self._read(path, member.size, member.open())
+            done += 1
+            if self.progress:
+                self.progress(done, expected)
+
+    def _precheck_zip(self, members: list[archive.Member]) -> None:
+        nfiles = sum(1 for m in members if m.kind == "file")
+        if nfiles > self.s.max_files:
+            raise PackageRefused(
+                "too_many_files",
+                f"el paquete trae {nfiles} archivos; el límite es {self.s.max_files} "
+                "(package.max_files)",
+            )
+        declared = sum(m.size for m in members)
+        if declared > self.s.max_total_bytes:
+            raise PackageRefused(
+                "too_many_bytes",
+                f"el paquete descomprimido mediría {declared} bytes; el límite es "
+                f"{self.s.max_total_bytes} (package.max_total_bytes)",
+            )
+        if declared > RATIO_FLOOR and declared > self.s.max_ratio * max(self.arc.size, 1):
+            raise PackageRefused(
+                "ratio",
+                f"razón de compresión {declared / max(self.arc.size, 1):.0f}:1 mayor que "
+                f"{self.s.max_ratio:.0f}:1: parece una bomba de descompresión",
+            )
+        for m in members:
+            if (
+                m.packed is not None
+                and m.size > MEMBER_RATIO_FLOOR
+                and m.size > self.s.max_ratio * max(m.packed, 1)
+            ):
+                raise PackageRefused(
+                    "ratio",
+                    f"«{m.name}» se expande {m.size / max(m.packed, 1):.0f}:1, más que "
+                    f"{self.s.max_ratio:.0f}:1: parece una bomba de descompresión",
+                )
+
+    def _check_type(self, member: archive.Member, path: str) -> None:
+        if member.kind in ("file", "dir"):
+            return
+        reasons = {
+            "symlink": ("symlink", "es un enlace simbólico"),
+            "hardlink": ("hardlink", "es un enlace duro"),
+            "device": ("device", "es un dispositivo"),
+            "fifo": ("device", "es una tubería (FIFO)"),
+        }
+        code, what = reasons.get(member.kind, ("unsupported_member", "no es un archivo regular"))
+        raise PackageRefused(code, f"«{path}» {what}; un paquete solo puede traer archivos")
+
+    def _check_new(self, path: str) -> None:
+        key = names.duplicate_key(path)
+        if key in self.seen:
+            raise PackageRefused("duplicate", f"«{path}» aparece dos veces en el paquete")
+        self.seen[key] = path
+
+    def _read(self, path: str, declared: int, stream: IO[bytes]) -> PackageFile:
+        try:
+            with stream:
+                if declared <= SMALL_FILE:
+                    data = stream.read()
+                    self._count(len(data))
+                    sha = self.sink.add(data)
+                    self._inspect(path, sha, data)
+                    return PackageFile(sha, len(data))
+                sha, size = self.sink.add_chunks(self._chunks(stream))
+                return PackageFile(sha, size)
+        except PackageRefused:
+            raise
+        except archive.read_errors() as exc:
+            raise archive.member_read_error(self.arc.format, path, exc) from None
+
+    def _chunks(self, stream: IO[bytes]) -> Iterator[bytes]:
+        while chunk := stream.read(CHUNK):
+            self._count(len(chunk))
+            yield chunk
+
+    def _count(self, n: int) -> None:
+        self.total += n
+        if self.total > self.s.max_total_bytes:
+            raise PackageRefused(
+                "too_many_bytes",
+                f"el paquete descomprimido pasa de {self.s.max_total_bytes} bytes "
+                "(package.max_total_bytes)",
+            )
+        consumed = max(self.arc.consumed(), 1)
+        if self.total > RATIO_FLOOR and self.total > self.s.max_ratio * consumed:
+            raise PackageRefused(
+                "ratio",
+                f"razón de compresión {self.total / consumed:.0f}:1 mayor que "
+                f"{self.s.max_ratio:.0f}:1: parece una bomba de descompresión",
+            )
+
+    def _inspect(self, path: str, sha: str, data: bytes) -> None:
+        lower = path.lower()
+        base = lower.rsplit("/", 1)[-1]
+        if self._maybe(path, self.s.main_json) or self._maybe_pointer(path):
+            self.kept[path] = data
+        if base in (n.lower() for n in checksums.INNER_NAMES) and path.count("/") <= 1:
+            self.kept[path] = data
+        if lower.endswith(".json"):
+            if self.s.validate_json == "all":
+                _parse_json(path, data)
+            for rank, when, which in corte.from_json_conventions(data, self.zone):
+                self.conventions.append(
+                    (path, rank, len(self.conventions), corte.CorteTime(when, f"{path}: {which}"))
+                )
+        elif lower.endswith(".csv"):
+            when = corte.from_csv_head(data[:4096])
+            if when:
+                self.csv_times.append(
+                    (len(self.csv_times), corte.CorteTime(when, f"{path}: línea de corte del CSV"))
+                )
+        elif lower.endswith(".zip"):
+            self.nested_zips.append((path, sha))
+
+    @staticmethod
+    def _maybe(path: str, target: str) -> bool:
+        """``path`` is ``target``, or would be once a wrapper folder is stripped."""
+        return path == target or path.split("/", 1)[-1] == target
+
+    def _maybe_pointer(self, path: str) -> bool:
+        return any(self._maybe(path, p) for p in self.pointer_paths)
+
+    # -- after the pass ----------------------------------------------------------------
+
+    def finish(self, name: str, verified: list[str]) -> VerifiedPackage:
+        if not self.files:
+            raise PackageRefused("empty", "el paquete no trae ningún archivo")
+        wrapper = self._wrapper(name)
+        cut = len(wrapper) + 1 if wrapper else 0
+
+        def final(p: str) -> str:
+            return p[cut:] if wrapper and p.startswith(wrapper + "/") else p
+
+        files = {final(p): f for p, f in self.files.items()}
+        kept = {final(p): d for p, d in self.kept.items()}
+        for p in files:
+            names.check_reserved(p)
+        self._check_conflicts(files)
+
+        main = self.s.main_json
+        if main in files:
+            _parse_json(main, kept[main])
+        listing = next((n for n in checksums.INNER_NAMES if n in files), None)
+        if listing:
+            sums = checksums.parse_sums(_text(listing, kept[listing]), wrapper)
+            checksums.verify_sums(sums, {p: f.sha256 for p, f in files.items()}, listing)
+            verified.append("sha256sums")
+        required = self.s.require_checksum
+        if (required == "sha256sums" and not listing) or (required == "any" and not verified):
+            raise PackageRefused(
+                "checksum_missing",
+                "el paquete no trae suma de verificación y la configuración exige una "
+                f"(package.require_checksum = «{required}»)",
+            )
+        kind = self._kind(files)
+        if kind == "full" and main not in files:
+            raise PackageRefused(
+                "main_missing",
+                f"el paquete es completo (trae {self.s.full_marker}) pero no trae {main}",
+            )
+        when = self._corte(name, kept, final)
+        return VerifiedPackage(files, kind, when, self.arc.format, wrapper, verified)
+
+    def _wrapper(self, name: str) -> str | None:
+        tops = {p.split("/", 1)[0] for p in self.files}
+        loose = {p for p in self.files if "/" not in p}
+        folders = tops - loose
+        # A checksum list may sit beside the wrapper folder instead of inside it.
+        if len(folders) != 1 or loose - set(checksums.INNER_NAMES):
+            return None
+        top = next(iter(folders))
+        stem = name
+        for suffix in _SUFFIXES:
+            if stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        if top == stem or _STAMP_WRAPPER.match(top):
+            return top
+        if any(fnmatchcase(top, pattern) for pattern in self.s.wrapper_names):
+            return top
+        return None
+
+    @staticmethod
+    def _check_conflicts(files: dict[str, PackageFile]) -> None:
+        for p in files:
+            parts = p.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent in files:
+                    raise PackageRefused(
+                        "path_conflict",
+                        f"«{parent}» es a la vez archivo y carpeta (de «{p}»)",
+                    )
+
+    def _kind(self, files: dict[str, PackageFile]) -> str:
+        if self.s.kind != "auto":
+            return self.s.kind
+        return "full" if self.s.full_marker in files else "incremental"
+
+    def _corte(
+        self, name: str, kept: dict[str, bytes], final: Callable[[str], str]
+    ) -> corte.CorteTime:
+        for spec in self.cs.json_pointers:
+            file, pointer = spec.split("#", 1)
+            file = file.lstrip("/")
+            if file not in kept:
+                continue
+            try:
+                value = corte.resolve_pointer(_parse_json(file, kept[file]), pointer)
+            except (KeyError, IndexError, ValueError, TypeError):
+                continue
+            when = corte.from_value(value, self.zone)
+            if when:
+                return corte.CorteTime(when, f"{file}#{pointer}")
+        main = self.s.main_json
+        ranked = sorted(
+            (0 if final(path) == main else 1, rank, order, found)
+            for path, rank, order, found in self.conventions
+        )
+        best = [r for r in ranked if r[1] < 2]  # dates before names
+        if best:
+            return best[0][3]
+        if ranked:
+            return ranked[0][3]
+        when = corte.from_stamp(name, self.zone)
+        if when:
+            return corte.CorteTime(when, f"nombre del paquete «{name}»")
+        if self.csv_times:
+            return self.csv_times[0][1]
+        for path, sha in self.nested_zips:
+            found = _nested_csv_time(final(path), self.sink.read(sha))
+            if found:
+                return found
+        raise PackageRefused(
+            "no_corte",
+            "no encontré la fecha y hora del corte (ni en los JSON, ni en el nombre del "
+            "paquete, ni en la base de datos CSV); configura corte.json_pointers si el "
+            "formato es otro",
+        )
+
+
+def _parse_json(path: str, data: bytes) -> object:
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise PackageRefused("json_invalid", f"«{path}» no está en UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise PackageRefused(
+            "json_invalid",
+            f"«{path}» no es JSON válido (línea {exc.lineno}, columna {exc.colno}: {exc.msg})",
+        ) from None
+
+
+def _text(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PackageRefused("checksum_format", f"«{path}» no está en UTF-8") from None
+
+
+def _nested_csv_time(path: str, data: bytes) -> corte.CorteTime | None:
+    """The corte line of a database zip carried inside the package (INE LEEME layout)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            csvs = [i for i in zf.infolist() if i.filename.lower().endswith(".csv")][:20]
+            for info in csvs:
+                with zf.open(info) as f:
+                    when = corte.from_csv_head(f.read(4096))
+                if when:
+                    return corte.CorteTime(when, f"{path}/{info.filename}: línea de corte del CSV")
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError):
+        return None
+    return None

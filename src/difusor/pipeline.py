@@ -1,0 +1,428 @@
+"""The publishing pipeline: receive → package → store → publish, one package at a time.
+
+Each stage produces what the next one reads; this module only drives them in order under the
+publish lock and writes the ledger. A refused package changes nothing live: its new objects stay
+in a staging folder that is thrown away, and its original goes to ``quarantine/`` with the reason.
+A ``SIGKILL`` at any point leaves the previous corte (or the new one, complete) live;
+``recover`` tidies up after it the next time anything takes the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from difusor.config import Config
+from difusor.errors import BusyError, NotFound, PackageRefused
+from difusor.ledger import Ledger, ReleaseRow, utcnow
+from difusor.package.corte import corte_id
+from difusor.package.reader import Progress, VerifiedPackage, read_package
+from difusor.paths import StateLayout
+from difusor.publish.activate import activate, bump_generation, ensure_generation, live_release
+from difusor.receive.intake import Intake, take_in
+from difusor.store.layout import StoreLayout
+from difusor.store.manifest import FileEntry, Manifest, ManifestStore, changed_paths
+from difusor.store.mediatypes import compressible, media_type
+from difusor.store.objects import ObjectStore, Staging, sync_filesystem
+from difusor.store.releases import ReleaseDirs
+
+LOCK_TIMEOUT = 120.0
+_KEPT_NAME = re.compile(r"^(\d+)_")
+
+
+@dataclass
+class PublishOutcome:
+    status: str  # published | unchanged
+    release_id: str
+    corte_time: str
+    package_id: int
+    kind: str
+    files: int
+    changed: int
+    message: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class GcOutcome:
+    releases: list[str]
+    objects: int
+    freed: int
+
+
+class Publisher:
+    def __init__(self, cfg: Config, ledger: Ledger, *, progress: Progress | None = None) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.progress = progress
+        self.state = StateLayout(cfg.state_dir)
+        self.state.create()
+        self.layout = StoreLayout(self.state.store)
+        self.layout.create()
+        ensure_generation(self.layout)
+        fsync = cfg.store.fsync
+        self.objects = ObjectStore(self.layout.objects, fsync=fsync)
+        self.manifests = ManifestStore(self.layout.manifests, fsync=fsync)
+        self.dirs = ReleaseDirs(self.layout, self.objects)
+        self.zone = ZoneInfo(cfg.site.timezone)
+
+    # -- the lock and recovery ----------------------------------------------------------
+
+    @contextmanager
+    def lock(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        fd = os.open(self.state.publish_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise BusyError(
+                            f"otra publicación sigue en curso ({self.state.publish_lock}); "
+                            "reintenta en unos segundos"
+                        ) from None
+                    time.sleep(0.05)
+            self.recover()
+            yield
+        finally:
+            os.close(fd)
+
+    def recover(self) -> None:
+        """Tidy up after an interrupted run: temp folders, an unrecorded activation, copies."""
+        for folder in (self.layout.tmp, self.layout.build):
+            for leftover in folder.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        live = live_release(self.layout)
+        last = self.ledger.last_activation()
+        if live and (last is None or last.release_id != live):
+            row = self.ledger.release(live)
+            self.ledger.activated(
+                live, last.release_id if last else None, "recovery",
+                row.package_id if row else None,
+                message=f"corte {live} en línea (activación recuperada tras una interrupción)",
+            )
+            bump_generation(self.layout)
+        for leftover in self.state.incoming.iterdir():
+            self._recover_copy(leftover)
+
+    def _recover_copy(self, path: Path) -> None:
+        if path.name.startswith(".") and path.name.endswith(".part"):
+            path.unlink(missing_ok=True)  # an unfinished copy; the source is still where it was
+            return
+        m = _KEPT_NAME.match(path.name)
+        row = self.ledger.package(int(m.group(1))) if m else None
+        target = self.state.packages / path.name
+        os.replace(path, target)
+        if row is None:
+            return
+        if row["state"] != "activated":
+            self.ledger.package_update(row["id"], state="interrupted", kept_at=str(target))
+            self.ledger.event(
+                "interrupted", f"publicación interrumpida de {row['name']}; original conservado",
+                package_id=row["id"], detail={"kept_at": str(target)},
+            )
+        else:
+            self.ledger.package_update(row["id"], kept_at=str(target))
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def publish(
+        self,
+        source: Path,
+        *,
+        force: bool = False,
+        on_live: Callable[[PublishOutcome], None] | None = None,
+        finish: bool = True,
+    ) -> PublishOutcome:
+        """Verify and publish one package; raises PackageRefused when it must not go live.
+
+        ``on_live`` is called the moment the corte is live; ``finish`` then derives the
+        compressed variants and the next spare (off the latency path, still under the lock).
+        """
+        with self.lock():
+            outcome = self._publish(source, force)
+            if on_live:
+                on_live(outcome)
+            if finish and outcome.status == "published":
+                self.finish(outcome.release_id)
+        return outcome
+
+    def _publish(self, source: Path, force: bool) -> PublishOutcome:
+        t = _Timer()
+        intake = take_in(source, self.state.incoming)
+        package_id = self.ledger.package_received(intake.name, intake.sha256, intake.size)
+        intake.named(package_id)
+        t.mark("recibido")
+        staging = self.objects.staging(self.layout.tmp)
+        try:
+            verified = read_package(
+                intake.path,
+                name=intake.name,
+                package_sha256=intake.sha256,
+                sidecar_text=intake.sidecar_text,
+                settings=self.cfg.package,
+                corte_settings=self.cfg.corte,
+                zone=self.zone,
+                sink=staging,
+                progress=self.progress,
+            )
+            t.mark("verificado")
+            self._verified(package_id, verified)
+            return self._store_and_activate(intake, package_id, verified, staging, force, t)
+        except PackageRefused as refusal:
+            staging.discard()
+            self._refused(intake, package_id, refusal)
+            raise
+        except BaseException as exc:
+            staging.discard()
+            if isinstance(exc, Exception):
+                self._failed(intake, package_id, exc)
+            raise
+
+    def _verified(self, package_id: int, v: VerifiedPackage) -> None:
+        when = v.corte.when.isoformat()
+        self.ledger.package_update(package_id, state="verified", corte_time=when, kind=v.kind)
+        self.ledger.event(
+            "verified",
+            f"paquete verificado: corte {when} ({v.corte.source}), {len(v.files)} archivos, "
+            f"{'completo' if v.kind == 'full' else 'incremental'}",
+            package_id=package_id,
+            detail={"files": len(v.files), "kind": v.kind, "format": v.format,
+                    "corte_source": v.corte.source, "checksums": v.checksums,
+                    "wrapper": v.wrapper},
+        )
+
+    def _store_and_activate(
+        self,
+        intake: Intake,
+        package_id: int,
+        v: VerifiedPackage,
+        staging: Staging,
+        force: bool,
+        t: _Timer,
+    ) -> PublishOutcome:
+        live_id = live_release(self.layout)
+        live = self.manifests.load(live_id) if live_id else None
+        if v.kind == "incremental" and live is None:
+            raise PackageRefused(
+                "no_base",
+                "es un paquete incremental y todavía no hay un corte en línea sobre el cual "
+                "aplicarlo; publica primero un paquete completo",
+            )
+        files: dict[str, FileEntry] = dict(live.files) if (v.kind == "incremental" and live) else {}
+        for path, f in v.files.items():
+            files[path] = FileEntry(f.sha256, f.size, media_type(path))
+        corte_iso = v.corte.when.isoformat()
+        cid = corte_id(v.corte.when, self.zone)
+
+        same = [r for r in self.ledger.releases_for_corte(corte_iso) if self.manifests.exists(r.id)]
+        for row in same:
+            if self.manifests.load(row.id).files == files:
+                staging.discard()
+                kept = intake.keep(self.state.packages)
+                self.ledger.package_update(
+                    package_id, state="duplicate", release_id=row.id, kept_at=str(kept)
+                )
+                msg = f"el corte {row.id} ya está publicado con estos mismos archivos; sin cambios"
+                self.ledger.event("duplicate", msg, package_id=package_id, release_id=row.id)
+                return PublishOutcome("unchanged", row.id, corte_iso, package_id, v.kind,
+                                      len(files), 0, msg, t.laps)
+        if same and not force:
+            raise PackageRefused(
+                "same_corte_different",
+                f"ya se publicó el corte {cid} con otro contenido; si la autoridad lo "
+                "corrigió, publica con --force",
+            )
+        if live and not force and v.corte.when < datetime.fromisoformat(live.corte_time):
+            raise PackageRefused(
+                "older_corte",
+                f"el corte del paquete ({cid}) es anterior al corte en línea ({live.release_id}); "
+                "usa --force solo si la autoridad lo pide",
+            )
+        release_id = self._new_release_id(cid)
+
+        staging.commit()
+        t.mark("objetos")
+        manifest = Manifest(
+            release_id=release_id,
+            corte_time=corte_iso,
+            corte_source=v.corte.source,
+            package_name=intake.name,
+            package_sha256=intake.sha256,
+            kind=v.kind,
+            base_id=live_id if v.kind == "incremental" else None,
+            created=utcnow(),
+            files=files,
+        )
+        self.manifests.save(manifest)
+        self.dirs.build(manifest, base=live)
+        if self.cfg.store.fsync:
+            sync_filesystem(self.layout.root)
+        t.mark("release")
+        self.ledger.release_stored(
+            ReleaseRow(release_id, corte_iso, v.corte.source, package_id, intake.sha256, v.kind,
+                       manifest.base_id, len(files), manifest.total_bytes, manifest.created, None)
+        )
+        activate(self.layout, release_id, fsync=self.cfg.store.fsync)
+        t.mark("activado")
+        changed, removed = changed_paths(live, manifest)
+        self.ledger.activated(
+            release_id, live_id, "publish", package_id,
+            message=f"corte {release_id} en línea ({len(changed)} archivos nuevos o cambiados)",
+        )
+        kept = intake.keep(self.state.packages)
+        self.ledger.package_update(package_id, kept_at=str(kept))
+        self.ledger.event("timings", "tiempos de publicación", package_id=package_id,
+                          release_id=release_id, detail=t.laps)
+        return PublishOutcome(
+            "published", release_id, corte_iso, package_id, v.kind, len(files),
+            len(changed) + len(removed),
+            f"corte {release_id} en línea ({v.corte.when.astimezone(self.zone):%d/%m/%Y %H:%M}), "
+            f"{len(files)} archivos, {len(changed)} nuevos o cambiados",
+            t.laps,
+        )
+
+    def _new_release_id(self, cid: str) -> str:
+        candidate, n = cid, 1
+        while self.ledger.release(candidate) is not None:
+            n += 1
+            candidate = f"{cid}-{n}"
+        return candidate
+
+    def _refused(self, intake: Intake, package_id: int, refusal: PackageRefused) -> None:
+        kept = intake.quarantine(self.state.quarantine, refusal.code, refusal.message)
+        self.ledger.package_update(
+            package_id, state="refused", reason_code=refusal.code, reason=refusal.message,
+            kept_at=str(kept),
+        )
+        self.ledger.event(
+            "refused", f"paquete rechazado: {refusal.message}", package_id=package_id,
+            detail={"code": refusal.code, "quarantine": str(kept)},
+        )
+
+    def _failed(self, intake: Intake, package_id: int, exc: Exception) -> None:
+        reason = f"error interno: {type(exc).__name__}: {exc}"
+        try:
+            kept = intake.quarantine(self.state.quarantine, "internal_error", reason)
+        except OSError:
+            kept = intake.path
+        self.ledger.package_update(
+            package_id, state="failed", reason_code="internal_error", reason=reason,
+            kept_at=str(kept),
+        )
+        self.ledger.event("failed", reason, package_id=package_id)
+
+    # -- after a corte is live ----------------------------------------------------------
+
+    def finish(self, release_id: str) -> None:
+        """Compressed variants of the live files, and a spare for the next corte."""
+        manifest = self.manifests.load(release_id)
+        store = self.cfg.store
+        shas = [
+            e.sha256 for e in manifest.files.values()
+            if compressible(e.media_type) and e.size >= store.compress_min_bytes
+        ]
+        made = self.objects.make_variants(
+            shas, gzip_level=store.gzip_level, brotli_quality=store.brotli_quality,
+            tmp_root=self.layout.tmp,
+        )
+        links = self.dirs.add_variant_links(manifest)
+        if made or links:
+            bump_generation(self.layout)
+            self.ledger.event(
+                "variants", f"{made} variantes comprimidas nuevas", release_id=release_id,
+                detail={"variants": made, "links": links},
+            )
+        self.dirs.prepare_spare(release_id)
+
+    # -- rollback and collection --------------------------------------------------------
+
+    def rollback(self, release_id: str | None = None) -> str:
+        with self.lock():
+            live = live_release(self.layout)
+            target = release_id or self._previous(live)
+            if target is None:
+                raise NotFound("no hay un corte anterior al cual volver")
+            if not self.dirs.exists(target) or not self.manifests.exists(target):
+                raise NotFound(
+                    f"el corte {target} no existe o ya fue depurado (difusor status lo lista)"
+                )
+            if target == live:
+                raise NotFound(f"el corte {target} ya es el que está en línea")
+            activate(self.layout, target, fsync=self.cfg.store.fsync)
+            self.ledger.activated(
+                target, live, "rollback", None,
+                message=f"vuelta atrás: corte {target} en línea (antes {live})",
+            )
+            self.finish(target)
+        return target
+
+    def _previous(self, live: str | None) -> str | None:
+        for act in self.ledger.activations(limit=1000):
+            if act.release_id != live and self.dirs.exists(act.release_id):
+                return act.release_id
+        return None
+
+    def gc(self, keep: int, progress: Progress | None = None) -> GcOutcome:
+        if keep < 1:
+            raise NotFound("--keep debe ser al menos 1")
+        with self.lock():
+            live = live_release(self.layout)
+            ids = sorted(
+                set(self.manifests.ids()) | set(self.dirs.ids()),
+                key=lambda r: self._created(r),
+            )
+            keep_ids = set(ids[-keep:]) | ({live} if live else set())
+            drop = [r for r in ids if r not in keep_ids]
+            for rid in drop:
+                self.dirs.remove(rid)
+                self.manifests.remove(rid)
+                if self.ledger.release(rid):
+                    self.ledger.release_collected(rid)
+            referenced: set[str] = set()
+            for rid in keep_ids:
+                if self.manifests.exists(rid):
+                    referenced.update(e.sha256 for e in self.manifests.load(rid).files.values())
+            candidates = [s for s in self.objects.all() if s not in referenced]
+            freed = 0
+            for n, sha in enumerate(candidates, start=1):
+                freed += self.objects.remove(sha)
+                if progress:
+                    progress(n, len(candidates))
+            self.ledger.event(
+                "gc", f"depuración: {len(drop)} cortes y {len(candidates)} objetos ({freed} bytes)",
+                detail={"releases": drop, "objects": len(candidates), "freed": freed,
+                        "keep": keep},
+            )
+            return GcOutcome(drop, len(candidates), freed)
+
+    def _created(self, release_id: str) -> str:
+        row = self.ledger.release(release_id)
+        if row:
+            return row.created_at
+        try:
+            return self.manifests.load(release_id).created
+        except (OSError, ValueError):
+            return ""
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 6)
+        self.last = now

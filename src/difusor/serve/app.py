@@ -1,0 +1,189 @@
+"""The embedded server's request handler (RSGI, run by granian's workers).
+
+The hot path is a dictionary lookup in the live table plus a few header reads: no file system
+access per request, query strings ignored for lookup, no path ever joined onto a folder, so
+``..`` and friends can only miss. Dynamic answers live under the reserved ``/_difusor/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from difusor import config as config_mod
+from difusor.paths import StateLayout
+from difusor.serve.accesslog import AccessLog
+from difusor.serve.live import LiveRelease
+from difusor.serve.negotiation import accepted_encodings, byte_range, etag_matches
+from difusor.serve.policy import HeaderPolicy
+from difusor.serve.table import SERVER, Representation, Resource, Table, TableBuilder
+from difusor.store.layout import StoreLayout
+from difusor.store.objects import ObjectStore
+
+_ALLOW = [SERVER, ("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
+_NOT_FOUND = (
+    b"<!doctype html><meta charset=utf-8><title>404</title>"
+    b"<h1>No encontrado</h1><p>Esta ruta no existe en el corte publicado.</p>\n"
+)
+_NOT_FOUND_HEADERS = [SERVER, ("Content-Type", "text/html; charset=utf-8"),
+                      ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")]
+_perf = time.perf_counter
+
+
+class DifusorApp:
+    def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None) -> None:
+        self.live = live
+        self.log = log
+        dynamic = [SERVER, *policy.main_headers()]
+        self._json_headers = [*dynamic, ("Content-Type", "application/json")]
+        self._text_headers = [*dynamic, ("Content-Type", "text/plain; charset=utf-8")]
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle (granian calls these in each worker) --------------------------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.live.start(tick=self._tick_threadsafe if self.log else None)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.live.stop()
+        if self.log:
+            self.log.close()
+
+    def _tick_threadsafe(self) -> None:
+        if self._loop is not None and self.log is not None:
+            self._loop.call_soon_threadsafe(self.log.tick)
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            return
+        start = _perf()
+        live = self.live
+        if live.stale():
+            live.refresh()
+        table = live.table
+        method = scope.method
+        path = scope.path
+        headers = scope.headers
+        if method == "GET" or method == "HEAD":
+            res = table.resources.get(path)
+            if res is not None:
+                status, sent = self._file(table, res, headers, proto)
+            else:
+                status, sent = self._miss(table, path, headers, proto)
+        else:
+            proto.response_bytes(405, _ALLOW, b"Metodo no permitido\n")
+            status, sent = 405, 20
+        if method == "HEAD":
+            sent = 0
+        log = self.log
+        if log is not None:
+            client = scope.client
+            log.write(
+                client[: client.rfind(":")].strip("[]") if ":" in client else client,
+                method, path, scope.query_string, status, sent, headers.get("referer"),
+                headers.get("user-agent"), _perf() - start, table.corte_header[1],
+            )
+
+    def _file(self, table: Table, res: Resource, headers: Any, proto: Any) -> tuple[int, int]:
+        rep = res.identity
+        rng = headers.get("range")
+        if res.encoded and rng is None:
+            accept = headers.get("accept-encoding")
+            if accept:
+                for enc in accepted_encodings(accept):
+                    candidate = res.encoded.get(enc)
+                    if candidate is not None:
+                        rep = candidate
+                        break
+        inm = headers.get("if-none-match")
+        if inm is not None and etag_matches(inm, rep.etag):
+            proto.response_empty(304, [*rep.not_modified, table.corte_header])
+            return 304, 0
+        if rng is not None:
+            return self._range(table, res.identity, rng, headers.get("if-range"), proto)
+        out = [*rep.headers, table.corte_header]
+        if rep.body is not None:
+            proto.response_bytes(200, out, rep.body)
+        else:
+            proto.response_file(200, out, rep.file)
+        return 200, rep.size
+
+    def _range(
+        self, table: Table, rep: Representation, rng: str, if_range: str | None, proto: Any
+    ) -> tuple[int, int]:
+        span = byte_range(rng, rep.size)
+        if if_range is not None and if_range.strip() != rep.etag:
+            span = None  # the client's copy is outdated: send the whole file
+        if span is False:
+            proto.response_empty(
+                416, [SERVER, ("Content-Range", f"bytes */{rep.size}"), table.corte_header]
+            )
+            return 416, 0
+        if span is None:
+            out = [*rep.headers, table.corte_header]
+            if rep.body is not None:
+                proto.response_bytes(200, out, rep.body)
+            else:
+                proto.response_file(200, out, rep.file)
+            return 200, rep.size
+        first, last = span
+        out = [*rep.headers, ("Content-Range", f"bytes {first}-{last}/{rep.size}"),
+               table.corte_header]
+        if rep.body is not None:
+            proto.response_bytes(206, out, rep.body[first:last + 1])
+        else:
+            proto.response_file_range(206, out, rep.file, first, last + 1)
+        return 206, last + 1 - first
+
+    def _miss(self, table: Table, path: str, headers: Any, proto: Any) -> tuple[int, int]:
+        if path.startswith("/_difusor/"):
+            return self._internal(table, path, proto)
+        if "//" in path:
+            while "//" in path:
+                path = path.replace("//", "/")
+            res = table.resources.get(path)
+            if res is not None:
+                return self._file(table, res, headers, proto)
+        target = table.redirects.get(path)
+        if target is not None:
+            proto.response_empty(301, [SERVER, ("Location", target), table.corte_header])
+            return 301, 0
+        proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
+        return 404, len(_NOT_FOUND)
+
+    def _internal(self, table: Table, path: str, proto: Any) -> tuple[int, int]:
+        if path == "/_difusor/status.json":
+            proto.response_bytes(200, self._json_headers, table.status_body)
+            return 200, len(table.status_body)
+        if path == "/_difusor/health":
+            if table.release_id is None:
+                body = b"sin corte publicado\n"
+                proto.response_bytes(503, self._text_headers, body)
+                return 503, len(body)
+            body = f"ok {table.release_id}\n".encode()
+            proto.response_bytes(200, self._text_headers, body)
+            return 200, len(body)
+        proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
+        return 404, len(_NOT_FOUND)
+
+
+def build_app(cfg: config_mod.Config) -> DifusorApp:
+    state = StateLayout(cfg.state_dir)
+    state.create()
+    layout = StoreLayout(state.store)
+    layout.create()
+    policy = HeaderPolicy.from_config(cfg)
+    builder = TableBuilder(ObjectStore(layout.objects), policy, cfg.web.memory_max_file)
+    live = LiveRelease(layout, builder)
+    log = AccessLog(state.access_log) if cfg.web.access_log else None
+    return DifusorApp(live, policy, log)
+
+
+def load_app(config_path: str, _target: str = "") -> DifusorApp:
+    """Granian's loader: each worker builds its own app from the config file."""
+    return build_app(config_mod.load(Path(config_path)))

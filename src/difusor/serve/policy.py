@@ -1,0 +1,66 @@
+"""The header policy: site path globs → response headers.
+
+One object renders both the embedded server's headers and (later) the nginx configuration, so
+the two cannot drift. Rules apply in order and a later rule overrides an earlier one's header of
+the same name; the convocatoria's rule for ``/json/main.json`` is applied last and cannot be
+overridden (config.py refuses a rule that tries).
+
+Globs use ``fnmatch``: ``*`` also crosses ``/``, so ``*.json`` covers ``json/main.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from difusor.config import MAIN_JSON_CACHE_CONTROL, Config
+
+ASSET_CACHE = "public, max-age=300"
+_ASSETS = ("*.js", "*.mjs", "*.css", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.svg", "*.webp",
+           "*.avif", "*.ico", "*.woff", "*.woff2", "*.ttf", "*.otf", "*.eot")
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: str
+    headers: tuple[tuple[str, str], ...]
+    why: str = ""
+
+
+def default_rules(main_json: str) -> list[Rule]:
+    return [
+        Rule("*", (("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")),
+             "todo se revalida: cada corte puede cambiar cualquier archivo"),
+        *(Rule(p, (("Cache-Control", ASSET_CACHE),), "recursos estáticos: 5 minutos")
+          for p in _ASSETS),
+        Rule(main_json, (("Cache-Control", MAIN_JSON_CACHE_CONTROL),),
+             "convocatoria II.1.e: encabezado obligatorio"),
+    ]
+
+
+class HeaderPolicy:
+    def __init__(self, rules: list[Rule], main_json: str) -> None:
+        self.main_json = main_json
+        self.rules = rules
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> HeaderPolicy:
+        main = cfg.package.main_json
+        defaults = default_rules(main)
+        extra = [Rule(r.match.lstrip("/"), tuple(r.set.items()), "configurada")
+                 for r in cfg.headers]
+        # The main.json rule stays last whatever the operator adds.
+        return cls([*defaults[:-1], *extra, defaults[-1]], main)
+
+    def headers_for(self, path: str) -> list[tuple[str, str]]:
+        """Headers for a site path (no leading slash), in a stable order."""
+        chosen: dict[str, tuple[str, str]] = {}
+        for rule in self.rules:
+            if fnmatchcase(path, rule.match):
+                for name, value in rule.headers:
+                    chosen[name.lower()] = (name, value)
+        return list(chosen.values())
+
+    def main_headers(self) -> list[tuple[str, str]]:
+        """Headers for the difusor's own dynamic answers (status.json): never cached."""
+        return [("Cache-Control", MAIN_JSON_CACHE_CONTROL), ("X-Content-Type-Options", "nosniff")]

@@ -1,0 +1,1 @@
+"""Store: content-addressed objects, manifests per corte, release folders of hard links."""

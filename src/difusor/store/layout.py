@@ -1,0 +1,54 @@
+"""The store's folders. ``current`` and ``generation`` are written by publish/activate.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    root: Path
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def releases(self) -> Path:
+        """One folder of hard links per corte (nginx's root points at the live one)."""
+        return self.root / "releases"
+
+    @property
+    def spare(self) -> Path:
+        """A ready copy of the live release's links, so the next corte only patches changes."""
+        return self.root / "spare"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def current(self) -> Path:
+        """Symlink ``current`` → ``releases/<id>``: the live corte."""
+        return self.root / "current"
+
+    @property
+    def generation(self) -> Path:
+        """An 8-byte counter bumped after every activation; servers map it and watch it."""
+        return self.root / "generation"
+
+    def release_dir(self, release_id: str) -> Path:
+        return self.releases / release_id
+
+    def create(self) -> None:
+        for d in (self.objects, self.manifests, self.releases, self.spare, self.build, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
