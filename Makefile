@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages the suite and the benchmarks drive for real.
 DEBS := nginx-light wrk rsync unzip zip
 
-.PHONY: demo demo-fast test lint deps install bench clean
+.PHONY: demo demo-fast test lint deps install bench clean docs
 
 $(BIN)/difusor: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,3 +44,8 @@ bench: install deps
 
 clean:
 	rm -rf $(VENV) demo-state bench/out .pytest_cache
+
+docs: install
+	$(BIN)/python -c "import re, pathlib; from difusor.config import settings_reference as s; \
+	p = pathlib.Path('docs/configuracion.md'); t = p.read_text(); \
+	p.write_text(re.sub(r'(?s)(<!-- settings:begin -->\n).*(<!-- settings:end -->)', lambda m: m[1] + s() + m[2], t))"

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+# Typer (pinned) vendors click; its usage errors are only reachable there.
+from typer._click.exceptions import NoArgsIsHelpError as _HelpShown
+from typer._click.exceptions import UsageError as _UsageError
 
 from difusor import config as config_mod
 from difusor.errors import DifusorError, PackageRefused
@@ -258,11 +261,13 @@ def main() -> None:
     except DifusorError as exc:
         err.print(f"difusor: {exc.message}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.UsageError as exc:
+    except _HelpShown:
+        sys.exit(0)
+    except _UsageError as exc:
         err.print(f"difusor: uso incorrecto: {exc.format_message()}", markup=False,
                   soft_wrap=True)
         sys.exit(64)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("difusor: interrumpido", markup=False)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -276,7 +277,9 @@ _TYPE_MESSAGES = {
 
 
 def _spanish(exc: ValidationError, raw: dict[str, Any]) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown key explains a "missing" one next to it (a typo), so it is reported first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(x) for x in err["loc"]]
     key = ".".join(loc)
     kind = err["type"]
@@ -309,6 +312,8 @@ def _unknown_key(loc: list[str], raw: dict[str, Any]) -> str:
         else:
             known = list(section.model_fields) if section else []
         hint = difflib.get_close_matches(name, known, n=1)
+        if loc[0] == "headers" and len(loc) == 3:
+            where = f"[headers] n.º {int(loc[1]) + 1}"
         msg = f"clave desconocida «{name}» en [{where}]"
     if hint:
         msg += f" (¿quisiste decir «{hint[0]}»?)"
@@ -342,3 +347,17 @@ def render_default(
 
 def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def settings_reference() -> str:
+    """docs/configuracion.md's reference section, generated from the declaration above."""
+    lines = ["| clave | valor por omisión | descripción |", "|---|---|---|"]
+    for section, model in SECTIONS.items():
+        for key, field in model.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            shown = _q(default) if isinstance(default, str) else json.dumps(default)
+            lines.append(f"| `{section}.{key}` | `{shown}` | {field.description or ''} |")
+    rule = HeaderRule.model_fields
+    lines.append(f"| `[[headers]] match` | — | {rule['match'].description} |")
+    lines.append(f"| `[[headers]] set` | — | {rule['set'].description} |")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ access per request, query strings ignored for lookup, no path ever joined onto a
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class DifusorApp:
     def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None) -> None:
         self.live = live
         self.log = log
+        self.worker = secrets.token_hex(3)  # tells workers apart in /_difusor/health
         dynamic = [SERVER, *policy.main_headers()]
         self._json_headers = [*dynamic, ("Content-Type", "application/json")]
         self._text_headers = [*dynamic, ("Content-Type", "text/plain; charset=utf-8")]
@@ -106,11 +108,16 @@ class DifusorApp:
             return 304, 0
         if rng is not None:
             return self._range(table, res.identity, rng, headers.get("if-range"), proto)
-        out = [*rep.headers, table.corte_header]
+        return self._whole(table, rep, proto)
+
+    @staticmethod
+    def _whole(table: Table, rep: Representation, proto: Any) -> tuple[int, int]:
         if rep.body is not None:
-            proto.response_bytes(200, out, rep.body)
-        else:
-            proto.response_file(200, out, rep.file)
+            proto.response_bytes(200, [*rep.headers, table.corte_header], rep.body)
+        else:  # granian would stream a file chunked; the length is known, so say it
+            proto.response_file(
+                200, [*rep.headers, ("Content-Length", str(rep.size)), table.corte_header], rep.file
+            )
         return 200, rep.size
 
     def _range(
@@ -125,18 +132,14 @@ class DifusorApp:
             )
             return 416, 0
         if span is None:
-            out = [*rep.headers, table.corte_header]
-            if rep.body is not None:
-                proto.response_bytes(200, out, rep.body)
-            else:
-                proto.response_file(200, out, rep.file)
-            return 200, rep.size
+            return self._whole(table, rep, proto)
         first, last = span
         out = [*rep.headers, ("Content-Range", f"bytes {first}-{last}/{rep.size}"),
                table.corte_header]
         if rep.body is not None:
             proto.response_bytes(206, out, rep.body[first:last + 1])
         else:
+            out.append(("Content-Length", str(last + 1 - first)))
             proto.response_file_range(206, out, rep.file, first, last + 1)
         return 206, last + 1 - first
 
@@ -165,7 +168,7 @@ class DifusorApp:
                 body = b"sin corte publicado\n"
                 proto.response_bytes(503, self._text_headers, body)
                 return 503, len(body)
-            body = f"ok {table.release_id}\n".encode()
+            body = f"ok {table.release_id} w{self.worker}\n".encode()
             proto.response_bytes(200, self._text_headers, body)
             return 200, len(body)
         proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)

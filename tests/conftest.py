@@ -1,0 +1,156 @@
+"""Shared fixtures: a fresh difusor folder, a publisher, packages, a real server process."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from difusor import config as config_mod
+from difusor.demo.election import SyntheticElection
+from difusor.demo.packages import archive_bytes
+from difusor.ledger import Ledger
+from difusor.paths import StateLayout
+from difusor.pipeline import Publisher
+from difusor.store.layout import StoreLayout
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+def realdata(name: str) -> Path:
+    """A folder of ../shared/realdata, or skip the test cleanly when it is absent."""
+    path = Path(os.environ.get("DIFUSOR_REALDATA", REALDATA)) / name
+    if not path.exists():
+        pytest.skip(f"datos reales ausentes: {path}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Site:
+    """A difusor folder made by ``difusor init``-equivalent code, ready to publish into."""
+
+    root: Path
+    config_path: Path
+    cfg: config_mod.Config
+    ledger: Ledger
+    publisher: Publisher
+
+    @property
+    def state(self) -> StateLayout:
+        return StateLayout(self.cfg.state_dir)
+
+    @property
+    def store(self) -> StoreLayout:
+        return StoreLayout(self.state.store)
+
+    def write_package(self, name: str, files: dict[str, bytes], fmt: str = "zip") -> Path:
+        path = self.root / "incoming-packages" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(archive_bytes(files, fmt))
+        return path
+
+
+def make_site(root: Path, extra_toml: str = "", port: int | None = None) -> Site:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "keys").mkdir(exist_ok=True)
+    (root / "keys" / "authorized_keys").write_text("")
+    text = config_mod.render_default(web_listen=f"127.0.0.1:{port or free_port()}")
+    cfg_path = root / "difusor.toml"
+    cfg_path.write_text(text + extra_toml)
+    cfg = config_mod.load(cfg_path)
+    ledger = Ledger(StateLayout(cfg.state_dir).ledger)
+    return Site(root, cfg_path, cfg, ledger, Publisher(cfg, ledger))
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = make_site(tmp_path / "difusor")
+    yield s
+    s.ledger.close()
+
+
+@pytest.fixture(scope="session")
+def cortes() -> list:
+    """Six synthetic Irimbo cortes (deterministic)."""
+    return list(SyntheticElection().cortes(6))
+
+
+def minimal_site(corte: str = "08/12/2024", hora: str = "20:30", extra: dict | None = None
+                 ) -> dict[str, bytes]:
+    """The smallest full package: index.html + json/main.json carrying an INE 2024 corte."""
+    main = (f'{{"ultimoCorte": {{"fecha": "{corte}", "hora": "{hora}"}}, "total": 1}}').encode()
+    files = {"index.html": b"<!doctype html><title>PREP</title>", "json/main.json": main}
+    files.update(extra or {})
+    return files
+
+
+def zip_with(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+class ServerProcess:
+    """``difusor serve`` as operators run it, on a free loopback port."""
+
+    def __init__(self, config_path: Path, port: int) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "difusor", "serve", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"difusor serve terminó: {self.proc.stderr.read().decode()}")
+            try:
+                httpx.get(self.url + "/_difusor/health", timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("difusor serve no respondió")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def server(site: Site) -> Iterator[ServerProcess]:
+    """A real ``difusor serve`` (granian, 2 workers) over ``site``; stopped afterwards."""
+    _host, port = config_mod.parse_address(site.cfg.web.listen)
+    proc = ServerProcess(site.config_path, port).start()
+    yield proc
+    proc.stop()
