@@ -1,0 +1,53 @@
+"""``difusor demo --fast``: the synthetic authority publishes cortes to a served site."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def test_demo_publishes_cortes_and_stops_cleanly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "difusor", "demo", "--fast", "--folder", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            url = m.group(1) if m else None
+        assert url, "la demostración no imprimió su URL"
+        seen = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < 3 and time.monotonic() < deadline:
+            r = httpx.get(url + "json/main.json", timeout=2)
+            if r.status_code == 200:
+                main = json.loads(r.content)
+                assert main["sintetico"] is True
+                seen.add(main["numeroCorte"])
+            time.sleep(0.5)
+        assert len(seen) >= 3, f"cortes vistos: {seen}"
+        page = httpx.get(url, timeout=2).text
+        assert "DATOS SINTÉTICOS" in page and "json/main.json" in httpx.get(url + "assets/app.js").text
+        assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "Demostración terminada" in out
+    # The server it started is gone too.
+    try:
+        httpx.get(url, timeout=1)
+        raise AssertionError("el servidor de la demostración sigue vivo")
+    except httpx.TransportError:
+        pass
