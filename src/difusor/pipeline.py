@@ -25,6 +25,7 @@ from difusor.config import Config
 from difusor.errors import BusyError, NotFound, PackageRefused
 from difusor.ledger import Ledger, ReleaseRow, utcnow
 from difusor.package.corte import corte_id
+from difusor.package.names import check_conflicts
 from difusor.package.reader import Progress, VerifiedPackage, read_package
 from difusor.paths import StateLayout
 from difusor.publish.activate import activate, bump_generation, ensure_generation, live_release
@@ -165,6 +166,8 @@ class Publisher:
         intake.named(package_id)
         t.mark("recibido")
         staging = self.objects.staging(self.layout.tmp)
+        live_id = live_release(self.layout)
+        live = self.manifests.load(live_id) if live_id else None
         try:
             verified = read_package(
                 intake.path,
@@ -176,10 +179,11 @@ class Publisher:
                 zone=self.zone,
                 sink=staging,
                 progress=self.progress,
+                site_folders={p.split("/", 1)[0] for p in live.files if "/" in p} if live else (),
             )
             t.mark("verificado")
             self._verified(package_id, verified)
-            return self._store_and_activate(intake, package_id, verified, staging, force, t)
+            return self._store_and_activate(intake, package_id, verified, staging, force, live, t)
         except PackageRefused as refusal:
             staging.discard()
             self._refused(intake, package_id, refusal)
@@ -210,17 +214,20 @@ class Publisher:
         v: VerifiedPackage,
         staging: Staging,
         force: bool,
+        live: Manifest | None,
         t: _Timer,
     ) -> PublishOutcome:
-        live_id = live_release(self.layout)
-        live = self.manifests.load(live_id) if live_id else None
+        live_id = live.release_id if live else None
         if v.kind == "incremental" and live is None:
             raise PackageRefused(
                 "no_base",
                 "es un paquete incremental y todavía no hay un corte en línea sobre el cual "
                 "aplicarlo; publica primero un paquete completo",
             )
-        files: dict[str, FileEntry] = dict(live.files) if (v.kind == "incremental" and live) else {}
+        files: dict[str, FileEntry] = {}
+        if v.kind == "incremental" and live is not None:
+            check_conflicts(v.files, live.files)
+            files.update(live.files)
         for path, f in v.files.items():
             files[path] = FileEntry(f.sha256, f.size, media_type(path))
         corte_iso = v.corte.when.isoformat()

@@ -7,6 +7,9 @@ errors stop here and become PackageRefused with a reason the operator understand
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import stat
 import tarfile
 import zipfile
@@ -38,8 +41,10 @@ def sniff(path: Path) -> str:
         return "tar.gz"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    if head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
-        return "tar.compressed"
+    if head[:3] == b"BZh":
+        return "tar.bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "tar.xz"
     if not head:
         raise PackageRefused("empty", "el paquete está vacío (0 bytes)")
     raise PackageRefused(
@@ -76,6 +81,10 @@ def open_archive(path: Path) -> Iterator[Archive]:
     if fmt == "zip":
         try:
             zf = zipfile.ZipFile(path)
+        except UnicodeDecodeError:  # a name flagged UTF-8 that is not
+            raise PackageRefused(
+                "invalid_utf8", "un nombre dentro del ZIP no es UTF-8 válido"
+            ) from None
         except zipfile.BadZipFile:
             raise PackageRefused(
                 "truncated",
@@ -87,17 +96,22 @@ def open_archive(path: Path) -> Iterator[Archive]:
     else:
         with path.open("rb") as raw:
             counting = _Counting(raw)
+            # Decompress outside tarfile: its stream mode never checks the gzip CRC and length.
+            stream: IO[bytes] = (
+                counting if fmt == "tar" else _DECOMPRESSORS[fmt](counting)  # type: ignore[assignment]
+            )
             try:
                 tf = tarfile.open(  # noqa: SIM115 - closed by the with below
-                    fileobj=counting,  # type: ignore[arg-type]
-                    mode="r|*",
+                    fileobj=stream,
+                    mode="r|",
+                    tarinfo=_StrictTarInfo,
                     encoding="utf-8",
                     errors="surrogateescape",
                 )
-            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            except READ_ERRORS as exc:
                 raise _tar_error(exc) from None
             with tf:
-                yield Archive(fmt, size, lambda: _tar_members(tf), lambda: counting.consumed)
+                yield Archive(fmt, size, lambda: _tar_members(tf, stream), lambda: counting.consumed)
 
 
 def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
@@ -138,18 +152,48 @@ def _zip_open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
             f"«{info.filename}» usa un método de compresión no soportado "
             f"({info.compress_type}); usa deflate o sin compresión",
         ) from None
-    except zipfile.BadZipFile as exc:
-        raise PackageRefused("corrupt", f"el ZIP está dañado en «{info.filename}»: {exc}") from None
+    except zipfile.BadZipFile:
+        raise PackageRefused("corrupt", f"el ZIP está dañado en «{info.filename}»") from None
 
 
-def _tar_members(tf: tarfile.TarFile) -> Iterator[Member]:
+_DECOMPRESSORS: dict[str, Callable[[_Counting], IO[bytes]]] = {
+    "tar.gz": lambda f: gzip.GzipFile(fileobj=f),  # type: ignore[arg-type]
+    "tar.bz2": lambda f: bz2.BZ2File(f),  # type: ignore[arg-type]
+    "tar.xz": lambda f: lzma.LZMAFile(f),  # type: ignore[arg-type]  # noqa: SIM115
+}
+READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError)
+TRAILER_LIMIT = 1024 * 1024  # tar pads to its record size (10 KiB for GNU tar)
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Notes how the member list ended: tarfile's stream mode treats a missing, cut or invalid
+    header after the first member as a normal end of archive, which would publish a damaged
+    package with files missing."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
+            tarfile_.difusor_end = "end"  # type: ignore[attr-defined]
+            raise
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):  # type: ignore[attr-defined]
+            tarfile_.difusor_end = "truncated"  # type: ignore[attr-defined]
+            raise
+        except tarfile.InvalidHeaderError:  # type: ignore[attr-defined]
+            tarfile_.difusor_end = "invalid"  # type: ignore[attr-defined]
+            raise
+
+
+def _tar_members(tf: tarfile.TarFile, stream: IO[bytes]) -> Iterator[Member]:
     it = iter(tf)
     while True:
         try:
             ti = next(it)
         except StopIteration:
+            _check_tar_end(tf, stream)
             return
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        except READ_ERRORS as exc:
             raise _tar_error(exc) from None
         if ti.isreg():
             kind = "file"
@@ -169,6 +213,27 @@ def _tar_members(tf: tarfile.TarFile) -> Iterator[Member]:
         yield Member(ti.name, kind, ti.size, None, opener)
 
 
+def _check_tar_end(tf: tarfile.TarFile, stream: IO[bytes]) -> None:
+    end = getattr(tf, "difusor_end", "truncated")
+    if end == "truncated":
+        raise PackageRefused(
+            "truncated", "el archivo tar termina antes de tiempo (¿transferencia interrumpida?)"
+        )
+    if end == "invalid":
+        raise PackageRefused("corrupt", "el archivo tar está dañado: un encabezado no es válido")
+    # Read what follows the end marker, so a compressed stream's own checks (CRC, length) run.
+    extra = 0
+    try:
+        while chunk := stream.read(64 * 1024):
+            extra += len(chunk)
+            if extra > TRAILER_LIMIT:
+                raise PackageRefused(
+                    "corrupt", "hay datos de sobra después del final del archivo tar"
+                )
+    except READ_ERRORS as exc:
+        raise _tar_error(exc) from None
+
+
 def _tar_open(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> IO[bytes]:
     f = tf.extractfile(ti)
     if f is None:  # pragma: no cover - isreg() members always have data
@@ -184,12 +249,12 @@ def _tar_error(exc: BaseException) -> PackageRefused:
         )
     if "empty file" in text:
         return PackageRefused("empty", "el paquete está vacío")
-    return PackageRefused("corrupt", f"el archivo tar está dañado: {text or type(exc).__name__}")
-
-
-def read_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that reading a member's data can raise on a damaged archive."""
-    return (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError)
+    if isinstance(exc, gzip.BadGzipFile | zlib.error | lzma.LZMAError) or "CRC" in text:
+        return PackageRefused(
+            "corrupt", "los datos comprimidos están dañados (falla la verificación CRC o la "
+            "descompresión)"
+        )
+    return PackageRefused("corrupt", "el archivo tar está dañado: no se puede leer su contenido")
 
 
 def member_read_error(fmt: str, name: str, exc: BaseException) -> PackageRefused:
@@ -197,4 +262,6 @@ def member_read_error(fmt: str, name: str, exc: BaseException) -> PackageRefused
         return _tar_error(exc)
     if isinstance(exc, EOFError):
         return PackageRefused("truncated", f"los datos de «{name}» terminan antes de tiempo")
-    return PackageRefused("corrupt", f"datos dañados en «{name}»: {exc}")
+    return PackageRefused(
+        "corrupt", f"datos dañados en «{name}» (falla la verificación CRC o la descompresión)"
+    )

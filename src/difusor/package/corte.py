@@ -26,7 +26,7 @@ _SPANISH_DATE = re.compile(
 )
 _NUMERIC_DMY = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})")
 _NUMERIC_YMD = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([ap])\.?\s*m\b\.?)?", re.IGNORECASE)
 _ZONE = re.compile(r"(?:UTC|GMT)\s*([+-−])\s*(\d{1,2})(?::?(\d{2}))?", re.IGNORECASE)
 _STAMP = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(?!\d)")
 _CSV_LINE = re.compile(
@@ -51,6 +51,13 @@ def parse_date_time(date_text: str, time_text: str | None, zone: tzinfo) -> date
     if ymd is None or hm is None:
         return None
     h, m, s = int(hm.group(1)), int(hm.group(2)), int(hm.group(3) or 0)
+    meridiem = (hm.group(4) or "").lower()
+    if meridiem and not 1 <= h <= 12:
+        return None
+    if meridiem == "p" and h < 12:
+        h += 12
+    elif meridiem == "a" and h == 12:
+        h = 0
     try:
         local = datetime(*ymd, h, m, s)
     except ValueError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection, Iterable
 
 from difusor.errors import PackageRefused
 
@@ -84,3 +85,34 @@ def duplicate_key(path: str) -> str:
 def _shown(raw: str) -> str:
     text = raw.encode("utf-8", "backslashreplace").decode("utf-8", "replace")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:200]
+
+
+def folders(paths: Iterable[str]) -> set[str]:
+    """Every folder that holds one of ``paths`` (``a/b/c`` → ``a``, ``a/b``)."""
+    out: set[str] = set()
+    for path in paths:
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            if parent in out:
+                break
+            out.add(parent)
+            cut = path.rfind("/", 0, cut)
+    return out
+
+
+def check_conflicts(added: Collection[str], existing: Collection[str] = ()) -> None:
+    """Refuse a path that would be both a file and a folder, within ``added`` or against the
+    ``existing`` files an incremental package lands on."""
+    everything = set(added) | set(existing)
+    dirs = folders(everything)
+    for path in added:
+        if path in dirs:
+            raise PackageRefused(
+                "path_conflict", f"«{path}» sería a la vez archivo y carpeta"
+            )
+    for path in existing:
+        if path in dirs:
+            raise PackageRefused(
+                "path_conflict", f"«{path}» (en línea) sería a la vez archivo y carpeta"
+            )

@@ -12,7 +12,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from fnmatch import fnmatchcase
@@ -71,7 +71,10 @@ def read_package(
     zone: tzinfo,
     sink: ContentSink,
     progress: Progress | None = None,
+    site_folders: Collection[str] = (),
 ) -> VerifiedPackage:
+    """``site_folders``: the live corte's top-level folders, which are never taken for a
+    wrapper (``json.zip`` holding ``json/main.json`` is the site's ``json/`` folder)."""
     verified: list[str] = []
     if sidecar_text is not None:
         stated = checksums.parse_sidecar(sidecar_text)
@@ -89,7 +92,7 @@ def read_package(
     with archive.open_archive(path) as arc:
         scan = _Scan(settings, corte_settings, zone, sink, arc, progress)
         scan.run()
-    return scan.finish(name, verified)
+    return scan.finish(name, verified, site_folders)
 
 
 class _Scan:
@@ -219,7 +222,7 @@ class _Scan:
                 return PackageFile(sha, size)
         except PackageRefused:
             raise
-        except archive.read_errors() as exc:
+        except archive.READ_ERRORS as exc:
             raise archive.member_read_error(self.arc.format, path, exc) from None
 
     def _chunks(self, stream: IO[bytes]) -> Iterator[bytes]:
@@ -276,10 +279,10 @@ class _Scan:
 
     # -- after the pass ----------------------------------------------------------------
 
-    def finish(self, name: str, verified: list[str]) -> VerifiedPackage:
+    def finish(self, name: str, verified: list[str], site_folders: Collection[str]) -> VerifiedPackage:
         if not self.files:
             raise PackageRefused("empty", "el paquete no trae ningún archivo")
-        wrapper = self._wrapper(name)
+        wrapper = self._wrapper(name, site_folders)
         cut = len(wrapper) + 1 if wrapper else 0
 
         def final(p: str) -> str:
@@ -289,7 +292,7 @@ class _Scan:
         kept = {final(p): d for p, d in self.kept.items()}
         for p in files:
             names.check_reserved(p)
-        self._check_conflicts(files)
+        names.check_conflicts(files)
 
         main = self.s.main_json
         if main in files:
@@ -315,7 +318,7 @@ class _Scan:
         when = self._corte(name, kept, final)
         return VerifiedPackage(files, kind, when, self.arc.format, wrapper, verified)
 
-    def _wrapper(self, name: str) -> str | None:
+    def _wrapper(self, name: str, site_folders: Collection[str]) -> str | None:
         tops = {p.split("/", 1)[0] for p in self.files}
         loose = {p for p in self.files if "/" not in p}
         folders = tops - loose
@@ -323,6 +326,8 @@ class _Scan:
         if len(folders) != 1 or loose - set(checksums.INNER_NAMES):
             return None
         top = next(iter(folders))
+        if top in site_folders or self.s.main_json in self.files:
+            return None  # a folder of the site itself, e.g. json/ of an incremental package
         stem = name
         for suffix in _SUFFIXES:
             if stem.lower().endswith(suffix):
@@ -333,18 +338,6 @@ class _Scan:
         if any(fnmatchcase(top, pattern) for pattern in self.s.wrapper_names):
             return top
         return None
-
-    @staticmethod
-    def _check_conflicts(files: dict[str, PackageFile]) -> None:
-        for p in files:
-            parts = p.split("/")
-            for i in range(1, len(parts)):
-                parent = "/".join(parts[:i])
-                if parent in files:
-                    raise PackageRefused(
-                        "path_conflict",
-                        f"«{parent}» es a la vez archivo y carpeta (de «{p}»)",
-                    )
 
     def _kind(self, files: dict[str, PackageFile]) -> str:
         if self.s.kind != "auto":
