@@ -25,6 +25,7 @@ _SCHEMA = [
         sha256 TEXT NOT NULL,
         size INTEGER NOT NULL,
         received_at TEXT NOT NULL,
+        copy_name TEXT,
         kept_at TEXT,
         state TEXT NOT NULL,
         reason_code TEXT,
@@ -34,6 +35,7 @@ _SCHEMA = [
         release_id TEXT
     );
     CREATE INDEX packages_corte ON packages(corte_time);
+    CREATE INDEX packages_copy ON packages(copy_name);
     CREATE TABLE releases (
         id TEXT PRIMARY KEY,
         corte_time TEXT NOT NULL,
@@ -175,12 +177,15 @@ class Ledger:
 
     # -- packages -------------------------------------------------------------------------
 
-    def package_received(self, name: str, sha256: str, size: int, at: str | None = None) -> int:
+    def package_received(
+        self, name: str, sha256: str, size: int, copy_name: str, at: str | None = None
+    ) -> int:
         at = at or utcnow()
         with self._write() as db:
             cur = db.execute(
-                "INSERT INTO packages(name, sha256, size, received_at, state) VALUES (?,?,?,?,?)",
-                (name, sha256, size, at, "received"),
+                "INSERT INTO packages(name, sha256, size, received_at, copy_name, state)"
+                " VALUES (?,?,?,?,?,?)",
+                (name, sha256, size, at, copy_name, "received"),
             )
             pid = int(cur.lastrowid or 0)
             db.execute(
@@ -201,6 +206,12 @@ class Ledger:
 
     def package(self, package_id: int) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM packages WHERE id = ?", (package_id,)).fetchone()
+        return dict(row) if row else None
+
+    def package_by_copy(self, copy_name: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT * FROM packages WHERE copy_name = ? ORDER BY id DESC LIMIT 1", (copy_name,)
+        ).fetchone()
         return dict(row) if row else None
 
     def packages(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -266,6 +277,12 @@ class Ledger:
                     (release_id, package_id),
                 )
         return ActivationRow(int(cur.lastrowid or 0), release_id, previous_id, cause, at)
+
+    def ever_activated(self, release_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM activations WHERE release_id = ? LIMIT 1", (release_id,)
+        ).fetchone()
+        return row is not None
 
     def last_activation(self) -> ActivationRow | None:
         row = self._db.execute("SELECT * FROM activations ORDER BY id DESC LIMIT 1").fetchone()

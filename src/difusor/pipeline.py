@@ -9,9 +9,9 @@ A ``SIGKILL`` at any point leaves the previous corte (or the new one, complete) 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +29,7 @@ from difusor.package.names import check_conflicts
 from difusor.package.reader import Progress, VerifiedPackage, read_package
 from difusor.paths import StateLayout
 from difusor.publish.activate import activate, bump_generation, ensure_generation, live_release
-from difusor.receive.intake import Intake, take_in
+from difusor.receive.intake import SIDECAR_SUFFIX, Intake, hash_file, original_name, take_in
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import FileEntry, Manifest, ManifestStore, changed_paths
 from difusor.store.mediatypes import compressible, media_type
@@ -37,7 +37,6 @@ from difusor.store.objects import ObjectStore, Staging, sync_filesystem
 from difusor.store.releases import ReleaseDirs
 
 LOCK_TIMEOUT = 120.0
-_KEPT_NAME = re.compile(r"^(\d+)_")
 
 
 @dataclass
@@ -100,10 +99,13 @@ class Publisher:
             os.close(fd)
 
     def recover(self) -> None:
-        """Tidy up after an interrupted run: temp folders, an unrecorded activation, copies."""
+        """Finish or tidy what an interrupted run left: temp folders, an activation the ledger
+        missed, copies still in ``incoming/``, the live corte's variants and spare."""
         for folder in (self.layout.tmp, self.layout.build):
             for leftover in folder.iterdir():
                 shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in [*self.layout.root.glob(".current.*"), *self.layout.manifests.glob(".*.tmp")]:
+            leftover.unlink(missing_ok=True)
         live = live_release(self.layout)
         last = self.ledger.last_activation()
         if live and (last is None or last.release_id != live):
@@ -114,27 +116,37 @@ class Publisher:
                 message=f"corte {live} en línea (activación recuperada tras una interrupción)",
             )
             bump_generation(self.layout)
-        for leftover in self.state.incoming.iterdir():
+        for leftover in sorted(self.state.incoming.iterdir()):
             self._recover_copy(leftover)
+        if live and not (self.layout.spare / live).is_dir():
+            self.finish(live)  # the spare is made last: without it, finishing was cut short
 
     def _recover_copy(self, path: Path) -> None:
+        if path.name.endswith(SIDECAR_SUFFIX):
+            return  # moves with its package
         if path.name.startswith(".") and path.name.endswith(".part"):
             path.unlink(missing_ok=True)  # an unfinished copy; the source is still where it was
             return
-        m = _KEPT_NAME.match(path.name)
-        row = self.ledger.package(int(m.group(1))) if m else None
-        target = self.state.packages / path.name
-        os.replace(path, target)
-        if row is None:
+        row = self.ledger.package_by_copy(path.name)
+        if row is None:  # copied, but the run died before the ledger heard of it
+            sha, size = hash_file(path)
+            pid = self.ledger.package_received(original_name(path.name), sha, size, path.name)
+            row = self.ledger.package(pid)
+            assert row is not None
+        intake = Intake.resume(path, row["name"], row["sha256"], row["size"])
+        if row["state"] in ("refused", "failed"):
+            kept = intake.quarantine(self.state.quarantine, row["reason_code"] or "", row["reason"] or "")
+            self.ledger.package_update(row["id"], kept_at=str(kept))
             return
-        if row["state"] != "activated":
-            self.ledger.package_update(row["id"], state="interrupted", kept_at=str(target))
-            self.ledger.event(
-                "interrupted", f"publicación interrumpida de {row['name']}; original conservado",
-                package_id=row["id"], detail={"kept_at": str(target)},
-            )
-        else:
-            self.ledger.package_update(row["id"], kept_at=str(target))
+        kept = intake.keep(self.state.packages)
+        if row["state"] in ("activated", "duplicate"):
+            self.ledger.package_update(row["id"], kept_at=str(kept))
+            return
+        self.ledger.package_update(row["id"], state="interrupted", kept_at=str(kept))
+        self.ledger.event(
+            "interrupted", f"publicación interrumpida de {row['name']}; original conservado",
+            package_id=row["id"], detail={"kept_at": str(kept)},
+        )
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -162,8 +174,9 @@ class Publisher:
     def _publish(self, source: Path, force: bool) -> PublishOutcome:
         t = _Timer()
         intake = take_in(source, self.state.incoming)
-        package_id = self.ledger.package_received(intake.name, intake.sha256, intake.size)
-        intake.named(package_id)
+        package_id = self.ledger.package_received(
+            intake.name, intake.sha256, intake.size, intake.copy_name
+        )
         t.mark("recibido")
         staging = self.objects.staging(self.layout.tmp)
         live_id = live_release(self.layout)
@@ -233,14 +246,18 @@ class Publisher:
         corte_iso = v.corte.when.isoformat()
         cid = corte_id(v.corte.when, self.zone)
 
-        same = [r for r in self.ledger.releases_for_corte(corte_iso) if self.manifests.exists(r.id)]
+        # Only cortes that went live count: one stored by a run that died before activating it
+        # is finished by publishing again.
+        same = [r for r in self.ledger.releases_for_corte(corte_iso)
+                if self.ledger.ever_activated(r.id) and self.manifests.exists(r.id)]
         for row in same:
             if self.manifests.load(row.id).files == files:
                 staging.discard()
-                kept = intake.keep(self.state.packages)
                 self.ledger.package_update(
-                    package_id, state="duplicate", release_id=row.id, kept_at=str(kept)
+                    package_id, state="duplicate", release_id=row.id,
+                    kept_at=str(self.state.packages / intake.copy_name),
                 )
+                intake.keep(self.state.packages)
                 msg = f"el corte {row.id} ya está publicado con estos mismos archivos; sin cambios"
                 self.ledger.event("duplicate", msg, package_id=package_id, release_id=row.id)
                 return PublishOutcome("unchanged", row.id, corte_iso, package_id, v.kind,
@@ -288,8 +305,9 @@ class Publisher:
             release_id, live_id, "publish", package_id,
             message=f"corte {release_id} en línea ({len(changed)} archivos nuevos o cambiados)",
         )
-        kept = intake.keep(self.state.packages)
-        self.ledger.package_update(package_id, kept_at=str(kept))
+        # Ledger first: recovery moves a copy left in incoming/ to where the ledger says it is.
+        self.ledger.package_update(package_id, kept_at=str(self.state.packages / intake.copy_name))
+        intake.keep(self.state.packages)
         self.ledger.event("timings", "tiempos de publicación", package_id=package_id,
                           release_id=release_id, detail=t.laps)
         return PublishOutcome(
@@ -301,14 +319,16 @@ class Publisher:
         )
 
     def _new_release_id(self, cid: str) -> str:
+        """The corte id, or ``-2``, ``-3``… for a corrected corte; an id whose release never went
+        live (its publication was interrupted) is reused."""
         candidate, n = cid, 1
-        while self.ledger.release(candidate) is not None:
+        while self.ledger.release(candidate) is not None and self.ledger.ever_activated(candidate):
             n += 1
             candidate = f"{cid}-{n}"
         return candidate
 
     def _refused(self, intake: Intake, package_id: int, refusal: PackageRefused) -> None:
-        kept = intake.quarantine(self.state.quarantine, refusal.code, refusal.message)
+        kept = self.state.quarantine / intake.copy_name
         self.ledger.package_update(
             package_id, state="refused", reason_code=refusal.code, reason=refusal.message,
             kept_at=str(kept),
@@ -317,18 +337,17 @@ class Publisher:
             "refused", f"paquete rechazado: {refusal.message}", package_id=package_id,
             detail={"code": refusal.code, "quarantine": str(kept)},
         )
+        intake.quarantine(self.state.quarantine, refusal.code, refusal.message)
 
     def _failed(self, intake: Intake, package_id: int, exc: Exception) -> None:
         reason = f"error interno: {type(exc).__name__}: {exc}"
-        try:
-            kept = intake.quarantine(self.state.quarantine, "internal_error", reason)
-        except OSError:
-            kept = intake.path
         self.ledger.package_update(
             package_id, state="failed", reason_code="internal_error", reason=reason,
-            kept_at=str(kept),
+            kept_at=str(self.state.quarantine / intake.copy_name),
         )
         self.ledger.event("failed", reason, package_id=package_id)
+        with contextlib.suppress(OSError):
+            intake.quarantine(self.state.quarantine, "internal_error", reason)
 
     # -- after a corte is live ----------------------------------------------------------
 

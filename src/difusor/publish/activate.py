@@ -27,14 +27,19 @@ def live_release(layout: StoreLayout) -> str | None:
 
 
 def ensure_generation(layout: StoreLayout) -> None:
-    try:
-        fd = os.open(layout.generation, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+    """Create the counter whole (temp file + link), so no reader can find it short."""
+    if layout.generation.exists() and layout.generation.stat().st_size >= 8:
         return
+    tmp = layout.root / f".generation.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.write_bytes(_COUNTER.pack(0))
     try:
-        os.write(fd, _COUNTER.pack(0))
+        os.link(tmp, layout.generation)
+    except FileExistsError:
+        if layout.generation.stat().st_size < 8:  # left short by an older version
+            os.replace(tmp, layout.generation)
     finally:
-        os.close(fd)
+        tmp.unlink(missing_ok=True)
 
 
 def read_generation(layout: StoreLayout) -> int:

@@ -1,7 +1,9 @@
 """Taking a package in: a private copy, hashed while copied, so nothing can change it under us.
 
-The copy is what gets verified and what is kept afterwards: in ``packages/`` when accepted, in
-``quarantine/`` with its reason beside it when refused. The original is never modified.
+The copy (with its sidecar, if any) gets its final name in ``incoming/`` before the ledger hears
+of it, so an interrupted run always leaves a named copy that recovery can match to its ledger
+row. The copy is what gets verified and what is kept afterwards: in ``packages/`` when accepted,
+in ``quarantine/`` with its reason beside it when refused. The original is never modified.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from difusor.errors import DifusorError
 
 SIDECAR_SUFFIX = ".sha256"
+REASON_SUFFIX = ".motivo.txt"
 _MAX_SIDECAR = 64 * 1024
 _UNSAFE = re.compile(r"[^\w.+-]", re.UNICODE)
 
@@ -24,31 +27,37 @@ _UNSAFE = re.compile(r"[^\w.+-]", re.UNICODE)
 @dataclass
 class Intake:
     path: Path
-    name: str
+    name: str  # the name the authority gave it
     sha256: str
     size: int
     sidecar_text: str | None
 
-    def named(self, package_id: int) -> None:
-        """Give the private copy its ledger id, so an interrupted run can be traced."""
-        final = self.path.with_name(f"{package_id:06d}_{safe_name(self.name)}")
-        os.replace(self.path, final)
-        self.path = final
+    @property
+    def copy_name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def resume(cls, path: Path, name: str, sha256: str, size: int) -> Intake:
+        """An earlier run's copy, found again by recovery."""
+        side = path.with_name(path.name + SIDECAR_SUFFIX)
+        text = side.read_text("utf-8", "replace") if side.exists() else None
+        return cls(path, name, sha256, size, text)
 
     def keep(self, folder: Path) -> Path:
         """Move the copy (and its sidecar) into ``folder``; returns where it went."""
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / self.path.name
+        side = self.path.with_name(self.path.name + SIDECAR_SUFFIX)
+        if side.exists():
+            os.replace(side, folder / side.name)
         os.replace(self.path, target)
         self.path = target
-        if self.sidecar_text is not None:
-            (folder / (target.name + SIDECAR_SUFFIX)).write_text(self.sidecar_text)
         return target
 
     def quarantine(self, folder: Path, code: str, reason: str) -> Path:
         target = self.keep(folder)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        (folder / (target.name + ".motivo.txt")).write_text(
+        (folder / (target.name + REASON_SUFFIX)).write_text(
             f"Paquete rechazado: {self.name}\n"
             f"Motivo: {reason}\n"
             f"Código: {code}\n"
@@ -59,12 +68,29 @@ class Intake:
         )
         return target
 
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-
 
 def safe_name(name: str) -> str:
     return _UNSAFE.sub("_", name)[:180] or "paquete"
+
+
+def copy_name(name: str) -> str:
+    """``20241208T203512-1a2b3c_<name>``: unique, sortable by arrival, traceable to the name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}_{safe_name(name)}"
+
+
+def original_name(copy: str) -> str:
+    return copy.split("_", 1)[1] if "_" in copy else copy
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
 
 
 def take_in(source: Path, incoming: Path) -> Intake:
@@ -97,7 +123,12 @@ def take_in(source: Path, incoming: Path) -> Intake:
         raise
     finally:
         os.close(src)
-    return Intake(tmp, source.name, h.hexdigest(), size, _sidecar(source))
+    final = incoming / copy_name(source.name)
+    sidecar = _sidecar(source)
+    if sidecar is not None:
+        final.with_name(final.name + SIDECAR_SUFFIX).write_text(sidecar, encoding="utf-8")
+    os.replace(tmp, final)
+    return Intake(final, source.name, h.hexdigest(), size, sidecar)
 
 
 def _sidecar(source: Path) -> str | None:
