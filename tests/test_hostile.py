@@ -451,7 +451,8 @@ class Snapshot:
     def take(cls, site: Site) -> Snapshot:
         layout = site.store
         current = os.readlink(layout.current) if layout.current.is_symlink() else None
-        release = tree(layout.root / current) if current else {}
+        site = os.readlink(layout.site) if layout.site.is_symlink() else None
+        release = tree(layout.root / site) if site else {}
         releases = {p.name for p in layout.releases.iterdir()}
         return cls(current, release, releases, names_under(layout.manifests), names_under(layout.objects))
 
@@ -608,8 +609,8 @@ def test_same_corte_other_bytes_publishes_with_force(site: Site) -> None:
     assert outcome.status == "published"
     assert outcome.release_id != first.rsplit("/", 1)[-1]
     assert outcome.release_id.startswith("20241208_2030")
-    assert os.readlink(site.store.current) == f"releases/{outcome.release_id}"
-    live = site.store.current
+    assert os.readlink(site.store.current) == f"manifests/{outcome.release_id}.json"
+    live = site.store.site
     assert (live / "json/detalle.json").read_bytes() == files["json/detalle.json"]
     assert site.ledger.packages(limit=1)[0]["state"] == "activated"
 
@@ -621,7 +622,7 @@ def test_older_corte_publishes_with_force(site: Site) -> None:
         site.publisher.publish(path)
     outcome = site.publisher.publish(path, force=True)
     assert outcome.release_id == "20241208_2020"
-    assert os.readlink(site.store.current) == "releases/20241208_2020"
+    assert os.readlink(site.store.current) == "manifests/20241208_2020.json"
 
 
 def test_same_corte_same_bytes_is_a_noop(site: Site) -> None:
@@ -646,4 +647,4 @@ def test_hostile_package_cases_would_publish_without_their_defect(site: Site) ->
         path.write_bytes(data)
         outcome = site.publisher.publish(path, force=True)
         assert outcome.status in ("published", "unchanged")
-    assert os.readlink(site.store.current).startswith("releases/20241208_2040")
+    assert os.readlink(site.store.current).startswith("manifests/20241208_2040")

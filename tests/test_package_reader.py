@@ -361,6 +361,6 @@ def test_large_member_published_byte_identical(site: Site) -> None:
     sha = hashlib.sha256(big).hexdigest()
     obj = site.store.objects / sha[:2] / sha[2:]
     assert hashlib.sha256(obj.read_bytes()).hexdigest() == sha
-    live = site.store.current / "datos/base.csv"
+    live = site.store.site / "datos/base.csv"
     assert live.stat().st_size == len(big)
     assert hashlib.sha256(live.read_bytes()).hexdigest() == sha

@@ -22,7 +22,7 @@ def tree(root: Path) -> dict[str, bytes]:
 def served_files(site: Site) -> dict[str, bytes]:
     """The live release's files, without the compressed variants linked beside them."""
     manifest = ManifestStore(site.store.manifests).load(live_release(site.store))
-    return {p: (site.store.current / p).read_bytes() for p in manifest.files}
+    return {p: (site.store.site / p).read_bytes() for p in manifest.files}
 
 
 def test_full_then_incremental_cortes_go_live_byte_identical(site: Site, cortes: list) -> None:
@@ -39,13 +39,13 @@ def test_full_then_incremental_cortes_go_live_byte_identical(site: Site, cortes:
 
 def test_release_folder_is_hard_links_to_read_only_objects(site: Site, cortes: list) -> None:
     site.publisher.publish(write_package(cortes[0], site.root / "pk"))
-    main = site.store.current / "json/main.json"
+    main = site.store.site / "json/main.json"
     digest = hashlib.sha256(main.read_bytes()).hexdigest()
     obj = site.store.objects / digest[:2] / digest[2:]
     assert os.stat(main).st_ino == os.stat(obj).st_ino
     assert oct(obj.stat().st_mode & 0o777) == oct(0o444)
-    assert (site.store.current / "json/main.json.gz").exists()  # for nginx gzip_static
-    assert (site.store.current / "json/main.json.br").exists()
+    assert (site.store.site / "json/main.json.gz").exists()  # for nginx gzip_static
+    assert (site.store.site / "json/main.json.br").exists()
 
 
 def test_same_package_again_is_a_no_op(site: Site) -> None:
@@ -72,7 +72,7 @@ def test_force_publishes_a_corrected_corte_under_a_new_release(site: Site) -> No
     assert refused.value.code == "same_corte_different"
     out = site.publisher.publish(site.write_package("b.zip", corrected), force=True)
     assert out.release_id == "20241208_2030-2"
-    assert (site.store.current / "nota.txt").read_bytes() == b"fe de erratas"
+    assert (site.store.site / "nota.txt").read_bytes() == b"fe de erratas"
 
 
 def test_ledger_records_every_step_with_its_time(site: Site) -> None:
@@ -143,10 +143,10 @@ def test_spare_patch_builds_the_same_tree_as_from_scratch(site: Site, cortes: li
     for n, corte in enumerate(cortes[:4]):
         site.publisher.publish(write_package(corte, site.root / "pk",
                                              kind="full" if n == 0 else "incremental"))
-    patched = tree(site.store.current)
+    patched = tree(site.store.site)
     other = __import__("conftest").make_site(tmp_path / "scratch")
     other.publisher.publish(write_package(cortes[3], tmp_path / "pk"))
-    assert patched == tree(other.store.current)
+    assert patched == tree(other.store.site)
 
 
 def test_publishing_needs_no_original_after_intake(site: Site) -> None:

@@ -61,4 +61,4 @@ def test_puebla_2019_database_packages_served_byte_identical(tmp_path: Path) -> 
                 if info.is_dir():
                     continue
                 inner = info.filename.split("/", 1)[1]  # the wrapper folder is the archive's own
-                assert (site.store.current / inner).read_bytes() == zf.read(info), inner
+                assert (site.store.site / inner).read_bytes() == zf.read(info), inner

@@ -189,7 +189,7 @@ def test_dotfiles_are_kept_but_not_served(tmp_path) -> None:
     assert request(app, "/.htaccess").status == 404
     assert request(app, "/css/.DS_Store").status == 404
     assert request(app, "/.well-known/security.txt").status == 200
-    assert (s.store.current / ".htaccess").read_bytes() == b"deny"  # published unmodified
+    assert (s.store.site / ".htaccess").read_bytes() == b"deny"  # published unmodified
 
 
 def test_other_methods_are_refused(live) -> None:
@@ -242,3 +242,36 @@ def test_access_log_records_each_request_as_json(live) -> None:
     assert first["corte"] == "20241208_2020" and first["duration_ms"] >= 0
     assert first["time"].endswith("Z")
     assert second["status"] == 404 and second["referer"] is None
+
+
+def test_switching_by_delta_gives_the_same_answers_as_a_full_build(site: Site, cortes: list) -> None:
+    from difusor.demo.packages import write_package
+    from difusor.serve.policy import HeaderPolicy
+    from difusor.serve.table import TableBuilder
+    from difusor.store.manifest import ManifestStore
+    from difusor.store.objects import ObjectStore
+
+    def shape(table) -> dict:
+        return {url: (r.sha256, r.identity.etag, sorted(r.encoded)) for url, r in table.resources.items()}
+
+    builder = TableBuilder(ObjectStore(site.store.objects, packs=site.store.packs),
+                           HeaderPolicy.from_config(site.cfg), site.cfg.web.memory_max_file,
+                           site.cfg.store.compress_min_bytes)
+    manifests = ManifestStore(site.store.manifests)
+    site.publisher.publish(write_package(cortes[0], site.root / "pk"))
+    table = builder.build(manifests.load(cortes[0].stamp), None)
+    for corte in cortes[1:4]:
+        site.publisher.publish(write_package(corte, site.root / "pk", kind="incremental"),
+                               finish=False)
+        changed, removed, base = manifests.load_delta(corte.stamp)
+        assert base == table.release_id and len(changed.files) < len(corte.files)
+        table = builder.apply(changed, removed, table)  # from the pack, before finishing
+        assert shape(table) == shape(builder.build(manifests.load(corte.stamp), None))
+        assert table.release_id == corte.stamp
+        site.publisher.finish(corte.stamp)
+        table = builder.settle(table)
+        fresh = builder.build(manifests.load(corte.stamp), None)
+        assert shape(table) == shape(fresh)
+        assert all(r.settled for r in table.by_path.values())
+        assert {url: r.identity.body for url, r in table.resources.items()} == {
+            url: r.identity.body for url, r in fresh.resources.items()}

@@ -86,6 +86,9 @@ class WebSettings(_Section):
         "127.0.0.1:8080", description="Dirección HOST:PUERTO del servidor web embebido."
     )
     workers: int = Field(2, ge=1, le=64, description="Procesos que atienden peticiones.")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="Bucle de eventos de cada proceso (uvloop: algo más rápido)."
+    )
     access_log: bool = Field(True, description="Registrar cada visita (líneas JSON).")
     memory_max_file: int = Field(
         8 * 1024 * 1024,

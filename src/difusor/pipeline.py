@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,15 +26,22 @@ from difusor.config import Config
 from difusor.errors import BusyError, NotFound, PackageRefused
 from difusor.ledger import Ledger, ReleaseRow, utcnow
 from difusor.package.corte import corte_id
-from difusor.package.names import check_conflicts
+from difusor.package.names import check_conflicts, folders
 from difusor.package.reader import Progress, VerifiedPackage, read_package
 from difusor.paths import StateLayout
-from difusor.publish.activate import activate, bump_generation, ensure_generation, live_release
+from difusor.publish.activate import (
+    activate,
+    bump_generation,
+    ensure_generation,
+    live_release,
+    point_site,
+    site_release,
+)
 from difusor.receive.intake import SIDECAR_SUFFIX, Intake, hash_file, original_name, take_in
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import FileEntry, Manifest, ManifestStore, changed_paths
 from difusor.store.mediatypes import compressible, media_type
-from difusor.store.objects import ObjectStore, Staging, sync_filesystem
+from difusor.store.objects import ObjectStore, Staging, fsync_dir, sync_filesystem
 from difusor.store.releases import ReleaseDirs
 
 LOCK_TIMEOUT = 120.0
@@ -74,6 +82,17 @@ class Publisher:
         self.manifests = ManifestStore(self.layout.manifests, fsync=fsync)
         self.dirs = ReleaseDirs(self.layout, self.objects)
         self.zone = ZoneInfo(cfg.site.timezone)
+        self._live: Manifest | None = None
+
+    def _live_manifest(self) -> Manifest | None:
+        """The live corte's manifest, kept between publications (parsing a national one costs
+        tens of milliseconds); re-read whenever ``current`` names another release."""
+        live_id = live_release(self.layout)
+        if live_id is None:
+            return None
+        if self._live is None or self._live.release_id != live_id:
+            self._live = self.manifests.load(live_id)
+        return self._live
 
     # -- the lock and recovery ----------------------------------------------------------
 
@@ -104,7 +123,8 @@ class Publisher:
         for folder in (self.layout.tmp, self.layout.build):
             for leftover in folder.iterdir():
                 shutil.rmtree(leftover, ignore_errors=True)
-        for leftover in [*self.layout.root.glob(".current.*"), *self.layout.manifests.glob(".*.tmp")]:
+        for leftover in [*self.layout.root.glob(".current.*"), *self.layout.root.glob(".site.*"),
+                         *self.layout.manifests.glob(".*.tmp"), *self.layout.packs.glob(".*")]:
             leftover.unlink(missing_ok=True)
         live = live_release(self.layout)
         last = self.ledger.last_activation()
@@ -118,7 +138,7 @@ class Publisher:
             bump_generation(self.layout)
         for leftover in sorted(self.state.incoming.iterdir()):
             self._recover_copy(leftover)
-        if live and not (self.layout.spare / live).is_dir():
+        if live and (site_release(self.layout) != live or not (self.layout.spare / live).is_dir()):
             self.finish(live)  # the spare is made last: without it, finishing was cut short
 
     def _recover_copy(self, path: Path) -> None:
@@ -160,8 +180,9 @@ class Publisher:
     ) -> PublishOutcome:
         """Verify and publish one package; raises PackageRefused when it must not go live.
 
-        ``on_live`` is called the moment the corte is live; ``finish`` then derives the
-        compressed variants and the next spare (off the latency path, still under the lock).
+        ``on_live`` is called the moment the corte is live; ``finish`` then materialises it
+        (loose objects, variants, the tree for nginx, the next spare), off the latency path
+        but still under the lock.
         """
         with self.lock():
             outcome = self._publish(source, force)
@@ -178,9 +199,10 @@ class Publisher:
             intake.name, intake.sha256, intake.size, intake.copy_name
         )
         t.mark("recibido")
-        staging = self.objects.staging(self.layout.tmp)
-        live_id = live_release(self.layout)
-        live = self.manifests.load(live_id) if live_id else None
+        live = self._live_manifest()
+        staging = self.objects.staging(
+            self.layout.tmp, known={e.sha256 for e in live.files.values()} if live else None
+        )
         try:
             verified = read_package(
                 intake.path,
@@ -230,54 +252,25 @@ class Publisher:
         live: Manifest | None,
         t: _Timer,
     ) -> PublishOutcome:
-        live_id = live.release_id if live else None
-        if v.kind == "incremental" and live is None:
-            raise PackageRefused(
-                "no_base",
-                "es un paquete incremental y todavía no hay un corte en línea sobre el cual "
-                "aplicarlo; publica primero un paquete completo",
-            )
-        files: dict[str, FileEntry] = {}
-        if v.kind == "incremental" and live is not None:
-            check_conflicts(v.files, live.files)
-            files.update(live.files)
-        for path, f in v.files.items():
-            files[path] = FileEntry(f.sha256, f.size, media_type(path))
+        files, changes = self._merged(v, live)
         corte_iso = v.corte.when.isoformat()
-        cid = corte_id(v.corte.when, self.zone)
-
-        # Only cortes that went live count: one stored by a run that died before activating it
-        # is finished by publishing again.
-        same = [r for r in self.ledger.releases_for_corte(corte_iso)
-                if self.ledger.ever_activated(r.id) and self.manifests.exists(r.id)]
-        for row in same:
-            if self.manifests.load(row.id).files == files:
-                staging.discard()
-                self.ledger.package_update(
-                    package_id, state="duplicate", release_id=row.id,
-                    kept_at=str(self.state.packages / intake.copy_name),
-                )
-                intake.keep(self.state.packages)
-                msg = f"el corte {row.id} ya está publicado con estos mismos archivos; sin cambios"
-                self.ledger.event("duplicate", msg, package_id=package_id, release_id=row.id)
-                return PublishOutcome("unchanged", row.id, corte_iso, package_id, v.kind,
-                                      len(files), 0, msg, t.laps)
-        if same and not force:
-            raise PackageRefused(
-                "same_corte_different",
-                f"ya se publicó el corte {cid} con otro contenido; si la autoridad lo "
-                "corrigió, publica con --force",
+        duplicate = self._judge(v, files, live, force)
+        if duplicate is not None:
+            staging.discard()
+            self.ledger.package_update(
+                package_id, state="duplicate", release_id=duplicate,
+                kept_at=str(self.state.packages / intake.copy_name),
             )
-        if live and not force and v.corte.when < datetime.fromisoformat(live.corte_time):
-            raise PackageRefused(
-                "older_corte",
-                f"el corte del paquete ({cid}) es anterior al corte en línea ({live.release_id}); "
-                "usa --force solo si la autoridad lo pide",
-            )
-        release_id = self._new_release_id(cid)
+            intake.keep(self.state.packages)
+            msg = f"el corte {duplicate} ya está publicado con estos mismos archivos; sin cambios"
+            self.ledger.event("duplicate", msg, package_id=package_id, release_id=duplicate)
+            return PublishOutcome("unchanged", duplicate, corte_iso, package_id, v.kind,
+                                  len(files), 0, msg, t.laps)
 
-        staging.commit()
+        release_id = self._new_release_id(corte_id(v.corte.when, self.zone))
+        staging.commit(release_id)
         t.mark("objetos")
+        live_id = live.release_id if live else None
         manifest = Manifest(
             release_id=release_id,
             corte_time=corte_iso,
@@ -289,18 +282,21 @@ class Publisher:
             created=utcnow(),
             files=files,
         )
-        self.manifests.save(manifest)
-        self.dirs.build(manifest, base=live)
-        if self.cfg.store.fsync:
-            sync_filesystem(self.layout.root)
-        t.mark("release")
+        if v.kind == "incremental" and live is not None:  # same site, a few more folders
+            manifest._folders = live.folders() | folders(v.files)
+        self.manifests.save(manifest, base=live, changes=changes)
+        self._live = manifest
+        if self.cfg.store.fsync:  # the files are fsynced; their names must be durable too
+            fsync_dir(self.layout.packs)
+            fsync_dir(self.layout.manifests)
+        t.mark("manifiesto")
         self.ledger.release_stored(
             ReleaseRow(release_id, corte_iso, v.corte.source, package_id, intake.sha256, v.kind,
                        manifest.base_id, len(files), manifest.total_bytes, manifest.created, None)
         )
         activate(self.layout, release_id, fsync=self.cfg.store.fsync)
         t.mark("activado")
-        changed, removed = changed_paths(live, manifest)
+        changed, removed = changes if changes is not None else changed_paths(live, manifest)
         self.ledger.activated(
             release_id, live_id, "publish", package_id,
             message=f"corte {release_id} en línea ({len(changed)} archivos nuevos o cambiados)",
@@ -317,6 +313,54 @@ class Publisher:
             f"{len(files)} archivos, {len(changed)} nuevos o cambiados",
             t.laps,
         )
+
+    @staticmethod
+    def _merged(v: VerifiedPackage, live: Manifest | None
+                ) -> tuple[dict[str, FileEntry], tuple[list[str], list[str]] | None]:
+        """The new corte's files (the package's alone, or laid over the live corte's) and, for
+        an incremental package, what changed (known without comparing the whole site)."""
+        files: dict[str, FileEntry] = {}
+        if v.kind == "incremental":
+            if live is None:
+                raise PackageRefused(
+                    "no_base",
+                    "es un paquete incremental y todavía no hay un corte en línea sobre el cual "
+                    "aplicarlo; publica primero un paquete completo",
+                )
+            check_conflicts(v.files, live.files, live.folders())
+            files.update(live.files)
+        for path, f in v.files.items():
+            files[path] = FileEntry(f.sha256, f.size, media_type(path))
+        if v.kind != "incremental" or live is None:
+            return files, None
+        changed = sorted(p for p in v.files if live.files.get(p) != files[p])
+        return files, (changed, [])
+
+    def _judge(self, v: VerifiedPackage, files: dict[str, FileEntry], live: Manifest | None,
+               force: bool) -> str | None:
+        """The release this package merely repeats (a no-op), None for a new corte; refuses an
+        older corte or the same corte with other content unless forced."""
+        cid = corte_id(v.corte.when, self.zone)
+        # Only cortes that went live count: one stored by a run that died before activating it
+        # is finished by publishing again.
+        same = [r for r in self.ledger.releases_for_corte(v.corte.when.isoformat())
+                if self.ledger.ever_activated(r.id) and self.manifests.exists(r.id)]
+        for row in same:
+            if self.manifests.load(row.id).files == files:
+                return row.id
+        if same and not force:
+            raise PackageRefused(
+                "same_corte_different",
+                f"ya se publicó el corte {cid} con otro contenido; si la autoridad lo "
+                "corrigió, publica con --force",
+            )
+        if live and not force and v.corte.when < datetime.fromisoformat(live.corte_time):
+            raise PackageRefused(
+                "older_corte",
+                f"el corte del paquete ({cid}) es anterior al corte en línea ({live.release_id}); "
+                "usa --force solo si la autoridad lo pide",
+            )
+        return None
 
     def _new_release_id(self, cid: str) -> str:
         """The corte id, or ``-2``, ``-3``… for a corrected corte; an id whose release never went
@@ -352,9 +396,30 @@ class Publisher:
     # -- after a corte is live ----------------------------------------------------------
 
     def finish(self, release_id: str) -> None:
-        """Compressed variants of the live files, and a spare for the next corte."""
+        """Everything that can wait until the corte is live: loose objects out of the pack,
+        compressed variants, the tree of hard links for nginx (then ``site`` moves to it) and a
+        spare for the next corte. Runs at a lower CPU priority, so the servers' switch to the
+        new corte is not slowed down by it."""
+        done: list[BaseException] = []
+
+        def work() -> None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            try:
+                self._finish(release_id)
+            except BaseException as exc:  # handed to the caller's thread
+                done.append(exc)
+
+        thread = threading.Thread(target=work, name="difusor-finish")
+        thread.start()
+        thread.join()
+        if done:
+            raise done[0]
+
+    def _finish(self, release_id: str) -> None:
         manifest = self.manifests.load(release_id)
         store = self.cfg.store
+        unpacked = self.objects.unpack(self.layout.tmp)
         shas = [
             e.sha256 for e in manifest.files.values()
             if compressible(e.media_type) and e.size >= store.compress_min_bytes
@@ -363,13 +428,22 @@ class Publisher:
             shas, gzip_level=store.gzip_level, brotli_quality=store.brotli_quality,
             tmp_root=self.layout.tmp,
         )
-        links = self.dirs.add_variant_links(manifest)
-        if made or links:
-            bump_generation(self.layout)
-            self.ledger.event(
-                "variants", f"{made} variantes comprimidas nuevas", release_id=release_id,
-                detail={"variants": made, "links": links},
-            )
+        links = 0
+        if self.dirs.exists(release_id):  # built before (a rollback): variants may be new
+            links = self.dirs.add_variant_links(manifest)
+        else:
+            tree = site_release(self.layout)
+            base = self.manifests.load(tree) if tree and self.manifests.exists(tree) else None
+            self.dirs.build(manifest, base=base)
+        if self.cfg.store.fsync:
+            sync_filesystem(self.layout.root)
+        point_site(self.layout, release_id, fsync=self.cfg.store.fsync)
+        bump_generation(self.layout)  # servers pick up loose objects and variants
+        self.ledger.event(
+            "materialized",
+            f"árbol de archivos del corte {release_id} listo para nginx ({made} variantes nuevas)",
+            release_id=release_id, detail={"unpacked": unpacked, "variants": made, "links": links},
+        )
         self.dirs.prepare_spare(release_id)
 
     # -- rollback and collection --------------------------------------------------------
@@ -380,7 +454,7 @@ class Publisher:
             target = release_id or self._previous(live)
             if target is None:
                 raise NotFound("no hay un corte anterior al cual volver")
-            if not self.dirs.exists(target) or not self.manifests.exists(target):
+            if not self.manifests.exists(target):
                 raise NotFound(
                     f"el corte {target} no existe o ya fue depurado (difusor status lo lista)"
                 )
@@ -396,7 +470,7 @@ class Publisher:
 
     def _previous(self, live: str | None) -> str | None:
         for act in self.ledger.activations(limit=1000):
-            if act.release_id != live and self.dirs.exists(act.release_id):
+            if act.release_id != live and self.manifests.exists(act.release_id):
                 return act.release_id
         return None
 
@@ -409,7 +483,7 @@ class Publisher:
                 set(self.manifests.ids()) | set(self.dirs.ids()),
                 key=lambda r: self._created(r),
             )
-            keep_ids = set(ids[-keep:]) | ({live} if live else set())
+            keep_ids = set(ids[-keep:]) | {r for r in (live, site_release(self.layout)) if r}
             drop = [r for r in ids if r not in keep_ids]
             for rid in drop:
                 self.dirs.remove(rid)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import mmap
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -30,6 +32,7 @@ class Member:
     size: int  # declared uncompressed size
     packed: int | None  # compressed size, when the format records it per member (zip)
     open: Callable[[], IO[bytes]] | None = None
+    read: Callable[[], bytes] | None = None  # the whole content at once, when cheaper
 
 
 def sniff(path: Path) -> str:
@@ -91,8 +94,8 @@ def open_archive(path: Path) -> Iterator[Archive]:
                 "el ZIP está incompleto o dañado: no tiene directorio central "
                 "(¿transferencia interrumpida?)",
             ) from None
-        with zf:
-            yield Archive("zip", size, lambda: _zip_members(zf), lambda: size)
+        with zf, path.open("rb") as f, _mapped(f) as mapped:
+            yield Archive("zip", size, lambda: _zip_members(zf, mapped), lambda: size)
     else:
         with path.open("rb") as raw:
             counting = _Counting(raw)
@@ -114,7 +117,59 @@ def open_archive(path: Path) -> Iterator[Archive]:
                 yield Archive(fmt, size, lambda: _tar_members(tf, stream), lambda: counting.consumed)
 
 
-def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
+@contextmanager
+def _mapped(f: BinaryIO) -> Iterator[mmap.mmap | None]:
+    try:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        yield None
+        return
+    try:
+        yield mapped
+    finally:
+        mapped.close()
+
+
+def _zip_read(mapped: mmap.mmap, info: zipfile.ZipInfo, name: str) -> bytes:
+    """A member's whole content straight from the mapped archive: what ``zipfile`` does per
+    member (local header, name, size and CRC checks) at a fraction of its cost, which matters
+    for the thousands of small JSON files of a national corte."""
+    offset = info.header_offset
+    header = mapped[offset:offset + 30]
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise PackageRefused("corrupt", f"el ZIP está dañado en «{name}» (encabezado local)")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    stored_name = mapped[offset + 30:offset + 30 + name_len]
+    expected = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    if stored_name != expected:
+        raise PackageRefused(
+            "corrupt", f"el ZIP está dañado en «{name}»: el nombre del directorio y el de los "
+            "datos no coinciden"
+        )
+    start = offset + 30 + name_len + extra_len
+    raw = mapped[start:start + info.compress_size]
+    if len(raw) != info.compress_size:
+        raise PackageRefused("truncated", f"los datos de «{name}» terminan antes de tiempo")
+    if info.compress_type == zipfile.ZIP_STORED:
+        data = raw
+    else:
+        inflater = zlib.decompressobj(-15)
+        try:
+            data = inflater.decompress(raw, info.file_size + 1)
+        except zlib.error:
+            data = b""
+        if not inflater.eof or len(data) != info.file_size:
+            raise PackageRefused(
+                "corrupt", f"datos dañados en «{name}» (falla la verificación CRC o la descompresión)"
+            )
+    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+        raise PackageRefused(
+            "corrupt", f"datos dañados en «{name}» (falla la verificación CRC o la descompresión)"
+        )
+    return data
+
+
+def _zip_members(zf: zipfile.ZipFile, mapped: mmap.mmap | None) -> Iterator[Member]:
     for info in zf.infolist():
         name = _zip_name(info)
         if info.flag_bits & 0x1:
@@ -131,13 +186,17 @@ def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
             elif stat.S_ISSOCK(mode):
                 kind = "other"
         opener = (lambda i=info: _zip_open(zf, i)) if kind == "file" else None
-        yield Member(name, kind, info.file_size, info.compress_size, opener)
+        reader = None
+        if (kind == "file" and mapped is not None
+                and info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
+            reader = lambda i=info, n=name: _zip_read(mapped, i, n)  # noqa: E731
+        yield Member(name, kind, info.file_size, info.compress_size, opener, reader)
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
     """The member name, with non-UTF-8 bytes kept as surrogates so names.canonical refuses them."""
     raw_name = info.orig_filename  # not truncated at NUL, unlike .filename
-    if info.flag_bits & 0x800:
+    if info.flag_bits & 0x800 or raw_name.isascii():
         return raw_name
     raw = raw_name.encode("cp437")
     return raw.decode("utf-8", "surrogateescape")

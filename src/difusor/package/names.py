@@ -18,6 +18,8 @@ MAX_SEGMENT_BYTES = 255
 MAX_PATH_BYTES = 1024
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes, kept by surrogateescape
+_SUSPECT = re.compile("[\x00-\x1f\x7f\\\\\ud800-\udfff]|^/|^[A-Za-z]:")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -26,26 +28,8 @@ def canonical(raw: str) -> str | None:
 
     A trailing ``/`` (directory entries) is dropped. Raises PackageRefused for a bad name.
     """
-    shown = _shown(raw)
-    if "\x00" in raw:
-        raise PackageRefused("control_char", f"el nombre «{shown}» contiene un carácter nulo")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
-        raise PackageRefused(
-            "invalid_utf8", f"el nombre «{shown}» no es UTF-8 válido"
-        )
-    if _CONTROL.search(raw):
-        raise PackageRefused(
-            "control_char", f"el nombre «{shown}» contiene caracteres de control"
-        )
-    if "\\" in raw:
-        raise PackageRefused(
-            "backslash",
-            f"el nombre «{shown}» usa «\\» como separador; los paquetes deben usar «/»",
-        )
-    if raw.startswith("/") or _DRIVE.match(raw):
-        raise PackageRefused(
-            "absolute_path", f"ruta absoluta «{shown}»: solo se aceptan rutas relativas"
-        )
+    if _SUSPECT.search(raw):  # one C-level scan; the reason is worked out only when needed
+        _refuse_suspect(raw)
     name = raw
     while name.startswith("./"):
         name = name[2:]
@@ -55,17 +39,35 @@ def canonical(raw: str) -> str | None:
     parts = name.split("/")
     if ".." in parts:
         raise PackageRefused(
-            "parent_segment", f"la ruta «{shown}» sube de carpeta con «..»"
+            "parent_segment", f"la ruta «{_shown(raw)}» sube de carpeta con «..»"
         )
-    if any(p in ("", ".") for p in parts):
+    if "" in parts or "." in parts:
         raise PackageRefused(
-            "noncanonical", f"la ruta «{shown}» no es canónica (segmentos vacíos o «.»)"
+            "noncanonical", f"la ruta «{_shown(raw)}» no es canónica (segmentos vacíos o «.»)"
         )
-    if len(name.encode()) > MAX_PATH_BYTES or any(
-        len(p.encode()) > MAX_SEGMENT_BYTES for p in parts
+    if len(name) > MAX_SEGMENT_BYTES // 4 and (
+        len(name.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > MAX_SEGMENT_BYTES for p in parts)
     ):
-        raise PackageRefused("name_too_long", f"la ruta «{shown[:80]}…» es demasiado larga")
+        raise PackageRefused("name_too_long", f"la ruta «{_shown(raw)[:80]}…» es demasiado larga")
     return name
+
+
+def _refuse_suspect(raw: str) -> None:
+    shown = _shown(raw)
+    if "\x00" in raw:
+        raise PackageRefused("control_char", f"el nombre «{shown}» contiene un carácter nulo")
+    if _SURROGATE.search(raw):
+        raise PackageRefused("invalid_utf8", f"el nombre «{shown}» no es UTF-8 válido")
+    if _CONTROL.search(raw):
+        raise PackageRefused("control_char", f"el nombre «{shown}» contiene caracteres de control")
+    if "\\" in raw:
+        raise PackageRefused(
+            "backslash",
+            f"el nombre «{shown}» usa «\\» como separador; los paquetes deben usar «/»",
+        )
+    raise PackageRefused(
+        "absolute_path", f"ruta absoluta «{shown}»: solo se aceptan rutas relativas"
+    )
 
 
 def check_reserved(path: str) -> None:
@@ -101,18 +103,19 @@ def folders(paths: Iterable[str]) -> set[str]:
     return out
 
 
-def check_conflicts(added: Collection[str], existing: Collection[str] = ()) -> None:
+def check_conflicts(added: Collection[str], existing: Collection[str] = (),
+                    existing_folders: Collection[str] | None = None) -> None:
     """Refuse a path that would be both a file and a folder, within ``added`` or against the
-    ``existing`` files an incremental package lands on."""
-    everything = set(added) | set(existing)
-    dirs = folders(everything)
+    ``existing`` files an incremental package lands on (``existing_folders``: their folders,
+    when the caller has them already)."""
+    added_folders = folders(added)
+    if existing_folders is None:
+        existing_folders = folders(existing)
     for path in added:
-        if path in dirs:
+        if path in added_folders or path in existing_folders:
+            raise PackageRefused("path_conflict", f"«{path}» sería a la vez archivo y carpeta")
+    for folder in added_folders:
+        if folder in existing:
             raise PackageRefused(
-                "path_conflict", f"«{path}» sería a la vez archivo y carpeta"
-            )
-    for path in existing:
-        if path in dirs:
-            raise PackageRefused(
-                "path_conflict", f"«{path}» (en línea) sería a la vez archivo y carpeta"
+                "path_conflict", f"«{folder}» (en línea) sería a la vez archivo y carpeta"
             )

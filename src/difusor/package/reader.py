@@ -28,6 +28,7 @@ CHUNK = 1024 * 1024
 RATIO_FLOOR = 16 * 1024 * 1024  # ratios are only judged past this many bytes
 MEMBER_RATIO_FLOOR = 1024 * 1024
 _STAMP_WRAPPER = re.compile(r"^\d{8}_\d{4}")
+_INNER_LOWER = frozenset(n.lower() for n in checksums.INNER_NAMES)
 _SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
 
 
@@ -152,8 +153,7 @@ class _Scan:
                     f"«{path}» mide {member.size} bytes; el límite es {self.s.max_file_bytes} "
                     "(package.max_file_bytes)",
                 )
-            assert member.open is not None
-            self.files[path] = self._read(path, member.size, member.open())
+            self.files[path] = self._take(path, member)
             done += 1
             if self.progress:
                 self.progress(done, expected)
@@ -209,15 +209,23 @@ class _Scan:
             raise PackageRefused("duplicate", f"«{path}» aparece dos veces en el paquete")
         self.seen[key] = path
 
+    def _take(self, path: str, member: archive.Member) -> PackageFile:
+        if member.read is not None and member.size <= SMALL_FILE:
+            return self._accept(path, member.read())
+        assert member.open is not None
+        return self._read(path, member.size, member.open())
+
+    def _accept(self, path: str, data: bytes) -> PackageFile:
+        self._count(len(data))
+        sha = self.sink.add(data)
+        self._inspect(path, sha, data)
+        return PackageFile(sha, len(data))
+
     def _read(self, path: str, declared: int, stream: IO[bytes]) -> PackageFile:
         try:
             with stream:
                 if declared <= SMALL_FILE:
-                    data = stream.read()
-                    self._count(len(data))
-                    sha = self.sink.add(data)
-                    self._inspect(path, sha, data)
-                    return PackageFile(sha, len(data))
+                    return self._accept(path, stream.read())
                 sha, size = self.sink.add_chunks(self._chunks(stream))
                 return PackageFile(sha, size)
         except PackageRefused:
@@ -248,11 +256,12 @@ class _Scan:
 
     def _inspect(self, path: str, sha: str, data: bytes) -> None:
         lower = path.lower()
-        base = lower.rsplit("/", 1)[-1]
-        if self._maybe(path, self.s.main_json) or self._maybe_pointer(path):
-            self.kept[path] = data
-        if base in (n.lower() for n in checksums.INNER_NAMES) and path.count("/") <= 1:
-            self.kept[path] = data
+        if (
+            (path.count("/") <= 1 and lower.rsplit("/", 1)[-1] in _INNER_LOWER)
+            or self._maybe(path, self.s.main_json)
+            or self._maybe_pointer(path)
+        ):
+            self.kept[path] = data  # needed after the pass (checksums, main.json, pointers)
         if lower.endswith(".json"):
             if self.s.validate_json == "all":
                 _parse_json(path, data)
@@ -275,7 +284,7 @@ class _Scan:
         return path == target or path.split("/", 1)[-1] == target
 
     def _maybe_pointer(self, path: str) -> bool:
-        return any(self._maybe(path, p) for p in self.pointer_paths)
+        return bool(self.pointer_paths) and any(self._maybe(path, p) for p in self.pointer_paths)
 
     # -- after the pass ----------------------------------------------------------------
 

@@ -1,16 +1,17 @@
 """Activation: the one step that makes a release live.
 
-``current`` is a symlink to ``releases/<id>``; a new one is made beside it and renamed over it
-(atomic on POSIX), the folder is fsynced, then the 8-byte ``generation`` counter is bumped.
+``current`` is a symlink to ``manifests/<id>.json``; a new one is made beside it and renamed over
+it (atomic on POSIX), the folder is fsynced, then the 8-byte ``generation`` counter is bumped.
 Servers map that counter and re-read ``current`` when it moves, so every worker switches
-together and a reader sees the old corte or the new one, never a mix.
+together and a reader sees the old corte or the new one, never a mix. ``site`` (the tree of hard
+links nginx serves) is moved the same way once the release's tree is complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
+from pathlib import Path
 
 from difusor.store.layout import StoreLayout
 from difusor.store.objects import fsync_dir
@@ -19,11 +20,22 @@ _COUNTER = struct.Struct("<Q")
 
 
 def live_release(layout: StoreLayout) -> str | None:
+    """The live corte's release id (what ``current`` points at)."""
+    return _pointed(layout.current)
+
+
+def site_release(layout: StoreLayout) -> str | None:
+    """The release whose tree ``site`` points at (the live one, once its tree is built)."""
+    return _pointed(layout.site)
+
+
+def _pointed(link: Path) -> str | None:
     try:
-        target = os.readlink(layout.current)
+        target = os.readlink(link)
     except FileNotFoundError:
         return None
-    return target.rstrip("/").rsplit("/", 1)[-1]
+    name = target.rstrip("/").rsplit("/", 1)[-1]
+    return name.removesuffix(".json")
 
 
 def ensure_generation(layout: StoreLayout) -> None:
@@ -62,13 +74,23 @@ def bump_generation(layout: StoreLayout) -> int:
 
 
 def activate(layout: StoreLayout, release_id: str, *, fsync: bool = True) -> None:
+    manifest = layout.manifests / f"{release_id}.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(manifest)
+    _point(layout, layout.current, f"manifests/{release_id}.json", fsync)
+    bump_generation(layout)
+
+
+def point_site(layout: StoreLayout, release_id: str, *, fsync: bool = True) -> None:
     if not layout.release_dir(release_id).is_dir():
         raise FileNotFoundError(layout.release_dir(release_id))
-    tmp = layout.root / f".current.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(f"releases/{release_id}", tmp)
-    os.replace(tmp, layout.current)
+    _point(layout, layout.site, f"releases/{release_id}", fsync)
+
+
+def _point(layout: StoreLayout, link: Path, target: str, fsync: bool) -> None:
+    tmp = layout.root / f".{link.name}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
     if fsync:
         fsync_dir(layout.root)
-    bump_generation(layout)

@@ -65,7 +65,7 @@ class DifusorApp:
             return
         start = _perf()
         live = self.live
-        if live.stale():
+        if live.stale():  # another corte went live: switch before answering
             live.refresh()
         table = live.table
         method = scope.method
@@ -84,11 +84,10 @@ class DifusorApp:
             sent = 0
         log = self.log
         if log is not None:
-            client = scope.client
-            log.write(
-                client[: client.rfind(":")].strip("[]") if ":" in client else client,
-                method, path, scope.query_string, status, sent, headers.get("referer"),
-                headers.get("user-agent"), _perf() - start, table.corte_header[1],
+            log.record(
+                scope.client, method, path, scope.query_string, status, sent,
+                headers.get("referer"), headers.get("user-agent"), _perf() - start,
+                table.corte_header[1],
             )
 
     def _file(self, table: Table, res: Resource, headers: Any, proto: Any) -> tuple[int, int]:
@@ -181,7 +180,8 @@ def build_app(cfg: config_mod.Config) -> DifusorApp:
     layout = StoreLayout(state.store)
     layout.create()
     policy = HeaderPolicy.from_config(cfg)
-    builder = TableBuilder(ObjectStore(layout.objects), policy, cfg.web.memory_max_file)
+    builder = TableBuilder(ObjectStore(layout.objects, packs=layout.packs), policy,
+                           cfg.web.memory_max_file, cfg.store.compress_min_bytes)
     live = LiveRelease(layout, builder)
     log = AccessLog(state.access_log) if cfg.web.access_log else None
     return DifusorApp(live, policy, log)

@@ -60,10 +60,15 @@ class LiveRelease:
             self._seen = gen
 
     def _load(self, release_id: str | None) -> Table:
+        current = self.table
         if release_id is None:
             return Table.empty()
-        manifest = self.manifests.load(release_id)
-        return self.builder.build(manifest, self.table)
+        if release_id == current.release_id:  # the same corte, its variants now made
+            return self.builder.settle(current)
+        delta = self.manifests.load_delta(release_id) if current.release_id else None
+        if delta is not None and delta[2] == current.release_id:
+            return self.builder.apply(delta[0], delta[1], current)
+        return self.builder.build(self.manifests.load(release_id), current)
 
     def start(self, tick: Callable[[], None] | None = None) -> None:
         """Watch in the background; ``tick`` is called about twice a second (log flushing)."""

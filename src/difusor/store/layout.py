@@ -1,4 +1,4 @@
-"""The store's folders. ``current`` and ``generation`` are written by publish/activate.py."""
+"""The store's folders. ``current``, ``site`` and ``generation`` are written by publish/."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ class StoreLayout:
     @property
     def objects(self) -> Path:
         return self.root / "objects"
+
+    @property
+    def packs(self) -> Path:
+        """New objects of recent publications, one file each, until they are made loose."""
+        return self.root / "packs"
 
     @property
     def manifests(self) -> Path:
@@ -38,8 +43,14 @@ class StoreLayout:
 
     @property
     def current(self) -> Path:
-        """Symlink ``current`` → ``releases/<id>``: the live corte."""
+        """Symlink ``current`` → ``manifests/<id>.json``: the live corte (the activation)."""
         return self.root / "current"
+
+    @property
+    def site(self) -> Path:
+        """Symlink ``site`` → ``releases/<id>``: the live corte's tree of files, for nginx;
+        moved as soon as that tree is complete, right after each activation."""
+        return self.root / "site"
 
     @property
     def generation(self) -> Path:
@@ -50,5 +61,6 @@ class StoreLayout:
         return self.releases / release_id
 
     def create(self) -> None:
-        for d in (self.objects, self.manifests, self.releases, self.spare, self.build, self.tmp):
+        for d in (self.objects, self.packs, self.manifests, self.releases, self.spare, self.build,
+                  self.tmp):
             d.mkdir(parents=True, exist_ok=True)

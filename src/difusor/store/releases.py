@@ -32,7 +32,8 @@ class ReleaseDirs:
         return self.path(release_id).is_dir()
 
     def build(self, manifest: Manifest, base: Manifest | None) -> Path:
-        """Materialise ``manifest`` as ``releases/<id>``; returns its path."""
+        """Materialise ``manifest`` (its objects loose) as ``releases/<id>``; returns its path.
+        ``base``: the release whose spare, if ready, is patched instead of linking everything."""
         target = self.path(manifest.release_id)
         if target.exists():  # left by an interrupted publication that never went live
             shutil.rmtree(target)
@@ -40,81 +41,30 @@ class ReleaseDirs:
         if work.exists():
             shutil.rmtree(work)
         spare = self.layout.spare / base.release_id if base else None
+        linker = _Linker(self.objects, str(work), manifest.files)
         if base is not None and spare is not None and spare.is_dir():
             os.rename(spare, work)
-            self._patch(work, base.files, manifest.files)
+            linker.patch(base.files)
         else:
             work.mkdir(parents=True)
-            self._fill(work, manifest.files)
+            linker.fill()
         os.rename(work, target)
         return target
 
-    def _fill(self, root: Path, files: dict[str, FileEntry]) -> None:
-        made: set[str] = set()
-        for path in sorted(files):
-            parent = path.rpartition("/")[0]
-            if parent and parent not in made:
-                (root / parent).mkdir(parents=True, exist_ok=True)
-                made.add(parent)
-            self._link(root, path, files[path], files)
-
-    def _patch(
-        self, root: Path, old: dict[str, FileEntry], new: dict[str, FileEntry]
-    ) -> None:
-        for path in old.keys() - new.keys():
-            self._unlink(root, path)
-            self._prune(root, path)
-        for path, entry in new.items():
-            if old.get(path) == entry:
-                continue
-            if path in old:
-                self._unlink(root, path)
-            else:
-                (root / path).parent.mkdir(parents=True, exist_ok=True)
-            self._link(root, path, entry, new)
-
-    def _link(self, root: Path, path: str, entry: FileEntry, files: dict[str, FileEntry]) -> None:
-        os.link(self.objects.path(entry.sha256), root / path)
-        if compressible(entry.media_type):
-            for enc in ENCODINGS:
-                if path + "." + enc in files:  # the authority's own file wins
-                    continue
-                # A variant not made yet is added later by add_variant_links.
-                with contextlib.suppress(FileNotFoundError):
-                    os.link(self.objects.path(entry.sha256, enc), root / f"{path}.{enc}")
-
-    @staticmethod
-    def _unlink(root: Path, path: str) -> None:
-        for suffix in ("", *(f".{e}" for e in ENCODINGS)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(root / f"{path}{suffix}")
-
-    @staticmethod
-    def _prune(root: Path, path: str) -> None:
-        parent = (root / path).parent
-        while parent != root:
-            try:
-                parent.rmdir()
-            except OSError:
-                return
-            parent = parent.parent
-
     def add_variant_links(self, manifest: Manifest) -> int:
         """Link variants made after activation into the live folder; returns links added."""
-        root = self.path(manifest.release_id)
+        root = str(self.path(manifest.release_id))
         added = 0
         for path, entry in manifest.files.items():
             if not compressible(entry.media_type):
                 continue
             for enc in ENCODINGS:
-                link = root / f"{path}.{enc}"
+                link = f"{root}/{path}.{enc}"
                 if path + "." + enc in manifest.files or os.path.lexists(link):
                     continue
-                try:
-                    os.link(self.objects.path(entry.sha256, enc), link)
+                with contextlib.suppress(FileNotFoundError):
+                    os.link(self.objects.where(entry.sha256, enc), link)
                     added += 1
-                except FileNotFoundError:
-                    pass
         return added
 
     def prepare_spare(self, release_id: str) -> None:
@@ -156,3 +106,65 @@ def _clone_links(src: Path, dst: Path) -> None:
                     stack.append((entry.path, target))
                 else:
                     os.link(entry.path, target)
+
+
+class _Linker:
+    """Hard links for one release folder, with plain string paths (20,000 of them, often)."""
+
+    def __init__(self, objects: ObjectStore, root: str, files: dict[str, FileEntry]) -> None:
+        self.objects = objects
+        self.root = root
+        self.files = files
+
+    def fill(self) -> None:
+        made: set[str] = set()
+        for path in sorted(self.files):
+            parent = path.rpartition("/")[0]
+            if parent and parent not in made:
+                os.makedirs(f"{self.root}/{parent}", exist_ok=True)
+                made.add(parent)
+            self.link(path, self.files[path])
+
+    def patch(self, old: dict[str, FileEntry]) -> None:
+        root = self.root
+        for path in old.keys() - self.files.keys():
+            self.unlink(path)
+            _prune(root, path)
+        for path, entry in self.files.items():
+            before = old.get(path)
+            if before == entry:
+                continue
+            if before is not None:
+                self.unlink(path)
+            elif "/" in path:
+                os.makedirs(f"{root}/{path.rpartition('/')[0]}", exist_ok=True)
+            self.link(path, entry)
+
+    def link(self, path: str, entry: FileEntry) -> None:
+        target = f"{self.root}/{path}"
+        os.link(self.objects.where(entry.sha256), target)
+        if not compressible(entry.media_type):
+            return
+        for enc in ENCODINGS:
+            if f"{path}.{enc}" in self.files:  # the authority's own file wins
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.link(self.objects.where(entry.sha256, enc), f"{target}.{enc}")
+
+    def unlink(self, path: str) -> None:
+        target = f"{self.root}/{path}"
+        os.unlink(target)
+        for enc in ENCODINGS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{target}.{enc}")
+
+
+def _prune(root: str, path: str) -> None:
+    """Remove folders a removed file leaves empty."""
+    parent = path.rpartition("/")[0]
+    while parent:
+        try:
+            os.rmdir(f"{root}/{parent}")
+        except OSError:
+            return
+        parent = parent.rpartition("/")[0]
