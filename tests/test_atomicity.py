@@ -310,8 +310,9 @@ def test_every_worker_serves_a_new_activation_quickly(
         real_activate = pipeline_mod.activate
 
         def timed_activate(layout, release_id, **kw):  # type: ignore[no-untyped-def]
-            real_activate(layout, release_id, **kw)
+            generation = real_activate(layout, release_id, **kw)
             activated_at[release_id] = time.monotonic()
+            return generation
 
         monkeypatch.setattr(pipeline_mod, "activate", timed_activate)
         latencies: list[float] = []

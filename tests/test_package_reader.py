@@ -364,3 +364,25 @@ def test_large_member_published_byte_identical(site: Site) -> None:
     live = site.store.site / "datos/base.csv"
     assert live.stat().st_size == len(big)
     assert hashlib.sha256(live.read_bytes()).hexdigest() == sha
+
+
+def test_zip_whose_local_name_differs_from_its_directory_is_refused(read: Read) -> None:
+    """Content is read from the local entry, names from the central directory: if they
+    disagree, one of them lies, and nothing of the package is trusted."""
+    files = {"index.html": b"<p>x</p>", "json/main.json": minimal_site()["json/main.json"],
+             "json/aaaa.json": b'{"a": 1}'}
+    data = bytearray(pack(files))
+    at = data.find(b"json/aaaa.json")  # the first occurrence is the local header's
+    data[at:at + len(b"json/aaaa.json")] = b"json/bbbb.json"
+    with pytest.raises(PackageRefused) as refused:
+        read(bytes(data), "p.zip")
+    assert refused.value.code == "corrupt" and "no coinciden" in refused.value.message
+
+
+def test_stored_and_deflated_members_read_alike(read: Read) -> None:
+    files = {"index.html": b"<p>x</p>" * 50, "json/main.json": minimal_site()["json/main.json"]}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("index.html"), files["index.html"])  # stored
+        zf.writestr("json/main.json", files["json/main.json"], compress_type=zipfile.ZIP_DEFLATED)
+    assert got(read(buf.getvalue(), "p.zip")) == digests(files)

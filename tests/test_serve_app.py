@@ -269,7 +269,7 @@ def test_switching_by_delta_gives_the_same_answers_as_a_full_build(site: Site, c
         assert shape(table) == shape(builder.build(manifests.load(corte.stamp), None))
         assert table.release_id == corte.stamp
         site.publisher.finish(corte.stamp)
-        table = builder.settle(table)
+        table = builder.settle(table, list(table.by_path))
         fresh = builder.build(manifests.load(corte.stamp), None)
         assert shape(table) == shape(fresh)
         assert all(r.settled for r in table.by_path.values())

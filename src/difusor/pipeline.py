@@ -36,6 +36,7 @@ from difusor.publish.activate import (
     live_release,
     point_site,
     site_release,
+    wait_served,
 )
 from difusor.receive.intake import SIDECAR_SUFFIX, Intake, hash_file, original_name, take_in
 from difusor.store.layout import StoreLayout
@@ -58,6 +59,7 @@ class PublishOutcome:
     changed: int
     message: str
     timings: dict[str, float] = field(default_factory=dict)
+    generation: int = 0  # what servers report once they serve this corte
 
 
 @dataclass
@@ -188,9 +190,28 @@ class Publisher:
             outcome = self._publish(source, force)
             if on_live:
                 on_live(outcome)
-            if finish and outcome.status == "published":
-                self.finish(outcome.release_id)
+            if outcome.status == "published":
+                self._await_servers(outcome.release_id, outcome.generation)
+                if finish:
+                    self.finish(outcome.release_id)
         return outcome
+
+    def _await_servers(self, release_id: str, generation: int) -> None:
+        """Record when every running server worker serves the new corte, and hold the heavy
+        post-activation work until then, so it does not slow that switch down."""
+        served = wait_served(self.layout, generation)
+        if served is None:
+            self.ledger.event(
+                "served_late", f"algún proceso del servidor tardó más de 1 s en servir el corte "
+                f"{release_id}", release_id=release_id,
+            )
+        elif served[0]:
+            workers, seconds = served
+            self.ledger.event(
+                "served", f"corte {release_id} servido por {workers} procesos del servidor "
+                f"{seconds * 1000:.0f} ms después de activarlo", release_id=release_id,
+                detail={"workers": workers, "ms": round(seconds * 1000, 1)},
+            )
 
     def _publish(self, source: Path, force: bool) -> PublishOutcome:
         t = _Timer()
@@ -294,7 +315,7 @@ class Publisher:
             ReleaseRow(release_id, corte_iso, v.corte.source, package_id, intake.sha256, v.kind,
                        manifest.base_id, len(files), manifest.total_bytes, manifest.created, None)
         )
-        activate(self.layout, release_id, fsync=self.cfg.store.fsync)
+        generation = activate(self.layout, release_id, fsync=self.cfg.store.fsync)
         t.mark("activado")
         changed, removed = changes if changes is not None else changed_paths(live, manifest)
         self.ledger.activated(
@@ -311,7 +332,7 @@ class Publisher:
             len(changed) + len(removed),
             f"corte {release_id} en línea ({v.corte.when.astimezone(self.zone):%d/%m/%Y %H:%M}), "
             f"{len(files)} archivos, {len(changed)} nuevos o cambiados",
-            t.laps,
+            t.laps, generation,
         )
 
     @staticmethod
@@ -460,11 +481,13 @@ class Publisher:
                 )
             if target == live:
                 raise NotFound(f"el corte {target} ya es el que está en línea")
-            activate(self.layout, target, fsync=self.cfg.store.fsync)
+            generation = activate(self.layout, target, fsync=self.cfg.store.fsync)
             self.ledger.activated(
                 target, live, "rollback", None,
                 message=f"vuelta atrás: corte {target} en línea (antes {live})",
             )
+            self._live = None
+            self._await_servers(target, generation)
             self.finish(target)
         return target
 

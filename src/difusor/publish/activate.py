@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 from difusor.store.layout import StoreLayout
@@ -73,12 +74,53 @@ def bump_generation(layout: StoreLayout) -> int:
     return int(value)
 
 
-def activate(layout: StoreLayout, release_id: str, *, fsync: bool = True) -> None:
+def wait_served(layout: StoreLayout, generation: int, timeout: float = 1.0
+                ) -> tuple[int, float] | None:
+    """Wait until every running server worker serves ``generation`` (each reports it in
+    ``served/<pid>``); returns (workers, seconds), or None when some did not in time. Reports of
+    workers that are gone are removed."""
+    start = time.monotonic()
+    while True:
+        pending, workers = 0, 0
+        for report in layout.served.iterdir():
+            try:
+                pid = int(report.name)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError):
+                report.unlink(missing_ok=True)
+                continue
+            except PermissionError:
+                pass  # alive, another user's
+            workers += 1
+            try:
+                seen = _COUNTER.unpack(report.read_bytes()[:8])[0]
+            except (OSError, struct.error):
+                seen = 0
+            pending += seen < generation
+        waited = time.monotonic() - start
+        if not pending:
+            return workers, waited
+        if waited > timeout:
+            return None
+        time.sleep(0.002)
+
+
+def report_served(path: Path, generation: int) -> None:
+    """A worker's report: the generation its answers now come from."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, _COUNTER.pack(generation), 0)
+    finally:
+        os.close(fd)
+
+
+def activate(layout: StoreLayout, release_id: str, *, fsync: bool = True) -> int:
+    """Make ``release_id`` live; returns the generation servers will report once they serve it."""
     manifest = layout.manifests / f"{release_id}.json"
     if not manifest.is_file():
         raise FileNotFoundError(manifest)
     _point(layout, layout.current, f"manifests/{release_id}.json", fsync)
-    bump_generation(layout)
+    return bump_generation(layout)
 
 
 def point_site(layout: StoreLayout, release_id: str, *, fsync: bool = True) -> None:

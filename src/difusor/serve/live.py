@@ -2,7 +2,8 @@
 
 Each worker maps the 8-byte generation counter. A request compares it with the value its table
 was built from (a memory read, no system call) and rebuilds first when it moved; a background
-thread does the same every 20 ms, so the switch usually happens before any request notices.
+thread does the same every 5 ms (a memory read), so the switch usually happens before any
+request notices.
 Because activation renames ``current`` *before* bumping the counter, once any worker has served
 the new corte every worker sees the bump, and a client never gets an older file afterwards.
 """
@@ -14,15 +15,18 @@ import mmap
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from difusor.publish.activate import ensure_generation, live_release
+from difusor.publish.activate import ensure_generation, live_release, report_served
 from difusor.serve.table import Table, TableBuilder
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import ManifestStore
 
 log = logging.getLogger("difusor.serve")
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.005
+SETTLE_BATCH = 100
 FALLBACK_SECONDS = 1.0
+TICK_SECONDS = 0.5
 
 
 class LiveRelease:
@@ -42,6 +46,8 @@ class LiveRelease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._suspect: str | None = None
+        self._report: Path | None = None  # set once serving for real (start)
+        self._to_settle: list[str] = []
         self.refresh()
 
     def stale(self) -> bool:
@@ -53,18 +59,24 @@ class LiveRelease:
             if gen == self._seen:
                 return
             try:
-                self.table = self._load(live_release(self.layout))
+                release = live_release(self.layout)
+                if release is not None and release == self.table.release_id:
+                    # Finishing made this corte's objects loose and its variants: picked up
+                    # a few at a time by the watcher, never in a new corte's way.
+                    self._to_settle = [p for p, r in self.table.by_path.items() if not r.settled]
+                else:
+                    self.table = self._load(release)
             except (OSError, ValueError, KeyError) as exc:
                 log.error("no pude cargar el corte en línea: %s; sigo sirviendo el anterior", exc)
                 return
             self._seen = gen
+            if self._report is not None:  # tell the publisher this worker has switched
+                report_served(self._report, int.from_bytes(gen, "little"))
 
     def _load(self, release_id: str | None) -> Table:
         current = self.table
         if release_id is None:
             return Table.empty()
-        if release_id == current.release_id:  # the same corte, its variants now made
-            return self.builder.settle(current)
         delta = self.manifests.load_delta(release_id) if current.release_id else None
         if delta is not None and delta[2] == current.release_id:
             return self.builder.apply(delta[0], delta[1], current)
@@ -72,6 +84,8 @@ class LiveRelease:
 
     def start(self, tick: Callable[[], None] | None = None) -> None:
         """Watch in the background; ``tick`` is called about twice a second (log flushing)."""
+        self._report = self.layout.served / str(os.getpid())
+        report_served(self._report, int.from_bytes(self._seen, "little"))
         self._thread = threading.Thread(
             target=self._watch, args=(tick,), name="difusor-live", daemon=True
         )
@@ -81,18 +95,32 @@ class LiveRelease:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self._report is not None:
+            self._report.unlink(missing_ok=True)
 
     def _watch(self, tick: Callable[[], None] | None) -> None:
         polls_per_fallback = int(FALLBACK_SECONDS / POLL_SECONDS)
+        polls_per_tick = int(TICK_SECONDS / POLL_SECONDS)
         n = 0
         while not self._stop.wait(POLL_SECONDS):
             n += 1
             if self.stale():
                 self.refresh()
-            if tick and n % 25 == 0:
+            elif self._to_settle:
+                self._settle_some()
+            if tick and n % polls_per_tick == 0:
                 tick()
             if n % polls_per_fallback == 0:
                 self._fallback()
+
+    def _settle_some(self) -> None:
+        with self._lock:
+            batch, self._to_settle = self._to_settle[:SETTLE_BATCH], self._to_settle[SETTLE_BATCH:]
+            try:
+                self.table = self.builder.settle(self.table, batch)
+            except (OSError, ValueError, KeyError) as exc:
+                log.error("no pude completar las variantes del corte: %s", exc)
+                self._to_settle = []
 
     def _fallback(self) -> None:
         """``current`` moved but the counter never did (a publisher died in between): after

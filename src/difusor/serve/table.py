@@ -9,7 +9,7 @@ costs only its changed files.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from difusor.serve.policy import HeaderPolicy
 from difusor.store.manifest import FileEntry, Manifest
@@ -116,16 +116,17 @@ class TableBuilder:
                 _link_url(resources, redirects, by_path, path, res)
         return self._table(delta, by_path, resources, redirects)
 
-    def settle(self, table: Table) -> Table:
-        """The same release once its objects are loose and its variants made."""
-        unsettled = {p: r for p, r in table.by_path.items() if not r.settled}
-        if not unsettled:
-            return table
+    def settle(self, table: Table, paths: list[str]) -> Table:
+        """The same release with ``paths`` answered afresh, now that their objects are loose
+        and their variants made (a few at a time, so a new corte is never kept waiting)."""
         self.objects.packs.refresh()
         by_path = dict(table.by_path)
         resources = dict(table.resources)
         redirects = dict(table.redirects)
-        for path, old in unsettled.items():
+        for path in paths:
+            old = by_path.get(path)
+            if old is None or old.settled:
+                continue
             entry = FileEntry(old.sha256, old.identity.size, old.media_type)
             res = self._resource(path, entry, old)
             by_path[path] = res
@@ -152,9 +153,11 @@ class TableBuilder:
         if negotiable:
             base.append(("Vary", "Accept-Encoding"))
         tag = entry.sha256[:24]
-        if (previous is not None and previous.sha256 == entry.sha256
-                and not isinstance(previous.identity.body, memoryview)):
+        if previous is not None and previous.sha256 == entry.sha256:
             identity = previous.identity  # same bytes; only the variants were pending
+            if isinstance(identity.body, memoryview) and self.objects.loose(entry.sha256):
+                # Now loose: keep the bytes, let the pack's mapping go.
+                identity = replace(identity, body=bytes(identity.body))
         else:
             identity = self._representation(
                 entry.sha256, None, entry.size, f'"{tag}"', [*base, ("Accept-Ranges", "bytes")]

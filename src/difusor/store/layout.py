@@ -57,10 +57,15 @@ class StoreLayout:
         """An 8-byte counter bumped after every activation; servers map it and watch it."""
         return self.root / "generation"
 
+    @property
+    def served(self) -> Path:
+        """One 8-byte file per server worker (named by pid): the generation it serves."""
+        return self.root / "served"
+
     def release_dir(self, release_id: str) -> Path:
         return self.releases / release_id
 
     def create(self) -> None:
         for d in (self.objects, self.packs, self.manifests, self.releases, self.spare, self.build,
-                  self.tmp):
+                  self.tmp, self.served):
             d.mkdir(parents=True, exist_ok=True)
