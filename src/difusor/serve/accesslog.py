@@ -28,7 +28,7 @@ class AccessLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = self._open()
-        self.rows: list[tuple] = []
+        self.rows: list[tuple] = []  # appended to by the server's request handler
         self._middles: dict[tuple, str] = {}
         self._second = -1
         self._stamp = ""

@@ -61,9 +61,7 @@ class DifusorApp:
     # -- requests ----------------------------------------------------------------------
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        if scope.proto != "http":
-            return
-        start = _perf()
+        start = _perf()  # websockets are off: every call is an HTTP request
         live = self.live
         if live.stale():  # another corte went live: switch before answering
             live.refresh()
