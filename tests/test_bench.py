@@ -1,0 +1,44 @@
+"""The benchmark scripts keep working (their --quick mode); the numbers themselves live in bench/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NEEDED = ("nginx", "wrk", "rsync", "unzip")
+
+
+def run_quick(script: str, tmp_path: Path) -> dict:
+    missing = [b for b in NEEDED if not shutil.which(b) and not Path("/usr/sbin", b).exists()]
+    if missing:
+        pytest.skip(f"faltan {', '.join(missing)} (make test los instala como root)")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick"], capture_output=True, text=True,
+        timeout=240, cwd=ROOT, env={"DIFUSOR_BENCH_OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads((out / script.replace(".py", ".json")).read_text())
+
+
+def test_serve_throughput_quick(tmp_path: Path) -> None:
+    result = run_quick("serve_throughput.py", tmp_path)
+    for name in ("difusor", "nginx"):
+        check = result["checks"][name]
+        assert check["status"] == 200 and check["bytes_match"]
+        assert check["cache_control"] == ["no-cache, no-store, must-revalidate"]
+    assert result["summary"]["difusor"]["median_rps"] > 0 and result["ratio"] > 0
+
+
+def test_publish_latency_quick(tmp_path: Path) -> None:
+    result = run_quick("publish_latency.py", tmp_path)
+    cases = {c["case"] for c in result["summary"]}
+    assert cases == {"irimbo-full", "irimbo-incremental", "national-full", "national-incremental"}
+    for case in result["summary"]:
+        assert case["difusor"]["p50_ms"] > 0 and case["anchor"]["p50_ms"] > 0
