@@ -106,6 +106,79 @@ class SftpSettings(_Section):
     authorized_keys: str = Field(
         "keys/authorized_keys", description="Llaves públicas autorizadas (formato OpenSSH)."
     )
+    enabled: bool = Field(True, description="Levantar el SFTP embebido con «difusor run».")
+    host_key: str = Field(
+        "keys/ssh_host_ed25519_key",
+        description="Llave privada del servidor SFTP (se genera si no existe).",
+    )
+    allow_from: list[str] = Field(
+        default_factory=list,
+        description="Redes (CIDR) desde las que se acepta conexión, p. ej. las IP de la "
+        "autoridad; vacío = cualquiera.",
+    )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"«{item}» no es una red CIDR (p. ej. 200.23.8.0/24)") from None
+        return v
+
+
+class ReceiveSettings(_Section):
+    temp_suffixes: list[str] = Field(
+        default_factory=lambda: [".part", ".filepart", ".tmp"],
+        description="Sufijos de nombres temporales: una subida así nombrada se toma solo al "
+        "renombrarla a su nombre final.",
+    )
+    sidecar_wait: float = Field(
+        5.0,
+        ge=0,
+        description="Segundos que se espera un NOMBRE.sha256 que llega después de su paquete "
+        "(cuando la autoridad suele enviarlos o son obligatorios).",
+    )
+    abandoned_after: float = Field(
+        6 * 3600,
+        gt=0,
+        description="Segundos tras los cuales se borra una subida incompleta o abandonada.",
+    )
+
+
+class DropFolderSettings(_Section):
+    dirs: list[str] = Field(
+        default_factory=list,
+        description="Carpetas vigiladas donde otro programa (OpenSSH, rsync) deja los paquetes; "
+        "vacío = sin vigilancia.",
+    )
+    complete_on: list[Literal["rename", "sidecar", "close"]] = Field(
+        default_factory=lambda: ["rename", "sidecar"],
+        description="Qué indica que una subida terminó: renombrado desde un nombre temporal, "
+        "llegada de NOMBRE.sha256 que coincide, o cierre del archivo (inseguro con OpenSSH: "
+        "una transferencia cortada también cierra).",
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, description="Segundos entre revisiones cuando no hay inotify."
+    )
+    inotify: bool = Field(True, description="Usar inotify (Linux); si no, revisar periódicamente.")
+
+
+class PullSettings(_Section):
+    url: str = Field("", description="URL https:// del paquete que publica la autoridad; vacío = "
+                     "sin descarga.")
+    interval: float = Field(30.0, ge=1, description="Segundos entre consultas.")
+    timeout: float = Field(60.0, gt=0, description="Segundos máximos sin recibir datos.")
+    max_bytes: int = Field(4 * 1024**3, ge=1, description="Tamaño máximo de una descarga.")
+    ca_file: str = Field("", description="Certificado de la CA a confiar (vacío = las del sistema).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"«{v}» no es una URL http:// o https://")
+        return v
 
 
 class StateSettings(_Section):
@@ -182,6 +255,9 @@ class Config(_Section):
     web: WebSettings = WebSettings()
     sftp: SftpSettings = SftpSettings()
     state: StateSettings = StateSettings()
+    receive: ReceiveSettings = ReceiveSettings()
+    dropfolder: DropFolderSettings = DropFolderSettings()
+    pull: PullSettings = PullSettings()
     package: PackageSettings = PackageSettings()
     corte: CorteSettings = CorteSettings()
     store: StoreSettings = StoreSettings()

@@ -20,6 +20,11 @@ class StateLayout:
         return self.root / "inbox"
 
     @property
+    def uploads(self) -> Path:
+        """The embedded SFTP server's root (its chroot): uploads in progress and finished."""
+        return self.root / "sftp"
+
+    @property
     def incoming(self) -> Path:
         """Private copies of packages being verified."""
         return self.root / "incoming"
@@ -51,6 +56,6 @@ class StateLayout:
         return self.root / "publish.lock"
 
     def create(self) -> None:
-        for d in (self.root, self.inbox, self.incoming, self.packages, self.quarantine,
+        for d in (self.root, self.inbox, self.uploads, self.incoming, self.packages, self.quarantine,
                   self.store, self.logs):
             d.mkdir(parents=True, exist_ok=True)

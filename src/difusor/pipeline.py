@@ -179,15 +179,19 @@ class Publisher:
         force: bool = False,
         on_live: Callable[[PublishOutcome], None] | None = None,
         finish: bool = True,
+        name: str | None = None,
+        sidecar: Path | None = None,
+        link: bool = False,
     ) -> PublishOutcome:
         """Verify and publish one package; raises PackageRefused when it must not go live.
 
         ``on_live`` is called the moment the corte is live; ``finish`` then materialises it
         (loose objects, variants, the tree for nginx, the next spare), off the latency path
-        but still under the lock.
+        but still under the lock. ``name``, ``sidecar`` and ``link`` are for packages taken
+        from the inbox (see :func:`difusor.receive.intake.take_in`).
         """
         with self.lock():
-            outcome = self._publish(source, force)
+            outcome = self._publish(source, force, name, sidecar, link)
             if on_live:
                 on_live(outcome)
             if outcome.status == "published":
@@ -213,9 +217,10 @@ class Publisher:
                 detail={"workers": workers, "ms": round(seconds * 1000, 1)},
             )
 
-    def _publish(self, source: Path, force: bool) -> PublishOutcome:
+    def _publish(self, source: Path, force: bool, name: str | None, sidecar: Path | None,
+                 link: bool) -> PublishOutcome:
         t = _Timer()
-        intake = take_in(source, self.state.incoming)
+        intake = take_in(source, self.state.incoming, name=name, sidecar=sidecar, link=link)
         package_id = self.ledger.package_received(
             intake.name, intake.sha256, intake.size, intake.copy_name
         )

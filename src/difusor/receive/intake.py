@@ -93,13 +93,36 @@ def hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def take_in(source: Path, incoming: Path) -> Intake:
-    """Copy ``source`` (and ``source.sha256`` if beside it) into ``incoming``, hashing it."""
+def take_in(
+    source: Path,
+    incoming: Path,
+    *,
+    name: str | None = None,
+    sidecar: Path | None = None,
+    link: bool = False,
+) -> Intake:
+    """Copy ``source`` into ``incoming``, hashing it, with its sidecar (``sidecar``, or
+    ``source.sha256`` beside it). ``name`` is the authority's name (default: the file's).
+
+    ``link`` hard-links instead of copying, for files that are already ours (the inbox): no
+    copy of a large package on the latency path, and the inbox entry stays until the publisher
+    is done with it, so an interruption never loses it.
+    """
+    name = name or source.name
     if not source.exists():
         raise DifusorError(f"no existe el paquete {source}")
     if not source.is_file():
         raise DifusorError(f"{source} no es un archivo")
     incoming.mkdir(parents=True, exist_ok=True)
+    final = incoming / copy_name(name)
+    side_text = _sidecar(sidecar or source.with_name(source.name + SIDECAR_SUFFIX))
+    if link:
+        os.link(source, final)
+        os.chmod(final, 0o444)
+        if side_text is not None:
+            final.with_name(final.name + SIDECAR_SUFFIX).write_text(side_text, encoding="utf-8")
+        sha, size = hash_file(final)
+        return Intake(final, name, sha, size, side_text)
     tmp = incoming / f".{uuid.uuid4().hex}.part"
     h = hashlib.sha256()
     size = 0
@@ -123,16 +146,13 @@ def take_in(source: Path, incoming: Path) -> Intake:
         raise
     finally:
         os.close(src)
-    final = incoming / copy_name(source.name)
-    sidecar = _sidecar(source)
-    if sidecar is not None:
-        final.with_name(final.name + SIDECAR_SUFFIX).write_text(sidecar, encoding="utf-8")
+    if side_text is not None:
+        final.with_name(final.name + SIDECAR_SUFFIX).write_text(side_text, encoding="utf-8")
     os.replace(tmp, final)
-    return Intake(final, source.name, h.hexdigest(), size, sidecar)
+    return Intake(final, name, h.hexdigest(), size, side_text)
 
 
-def _sidecar(source: Path) -> str | None:
-    side = source.with_name(source.name + SIDECAR_SUFFIX)
+def _sidecar(side: Path) -> str | None:
     try:
         with side.open("rb") as f:
             data = f.read(_MAX_SIDECAR)
