@@ -130,6 +130,24 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
 
 @app.command()
+def run(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Más detalle en la consola.")]
+    = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Todo el difusor en primer plano: receptores, publicador y servidor web (Ctrl-C detiene)."""
+    from difusor.run.supervisor import Supervisor, setup_logging
+
+    cfg = config_mod.load(config)
+    supervisor = Supervisor(cfg, config)
+    setup_logging(supervisor.state.logs / "difusor.log", verbose=verbose)
+    err.print(f"Difusor en marcha: web {cfg.web.listen}"
+              + (f", SFTP {cfg.sftp.listen}" if cfg.sftp.enabled else "")
+              + " (Ctrl-C para detener)")
+    supervisor.run_forever()
+
+
+@app.command()
 def publish(
     package: Annotated[Path, typer.Argument(help="Paquete .zip, .tar, .tar.gz o .tgz.")],
     force: Annotated[

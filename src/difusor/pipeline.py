@@ -84,6 +84,7 @@ class Publisher:
         self.manifests = ManifestStore(self.layout.manifests, fsync=fsync)
         self.dirs = ReleaseDirs(self.layout, self.objects)
         self.zone = ZoneInfo(cfg.site.timezone)
+        self.lock_timeout = LOCK_TIMEOUT
         self._live: Manifest | None = None
 
     def _live_manifest(self) -> Manifest | None:
@@ -99,7 +100,8 @@ class Publisher:
     # -- the lock and recovery ----------------------------------------------------------
 
     @contextmanager
-    def lock(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        timeout = self.lock_timeout if timeout is None else timeout
         fd = os.open(self.state.publish_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + timeout

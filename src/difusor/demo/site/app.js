@@ -1,6 +1,8 @@
 // PREP Irimbo (demostración): polls json/main.json every 60 s and renders it.
+// `?cada=N` polls every N seconds instead (drills and browser tests).
 "use strict";
-const REFRESH_MS = 60000;
+const every = Number(new URLSearchParams(location.search).get("cada"));
+const REFRESH_MS = every >= 1 ? every * 1000 : 60000;
 const fmt = new Intl.NumberFormat("es-MX");
 
 async function getJSON(path) {

@@ -1,0 +1,1 @@
+"""``difusor run``: the receivers, the publisher and the web server, supervised together."""

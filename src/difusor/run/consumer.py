@@ -1,0 +1,132 @@
+"""The publisher's side of the inbox: one package at a time, in arrival order.
+
+Each package goes through exactly what ``difusor publish`` does. Its inbox entry is removed only
+once the publisher is done with it (live, a no-op, refused or failed), so a package that was
+waiting, or being published when the process died, is published on the next start.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from difusor.config import Config
+from difusor.errors import BusyError, DifusorError, PackageRefused
+from difusor.ledger import Ledger
+from difusor.paths import StateLayout
+from difusor.pipeline import Publisher, PublishOutcome
+from difusor.receive.inbox import Arrival, arrivals, sidecar_for
+from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX
+
+Log = Callable[[str], None]
+
+
+class InboxConsumer:
+    def __init__(self, cfg: Config, ledger: Ledger, *, log: Log | None = None,
+                 on_outcome: Callable[[Arrival, PublishOutcome | None], None] | None = None) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.state = StateLayout(cfg.state_dir)
+        self.publisher = Publisher(cfg, ledger)
+        # Beside a manual `difusor publish`: retry soon rather than block, so a stop stays prompt.
+        self.publisher.lock_timeout = 1.0
+        self.log = log or (lambda _m: None)
+        self.on_outcome = on_outcome
+        self._wake = threading.Event()
+        # The authority that has sent sidecars before will send them again: wait for a late one.
+        self._sidecars_seen = cfg.package.require_checksum == "sidecar" or any(
+            p.name.endswith(SIDECAR_SUFFIX) for p in _listing(self.state.packages)
+        )
+
+    def notify(self, _path: Path | None = None) -> None:
+        """A receiver delivered something: look now instead of at the next poll."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.drain(stop)
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+    def drain(self, stop: threading.Event | None = None) -> int:
+        """Publish every package waiting in the inbox; returns how many were taken."""
+        taken = 0
+        while not (stop and stop.is_set()):
+            pending = arrivals(self.state.inbox)
+            packages = [a for a in pending if not a.is_sidecar]
+            if not packages:
+                self._orphans(pending)
+                return taken
+            package = packages[0]
+            sidecar = sidecar_for(package, pending) or self._await_sidecar(package, stop)
+            if not self._take(package, sidecar):
+                return taken  # the publisher is busy (a manual publish): try again shortly
+            taken += 1
+        return taken
+
+    def _await_sidecar(self, package: Arrival, stop: threading.Event | None) -> Arrival | None:
+        if not self._sidecars_seen:
+            return None
+        deadline = time.monotonic() + max(0.0, self.cfg.receive.sidecar_wait - package.age)
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            self._wake.wait(0.05)
+            self._wake.clear()
+            found = sidecar_for(package, arrivals(self.state.inbox))
+            if found:
+                return found
+        return None
+
+    def _take(self, package: Arrival, sidecar: Arrival | None) -> bool:
+        if sidecar is not None:
+            self._sidecars_seen = True
+        outcome: PublishOutcome | None = None
+        try:
+            outcome = self.publisher.publish(
+                package.path, name=package.name, link=True,
+                sidecar=sidecar.path if sidecar else None,
+                on_live=lambda o: self.log(f"{package.name}: {o.message} "
+                                           f"({package.age * 1000:.0f} ms desde la llegada)"),
+            )
+            if outcome.status != "published":
+                self.log(f"{package.name}: {outcome.message}")
+        except BusyError:
+            return False
+        except PackageRefused as refusal:
+            self.log(f"{package.name}: paquete rechazado — {refusal.message} "
+                     f"(original en {self.state.quarantine})")
+        except DifusorError as exc:
+            self.log(f"{package.name}: no se pudo publicar — {exc.message}")
+        except Exception as exc:  # kept in quarantine by the publisher; the loop goes on
+            self.log(f"{package.name}: falla inesperada al publicar — {exc!r}")
+            self.ledger.event("publish_error", f"falla inesperada al publicar {package.name}: {exc!r}")
+        for done in (package, sidecar):
+            if done is not None:
+                done.path.unlink(missing_ok=True)
+        if self.on_outcome:
+            self.on_outcome(package, outcome)
+        return True
+
+    def _orphans(self, pending: list[Arrival]) -> None:
+        """A sidecar with no package, older than the wait: its package went without it, or never
+        came. Kept in quarantine with the reason, not silently dropped."""
+        limit = max(self.cfg.receive.sidecar_wait * 4, 60.0)
+        for side in pending:
+            if side.is_sidecar and side.age > limit:
+                target = self.state.quarantine / side.path.name
+                self.state.quarantine.mkdir(parents=True, exist_ok=True)
+                os.replace(side.path, target)
+                target.with_name(target.name + REASON_SUFFIX).write_text(
+                    f"Suma de verificación sin paquete: {side.name}\n"
+                    f"Llegó sin su paquete, o después de que el paquete se publicó sin ella.\n",
+                    encoding="utf-8")
+                self.log(f"{side.name}: suma sin paquete; guardada en cuarentena")
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []

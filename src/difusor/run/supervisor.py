@@ -1,0 +1,205 @@
+"""Every service of one difusor, in the foreground, each restarted if it dies.
+
+Parts run as threads of this process (receivers, the inbox consumer, the janitor) except the web
+server, a child process of its own (its workers are processes). A part that raises or exits is
+logged, written to the ledger and started again with a growing pause; SIGINT/SIGTERM stop them
+all within 10 s. Anything cut short is safe: publishing is crash-safe and the inbox keeps
+whatever was not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from difusor.config import Config
+from difusor.ledger import Ledger
+from difusor.paths import StateLayout
+from difusor.run.consumer import InboxConsumer
+
+STOP_BUDGET = 9.0  # seconds: the contract promises a clean stop within 10
+_BACKOFF_MAX = 30.0
+_HEALTHY_AFTER = 60.0  # a part that ran this long starts its next backoff from scratch
+
+log = logging.getLogger("difusor")
+
+
+@dataclass
+class Part:
+    name: str  # what the operator reads
+    target: Callable[[threading.Event], None]
+    thread: threading.Thread | None = None
+    restarts: int = 0
+    backoff: float = field(default=1.0)
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, config_path: Path) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.state = StateLayout(cfg.state_dir)
+        self.state.create()
+        self.ledger = Ledger(self.state.ledger)
+        self.stop = threading.Event()
+        self.consumer = InboxConsumer(cfg, self.ledger, log=log.info)
+        self.parts = self._parts()
+        self._web: subprocess.Popen[bytes] | None = None
+
+    # -- what runs ----------------------------------------------------------------------
+
+    def _parts(self) -> list[Part]:
+        parts = [Part("publicador", self.consumer.run), Part("servidor web", self._run_web),
+                 Part("limpieza", self._janitor)]
+        if self.cfg.sftp.enabled:
+            parts.append(Part("SFTP", self._run_sftp))
+        if self.cfg.dropfolder.dirs:
+            parts.append(Part("carpeta vigilada", self._run_dropfolder))
+        if self.cfg.pull.url:
+            parts.append(Part("descarga HTTPS", self._run_pull))
+        return parts
+
+    def _run_sftp(self, stop: threading.Event) -> None:
+        from difusor.receive.sftp import start_sftp_server
+
+        async def main() -> None:
+            server = await start_sftp_server(self.cfg, on_delivered=self.consumer.notify,
+                                             log=log.info)
+            log.info(f"SFTP escuchando en {self.cfg.sftp.listen} (usuario {self.cfg.sftp.user})")
+            try:
+                while not stop.is_set():
+                    await asyncio.sleep(0.2)
+            finally:
+                server.close()
+                await server.wait_closed()
+
+        asyncio.run(main())
+
+    def _run_dropfolder(self, stop: threading.Event) -> None:
+        from difusor.receive.dropfolder import DropFolderWatcher
+
+        DropFolderWatcher(self.cfg, on_delivered=self.consumer.notify, log=log.info).run(stop)
+
+    def _run_pull(self, stop: threading.Event) -> None:
+        from difusor.receive.pull import Puller
+
+        Puller(self.cfg, on_delivered=self.consumer.notify, log=log.info).run(stop)
+
+    def _janitor(self, stop: threading.Event) -> None:
+        from difusor.receive.sftp import clean_abandoned
+
+        while True:
+            for path in clean_abandoned(self.state.uploads, self.cfg.receive.abandoned_after):
+                log.info(f"limpieza: borrada la subida abandonada o ya entregada {path.name}")
+            if stop.wait(60.0):
+                return
+
+    def _run_web(self, stop: threading.Event) -> None:
+        self._web = subprocess.Popen(
+            [sys.executable, "-m", "difusor", "serve", "--config", str(self.config_path)],
+            start_new_session=True,  # our SIGINT is ours to relay, not the terminal's
+        )
+        try:
+            while self._web.poll() is None:
+                if stop.wait(0.2):
+                    return
+            raise RuntimeError(f"el servidor web terminó con código {self._web.returncode}")
+        finally:
+            _terminate(self._web, timeout=5.0)
+
+    # -- supervision --------------------------------------------------------------------
+
+    def _guard(self, part: Part) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                part.target(self.stop)
+                if self.stop.is_set():
+                    return
+                reason = "terminó sin que se le pidiera"
+            except Exception as exc:
+                if self.stop.is_set():
+                    return
+                reason = f"falló: {exc}"
+                log.debug("".join(traceback.format_exception(exc)))
+            if time.monotonic() - started > _HEALTHY_AFTER:
+                part.backoff = 1.0
+            part.restarts += 1
+            log.error(f"{part.name} {reason}; se reinicia en {part.backoff:.0f} s "
+                      f"(reinicio n.º {part.restarts})")
+            self.ledger.event("service_restarted", f"{part.name} {reason}; reiniciado",
+                              detail={"part": part.name, "restarts": part.restarts})
+            if self.stop.wait(part.backoff):
+                return
+            part.backoff = min(part.backoff * 2, _BACKOFF_MAX)
+
+    def start(self) -> None:
+        self.ledger.event("run_started", "difusor en marcha: " + ", ".join(p.name for p in self.parts))
+        for part in self.parts:
+            part.thread = threading.Thread(target=self._guard, args=(part,), name=part.name,
+                                           daemon=True)
+            part.thread.start()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + STOP_BUDGET
+        for part in self.parts:
+            if part.thread:
+                part.thread.join(max(0.0, deadline - time.monotonic()))
+        unfinished = [p.name for p in self.parts if p.thread and p.thread.is_alive()]
+        if self._web is not None:
+            _terminate(self._web, timeout=max(0.5, deadline - time.monotonic()))
+        message = "difusor detenido"
+        if unfinished:  # e.g. a publish mid-way: crash-safe, resumed on the next start
+            message += f" (sin esperar a: {', '.join(unfinished)})"
+        self.ledger.event("run_stopped", message)
+        log.info(message)
+        self.ledger.close()
+
+    def run_forever(self) -> None:
+        def _signal(signum: int, _frame: object) -> None:
+            log.info(f"señal {signal.Signals(signum).name} recibida: deteniendo…")
+            self.stop.set()
+
+        previous = {s: signal.signal(s, _signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.start()
+        try:
+            while not self.stop.wait(0.5):
+                pass
+        finally:
+            self.shutdown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def setup_logging(logfile: Path, *, verbose: bool = False) -> None:
+    """Operator lines on stderr and in the state's log file, each with its time."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    file = logging.FileHandler(logfile, encoding="utf-8")
+    file.setFormatter(fmt)
+    log.handlers[:] = [console, file]
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
