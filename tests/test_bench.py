@@ -42,3 +42,14 @@ def test_publish_latency_quick(tmp_path: Path) -> None:
     assert cases == {"irimbo-full", "irimbo-incremental", "national-full", "national-incremental"}
     for case in result["summary"]:
         assert case["difusor"]["p50_ms"] > 0 and case["anchor"]["p50_ms"] > 0
+
+
+def test_sftp_throughput_quick(tmp_path: Path) -> None:
+    result = run_quick("sftp_throughput.py", tmp_path)
+    assert result["summary"]["embedded"]["median_mbps"] > 0
+
+
+def test_receive_latency_quick(tmp_path: Path) -> None:
+    result = run_quick("receive_latency.py", tmp_path)
+    assert result["summary"]["embedded"]["n"] == 7
+    assert result["summary"]["embedded"]["p50_ms"] > 0

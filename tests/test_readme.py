@@ -33,11 +33,13 @@ def test_readme_shows_both_make_commands() -> None:
 def test_every_readme_command_runs(tmp_path: Path) -> None:
     commands = readme_commands()
     assert len(commands) >= 8
-    port = free_port()
+    port, sftp_port = free_port(), free_port()
     for command in commands:
-        command = command.replace("/tmp/", f"{tmp_path}/").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        command = (command.replace("/tmp/", f"{tmp_path}/")
+                   .replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+                   .replace("127.0.0.1:2222", f"127.0.0.1:{sftp_port}"))
         args = [sys.executable, "-m", "difusor", *command.split()[1:]]
-        if command.startswith("difusor serve"):
+        if command.startswith(("difusor serve", "difusor run")):
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
             try:
@@ -47,7 +49,7 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
                         r = httpx.get(f"http://127.0.0.1:{port}/json/main.json", timeout=1)
                         break
                     except httpx.TransportError:
-                        assert time.monotonic() < deadline, "difusor serve no respondió"
+                        assert time.monotonic() < deadline, f"{command}: no respondió"
                         time.sleep(0.1)
                 assert r.status_code == 200
             finally:
@@ -57,7 +59,7 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-            assert proc.returncode in (0, -2, 130), f"difusor serve terminó con {proc.returncode}"
+            assert proc.returncode in (0, -2, 130), f"{command}: terminó con {proc.returncode}"
             continue
         done = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{command}: {done.stderr}"

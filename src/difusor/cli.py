@@ -252,6 +252,40 @@ def demo(
     run_demo(folder, fast=fast, say=out.print)
 
 
+@app.command("sftp-config")
+def sftp_config(
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Archivo donde escribir el bloque de sshd (p. ej. "
+        "/etc/ssh/sshd_config.d/difusor-sftp.conf); por omisión, la salida estándar.")] = None,
+    chroot: Annotated[Path | None, typer.Option(
+        help="Raíz (chroot) de la cuenta SFTP; la autoridad sube a CHROOT/entrada "
+        "[por omisión /srv/difusor/sftp].")] = None,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Crear carpetas, permisos y llaves (requiere root).")] = False,
+    create_user: Annotated[bool, typer.Option(
+        "--create-user", help="Con --apply: crear la cuenta de la autoridad si no existe.")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Configura OpenSSH (internal-sftp encerrado en un chroot) como receptor de producción."""
+    from difusor.receive.openssh import SftpAccount
+
+    cfg = config_mod.load(config)
+    account = SftpAccount.from_config(cfg, chroot=chroot)
+    block = account.match_block()
+    if apply:
+        for step in account.apply(create_user=create_user):
+            err.print(f"hecho: {step.shell}", markup=False)
+    if output is None:
+        out.print(block, markup=False, end="")
+    else:
+        try:
+            output.write_text(block, encoding="utf-8")
+        except OSError as exc:
+            raise DifusorError(f"no puedo escribir {output}: {exc.strerror}") from None
+    err.print(account.instructions(snippet=output, applied=apply, create_user=create_user),
+              markup=False, end="", soft_wrap=True)
+
+
 @simulate_app.command("packages")
 def simulate_packages(
     directory: Annotated[Path, typer.Argument(help="Carpeta donde escribir los paquetes.")],
