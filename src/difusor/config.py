@@ -96,6 +96,9 @@ class WebSettings(_Section):
         description="Archivos de hasta este tamaño (bytes) se sirven desde memoria; "
         "los mayores, desde disco.",
     )
+    tls_cert: str = Field("", description="Certificado PEM (cadena completa): con tls_key, el "
+                          "servidor embebido habla HTTPS.")
+    tls_key: str = Field("", description="Llave privada PEM del certificado.")
 
 
 class SftpSettings(_Section):
@@ -245,6 +248,64 @@ class StoreSettings(_Section):
     fsync: bool = Field(True, description="Forzar a disco antes de activar (recomendado).")
 
 
+class NginxSettings(_Section):
+    server_name: str = Field("_", description="server_name de nginx (el dominio público).")
+    listen: int = Field(80, ge=1, le=65535, description="Puerto HTTP (redirige a HTTPS si hay TLS).")
+    listen_tls: int = Field(443, ge=1, le=65535, description="Puerto HTTPS.")
+    tls_cert: str = Field("", description="Certificado PEM para nginx; vacío = solo HTTP.")
+    tls_key: str = Field("", description="Llave privada PEM para nginx.")
+    root: str = Field("", description="Carpeta del corte en línea que sirve nginx; vacío = "
+                      "state/store/site.")
+    access_log: str = Field("", description="Registro de accesos JSON de nginx; vacío = "
+                            "state/logs/nginx-access.log.")
+    real_ip_from: list[str] = Field(
+        default_factory=list,
+        description="Redes (CIDR) del CDN o balanceador cuya cabecera de IP real se cree.",
+    )
+    real_ip_header: str = Field(
+        "", description="Cabecera con la IP real del cliente; vacío = la del primer [[cdn]] "
+        "(CF-Connecting-IP, Fastly-Client-IP, …) o X-Forwarded-For.",
+    )
+    limit_req_rate: int = Field(50, ge=1, description="Peticiones por segundo por IP (limit_req).")
+    limit_req_burst: int = Field(200, ge=0, description="Ráfaga tolerada por IP (limit_req).")
+    hsts_seconds: int = Field(31536000, ge=0, description="Strict-Transport-Security max-age "
+                              "(0 = sin HSTS).")
+
+
+class OriginSettings(_Section):
+    name: str = Field(description="Nombre del origen (bitácora, tablero).")
+    kind: Literal["local", "nginx", "ssh", "s3"] = Field(description="Tipo de origen.")
+    url: str = Field("", description="URL pública de este origen (para verificarlo).")
+    root: str = Field("", description="nginx: carpeta de cortes en este equipo; ssh: carpeta "
+                      "remota.")
+    host: str = Field("", description="ssh: servidor remoto.")
+    port: int = Field(22, ge=1, le=65535, description="ssh: puerto.")
+    user: str = Field("", description="ssh: usuario remoto.")
+    key: str = Field("", description="ssh: llave privada.")
+    bucket: str = Field("", description="s3: bucket.")
+    prefix: str = Field("", description="s3: prefijo dentro del bucket.")
+    region: str = Field("", description="s3: región.")
+    endpoint_url: str = Field("", description="s3: URL del servicio compatible con S3.")
+    retries: int = Field(3, ge=0, description="Reintentos antes de sacarlo de rotación.")
+
+
+class CdnSettings(_Section):
+    name: str = Field("", description="Nombre de la CDN (bitácora).")
+    kind: Literal["varnish", "cloudflare", "fastly", "cloudfront", "akamai"] = Field(
+        description="Proveedor.")
+    edge_url: str = Field("", description="URL pública a través de la CDN (para comprobar que "
+                          "ya sirve los bytes nuevos).")
+    purge_url: str = Field("", description="varnish: URL de purga (por omisión, edge_url).")
+    api_url: str = Field("", description="URL base de la API (vacío = la oficial).")
+    token_env: str = Field("", description="Variable de entorno con el token o secreto de la API.")
+    zone_id: str = Field("", description="cloudflare: zona.")
+    service_id: str = Field("", description="fastly: servicio.")
+    distribution_id: str = Field("", description="cloudfront: distribución.")
+    targeted_seconds: int = Field(
+        0, ge=0, le=60, description="Segundos que la CDN puede guardar main.json "
+        "(CDN-Cache-Control / Surrogate-Control); 0 = nada.")
+
+
 class HeaderRule(_Section):
     match: str = Field(description="Patrón glob de ruta, p. ej. «*.json» o «json/*».")
     set: dict[str, str] = Field(description="Encabezados que se fijan en esas rutas.")
@@ -261,10 +322,14 @@ class Config(_Section):
     package: PackageSettings = PackageSettings()
     corte: CorteSettings = CorteSettings()
     store: StoreSettings = StoreSettings()
+    nginx: NginxSettings = NginxSettings()
     headers: list[HeaderRule] = Field(
         default_factory=list,
         description="Reglas de encabezados adicionales (después de las predeterminadas).",
     )
+    origins: list[OriginSettings] = Field(
+        default_factory=list, description="Orígenes adicionales al servidor embebido.")
+    cdn: list[CdnSettings] = Field(default_factory=list, description="CDN delante del sitio.")
 
     # Set by load(): the folder relative paths are resolved against.
     root: Path = Field(default=Path("."), exclude=True)
@@ -282,6 +347,11 @@ SECTIONS: dict[str, type[BaseModel]] = {
     name: field.annotation  # type: ignore[misc]
     for name, field in Config.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+}
+
+
+LIST_SECTIONS: dict[str, type[BaseModel]] = {
+    "headers": HeaderRule, "origins": OriginSettings, "cdn": CdnSettings,
 }
 
 
@@ -386,13 +456,13 @@ def _unknown_key(loc: list[str], raw: dict[str, Any]) -> str:
         msg = f"sección desconocida [{name}]"
     else:
         section = SECTIONS.get(loc[0])
-        if loc[0] == "headers":
-            known = list(HeaderRule.model_fields)
+        if loc[0] in LIST_SECTIONS:
+            known = list(LIST_SECTIONS[loc[0]].model_fields)
         else:
             known = list(section.model_fields) if section else []
         hint = difflib.get_close_matches(name, known, n=1)
-        if loc[0] == "headers" and len(loc) == 3:
-            where = f"[headers] n.º {int(loc[1]) + 1}"
+        if loc[0] in LIST_SECTIONS and len(loc) == 3:
+            where = f"[{loc[0]}] n.º {int(loc[1]) + 1}"
         msg = f"clave desconocida «{name}» en [{where}]"
     if hint:
         msg += f" (¿quisiste decir «{hint[0]}»?)"
@@ -436,7 +506,12 @@ def settings_reference() -> str:
             default = field.get_default(call_default_factory=True)
             shown = _q(default) if isinstance(default, str) else json.dumps(default)
             lines.append(f"| `{section}.{key}` | `{shown}` | {field.description or ''} |")
-    rule = HeaderRule.model_fields
-    lines.append(f"| `[[headers]] match` | — | {rule['match'].description} |")
-    lines.append(f"| `[[headers]] set` | — | {rule['set'].description} |")
+    for section, model in LIST_SECTIONS.items():
+        for key, field in model.model_fields.items():
+            if field.is_required():
+                shown = "—"
+            else:
+                default = field.get_default(call_default_factory=True)
+                shown = f"`{_q(default) if isinstance(default, str) else json.dumps(default)}`"
+            lines.append(f"| `[[{section}]] {key}` | {shown} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
