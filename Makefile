@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the suite and the benchmarks drive for real.
-DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver
+DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish
 
 .PHONY: demo demo-fast test lint deps install bench clean docs
 
@@ -22,7 +22,7 @@ demo-fast: install
 	$(BIN)/difusor demo --fast
 
 deps:
-	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver; do \
+	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver varnishd; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

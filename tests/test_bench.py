@@ -53,3 +53,20 @@ def test_receive_latency_quick(tmp_path: Path) -> None:
     result = run_quick("receive_latency.py", tmp_path)
     assert result["summary"]["embedded"]["n"] == 7
     assert result["summary"]["embedded"]["p50_ms"] > 0
+
+
+def test_edge_polling_quick(tmp_path: Path) -> None:
+    if not shutil.which("varnishd") and not Path("/usr/sbin/varnishd").exists():
+        pytest.skip("falta varnishd (make deps instala «varnish»)")
+    result = run_quick("edge_polling.py", tmp_path)
+    without, with_targeted = result["configs"]
+    assert (without["config"], with_targeted["config"]) == ("no-targeted", "targeted")
+    assert (without["targeted_seconds"], with_targeted["targeted_seconds"]) == (0, 5)
+    for config in (without, with_targeted):
+        assert config["tabs"] == 200 and config["edge_rps"] > 0 and config["errors"] == 0
+        assert config["edge_check"]["cache_control"] == ["no-cache, no-store, must-revalidate"]
+        assert config["publish"]["n"] == 2 and config["publish"]["edge_p50_ms"] > 0
+    assert without["origin_share"] > 0.9 > with_targeted["origin_share"]
+    assert with_targeted["origin_rps"] < without["origin_rps"]
+    assert result["reduction"]["factor"] > 1
+    assert len(result["samples"]) == 4

@@ -90,13 +90,18 @@ def init(
     ] = None,
     name: Annotated[str, typer.Option(help="Nombre del sitio.")] = "PREP",
     force: Annotated[bool, typer.Option(help="Reemplazar un difusor.toml existente.")] = False,
+    self_signed_tls: Annotated[bool, typer.Option(
+        "--self-signed-tls", help="Crear un certificado autofirmado de desarrollo "
+        "(keys/tls.crt, keys/tls.key) y servir por HTTPS.")] = False,
 ) -> None:
     """Crea DIRECTORY/difusor.toml y las carpetas de estado."""
     target = directory / config_mod.DEFAULT_CONFIG
     if target.exists() and not force:
         raise DifusorError(f"{target} ya existe; usa --force para reemplazarlo")
+    tls = ("keys/tls.crt", "keys/tls.key") if self_signed_tls else ("", "")
     try:
-        text = config_mod.render_default(web_listen=web_listen, sftp_listen=sftp_listen, name=name)
+        text = config_mod.render_default(web_listen=web_listen, sftp_listen=sftp_listen, name=name,
+                                         tls_cert=tls[0], tls_key=tls[1])
     except ValueError as exc:
         raise DifusorError(f"dirección inválida: {exc}") from None
     if authorized_key is not None and not authorized_key.is_file():
@@ -110,12 +115,20 @@ def init(
     elif not auth.exists():
         auth.write_text("")
     auth.chmod(0o600)
+    if self_signed_tls:
+        from difusor.serve.selfsigned import write_self_signed
+
+        write_self_signed(directory / tls[0], directory / tls[1],
+                          [config_mod.parse_address(web_listen)[0]])
     target.write_text(text, encoding="utf-8")
     cfg = config_mod.load(target)
     StateLayout(cfg.state_dir).create()
     _ledger(cfg).close()
     out.print(f"Listo: {target}")
     out.print(f"  estado en {cfg.state_dir}")
+    if self_signed_tls:
+        out.print(f"  HTTPS con certificado autofirmado de desarrollo: {directory / tls[0]} "
+                  "(90 días; en producción, uno de una CA: docs/nginx.md)")
     out.print(f"  siguiente paso: difusor publish PAQUETE --config {target}")
 
 
@@ -162,6 +175,7 @@ def publish(
     cfg = config_mod.load(config)
     with _ledger(cfg) as ledger, _progress("verificando") as progress:
         publisher = Publisher(cfg, ledger, progress=progress)
+        publisher.log = lambda line: out.print(line, markup=False)
         try:
             publisher.publish(package, force=force, on_live=lambda o: out.print(o.message))
         except PackageRefused as refusal:
@@ -219,7 +233,9 @@ def rollback(
 
     cfg = config_mod.load(config)
     with _ledger(cfg) as ledger:
-        target = Publisher(cfg, ledger).rollback(corte_id)
+        publisher = Publisher(cfg, ledger)
+        publisher.log = lambda line: out.print(line, markup=False)
+        target = publisher.rollback(corte_id)
     out.print(f"Corte {target} en línea de nuevo.")
 
 
@@ -284,6 +300,57 @@ def sftp_config(
             raise DifusorError(f"no puedo escribir {output}: {exc.strerror}") from None
     err.print(account.instructions(snippet=output, applied=apply, create_user=create_user),
               markup=False, end="", soft_wrap=True)
+
+
+@app.command("nginx-config")
+def nginx_config(
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Archivo donde escribir la configuración (p. ej. "
+        "/etc/nginx/conf.d/difusor.conf); por omisión, la salida estándar.")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Configuración de nginx con la misma política de encabezados que el servidor embebido."""
+    from difusor.serve.nginxconf import NginxConfig
+
+    cfg = config_mod.load(config)
+    conf = NginxConfig.from_config(cfg)
+    text = conf.render()
+    if output is None:
+        sys.stdout.write(text)  # verbatim: no console markup, emoji codes or wrapping
+        sys.stdout.flush()
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise DifusorError(f"no puedo escribir {output}: {exc.strerror}") from None
+    err.print(conf.instructions(output), markup=False, end="", soft_wrap=True)
+
+
+@app.command()
+def purge(
+    paths: Annotated[list[str] | None, typer.Argument(
+        metavar="PATH", help="Rutas del sitio (json/main.json) o URL completas; sin rutas: lo "
+        "que cambió en el corte en línea, y main.json.")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Purgar todo el sitio en cada CDN.")]
+    = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Purga las CDN configuradas y comprueba en el borde que ya sirven los bytes nuevos."""
+    from difusor.publish.cdn import PurgeError, manual_purge
+
+    cfg = config_mod.load(config)
+    if not cfg.cdn:
+        raise DifusorError(f"{config} no tiene ninguna sección [[cdn]] (ver docs/cdn.md)")
+    if everything and paths:
+        raise DifusorError("usa rutas o --all, no ambas")
+    with _ledger(cfg) as ledger:
+        report = manual_purge(cfg, ledger, paths or [], everything=everything)
+    for line in report.lines():
+        out.print(line, markup=False)
+    if not report.ok:
+        failed = [c.cdn for c in report.cdns if not c.ok]
+        raise PurgeError(f"la purga no quedó comprobada en: {', '.join(failed)} (detalle arriba "
+                         "y en la bitácora)")
 
 
 @simulate_app.command("packages")

@@ -270,6 +270,9 @@ class NginxSettings(_Section):
     limit_req_burst: int = Field(200, ge=0, description="Ráfaga tolerada por IP (limit_req).")
     hsts_seconds: int = Field(31536000, ge=0, description="Strict-Transport-Security max-age "
                               "(0 = sin HSTS).")
+    acme_webroot: str = Field("", description="Carpeta de los retos HTTP-01 de ACME "
+                              "(certbot --webroot), servida en /.well-known/acme-challenge/; "
+                              "vacío = state/acme.")
 
 
 class OriginSettings(_Section):
@@ -287,6 +290,15 @@ class OriginSettings(_Section):
     region: str = Field("", description="s3: región.")
     endpoint_url: str = Field("", description="s3: URL del servicio compatible con S3.")
     retries: int = Field(3, ge=0, description="Reintentos antes de sacarlo de rotación.")
+    backoff: float = Field(
+        0.5, ge=0, le=30, description="Segundos de espera antes del primer reintento; se "
+        "duplican en cada uno (un origen ya fuera de rotación se intenta una sola vez).")
+    timeout: float = Field(
+        60.0, gt=0, description="Segundos máximos de cada intento de transferencia (la conexión "
+        "se espera a lo más 10 s).")
+    known_hosts: str = Field(
+        "", description="ssh: archivo known_hosts con la llave del servidor remoto; vacío = "
+        "el del usuario.")
 
 
 class CdnSettings(_Section):
@@ -304,6 +316,24 @@ class CdnSettings(_Section):
     targeted_seconds: int = Field(
         0, ge=0, le=60, description="Segundos que la CDN puede guardar main.json "
         "(CDN-Cache-Control / Surrogate-Control); 0 = nada.")
+    batch_size: int = Field(0, ge=0, le=3000, description="URL por solicitud de purga; 0 = lo "
+                            "que admite el proveedor (cloudflare 30, cloudfront 3000).")
+    soft: bool = Field(False, description="fastly: purga suave (marca la copia como vieja en "
+                       "vez de borrarla).")
+    network: Literal["production", "staging"] = Field(
+        "production", description="akamai: red de Fast Purge.")
+    edgerc: str = Field("~/.edgerc", description="akamai: archivo .edgerc con las credenciales "
+                        "EdgeGrid (y el host de la API).")
+    edgerc_section: str = Field("default", description="akamai: sección del .edgerc.")
+    cp_code: str = Field("", description="akamai: código CP que invalida «difusor purge --all».")
+    retries: int = Field(5, ge=0, le=20, description="Reintentos ante un 429 (respetando "
+                         "Retry-After) o una falla pasajera de la API.")
+    timeout: float = Field(15.0, gt=0, description="Segundos máximos de cada llamada de purga.")
+    verify_timeout: float = Field(
+        30.0, ge=0, description="Segundos que se espera a que edge_url sirva los bytes nuevos "
+        "tras purgar; 0 = no comprobar.")
+    verify_sample: int = Field(20, ge=0, description="URL comprobadas en el borde además de "
+                               "main.json cuando cambian más.")
 
 
 class HeaderRule(_Section):
@@ -470,9 +500,11 @@ def _unknown_key(loc: list[str], raw: dict[str, Any]) -> str:
 
 
 def render_default(
-    *, web_listen: str = "127.0.0.1:8080", sftp_listen: str = "127.0.0.1:2222", name: str = "PREP"
+    *, web_listen: str = "127.0.0.1:8080", sftp_listen: str = "127.0.0.1:2222", name: str = "PREP",
+    tls_cert: str = "", tls_key: str = "",
 ) -> str:
-    """The file ``difusor init`` writes: the contract's sections with their defaults."""
+    """The file ``difusor init`` writes: the contract's sections with their defaults (and the
+    embedded server's certificate, when ``tls_cert``/``tls_key`` are given: HTTPS)."""
     _check_address(web_listen)
     _check_address(sftp_listen)
     site, web, sftp, state = SiteSettings(name=name), WebSettings(), SftpSettings(), StateSettings()
@@ -480,11 +512,13 @@ def render_default(
         "# difusor.toml — configuración del difusor (ver docs/configuracion.md)\n"
         "[site]\n"
         f"name = {_q(site.name)}\n"
-        f"url = {_q('http://' + web_listen)}\n"
+        f"url = {_q(('https://' if tls_cert else 'http://') + web_listen)}\n"
         f"timezone = {_q(site.timezone)}\n\n"
         "[web]\n"
         f"listen = {_q(web_listen)}\n"
-        f"workers = {web.workers}\n\n"
+        f"workers = {web.workers}\n"
+        + (f"tls_cert = {_q(tls_cert)}\ntls_key = {_q(tls_key)}\n" if tls_cert else "")
+        + "\n"
         "[sftp]\n"
         f"listen = {_q(sftp_listen)}\n"
         f"user = {_q(sftp.user)}\n"

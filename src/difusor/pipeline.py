@@ -5,6 +5,11 @@ publish lock and writes the ledger. A refused package changes nothing live: its 
 in a staging folder that is thrown away, and its original goes to ``quarantine/`` with the reason.
 A ``SIGKILL`` at any point leaves the previous corte (or the new one, complete) live;
 ``recover`` tidies up after it the next time anything takes the lock.
+
+With origins besides the embedded server (``[[origins]]``), activation is two-phase: the corte's
+tree of files is materialised first (the origins copy from it), staged on every origin, then
+switched on every origin together, the local activation among them (see
+``difusor.publish.origins``). Without them, activation is the one local step it always was.
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ from difusor.publish.activate import (
     site_release,
     wait_served,
 )
+from difusor.publish.origins import (
+    JOURNAL,
+    Context,
+    Origin,
+    OriginSet,
+    Release,
+    SwitchReport,
+    has_remote,
+    load_origins,
+    origin_settings,
+)
 from difusor.receive.intake import SIDECAR_SUFFIX, Intake, hash_file, original_name, take_in
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import FileEntry, Manifest, ManifestStore, changed_paths
@@ -60,6 +76,8 @@ class PublishOutcome:
     message: str
     timings: dict[str, float] = field(default_factory=dict)
     generation: int = 0  # what servers report once they serve this corte
+    origins: dict[str, str] = field(default_factory=dict)  # name → en línea | fuera de rotación
+    switch_window: tuple[float, float] | None = None  # wall clock, first switch start → last end
 
 
 @dataclass
@@ -70,7 +88,9 @@ class GcOutcome:
 
 
 class Publisher:
-    def __init__(self, cfg: Config, ledger: Ledger, *, progress: Progress | None = None) -> None:
+    def __init__(self, cfg: Config, ledger: Ledger, *, progress: Progress | None = None,
+                 origins: list[Origin] | None = None) -> None:
+        """``origins``: origins besides the configured ones (test doubles)."""
         self.cfg = cfg
         self.ledger = ledger
         self.progress = progress
@@ -85,7 +105,33 @@ class Publisher:
         self.dirs = ReleaseDirs(self.layout, self.objects)
         self.zone = ZoneInfo(cfg.site.timezone)
         self.lock_timeout = LOCK_TIMEOUT
+        self.log: Callable[[str], None] | None = None  # operator lines (CDN results)
+        self.purge_cdn = True  # tests and drills that purge by hand turn it off
         self._live: Manifest | None = None
+        origin_settings(cfg)  # a bad [[origins]] fails now, before any package is read
+        self._extra_origins = origins or []
+        self._origins: OriginSet | None = None
+        self._switched: tuple[str, set[str]] = ("", set())  # the last switch: corte, origins
+        if has_remote(cfg):
+            _ = self.origins  # the drivers check their values now too
+
+    @property
+    def two_phase(self) -> bool:
+        """Whether activating means staging and switching several origins."""
+        return has_remote(self.cfg) or bool(self._extra_origins)
+
+    @property
+    def origins(self) -> OriginSet:
+        """Every origin, local first; the drivers load on first use."""
+        if self._origins is None:
+            ctx = Context(self.cfg, self.layout, self.objects, self.manifests)
+            self._origins = load_origins(ctx, self.ledger, self._release, self._extra_origins)
+        return self._origins
+
+    def close(self) -> None:
+        """Close the origins' kept connections (an SSH master, say)."""
+        if self._origins is not None:
+            self._origins.close()
 
     def _live_manifest(self) -> Manifest | None:
         """The live corte's manifest, kept between publications (parsing a national one costs
@@ -128,6 +174,7 @@ class Publisher:
             for leftover in folder.iterdir():
                 shutil.rmtree(leftover, ignore_errors=True)
         for leftover in [*self.layout.root.glob(".current.*"), *self.layout.root.glob(".site.*"),
+                         *self.layout.root.glob(f".{JOURNAL}.*"),
                          *self.layout.manifests.glob(".*.tmp"), *self.layout.packs.glob(".*")]:
             leftover.unlink(missing_ok=True)
         live = live_release(self.layout)
@@ -140,6 +187,8 @@ class Publisher:
                 message=f"corte {live} en línea (activación recuperada tras una interrupción)",
             )
             bump_generation(self.layout)
+        if (self.layout.root / JOURNAL).exists():  # a two-phase switch was cut short
+            self.origins.recover(live)
         for leftover in sorted(self.state.incoming.iterdir()):
             self._recover_copy(leftover)
         if live and (site_release(self.layout) != live or not (self.layout.spare / live).is_dir()):
@@ -198,9 +247,19 @@ class Publisher:
                 on_live(outcome)
             if outcome.status == "published":
                 self._await_servers(outcome.release_id, outcome.generation)
+                self._after_live(outcome.release_id)
                 if finish:
                     self.finish(outcome.release_id)
         return outcome
+
+    def _after_live(self, release_id: str) -> None:
+        """Once the origins serve the new corte: purge it at the CDN and check the edge serves
+        it (quick when no [[cdn]] is configured; never raises for a CDN failure)."""
+        if not (self.cfg.cdn and self.purge_cdn):
+            return
+        from difusor.publish.cdn import after_activation
+
+        after_activation(self.cfg, self.ledger, release_id, log=self.log)
 
     def _await_servers(self, release_id: str, generation: int) -> None:
         """Record when every running server worker serves the new corte, and hold the heavy
@@ -322,7 +381,12 @@ class Publisher:
             ReleaseRow(release_id, corte_iso, v.corte.source, package_id, intake.sha256, v.kind,
                        manifest.base_id, len(files), manifest.total_bytes, manifest.created, None)
         )
-        generation = activate(self.layout, release_id, fsync=self.cfg.store.fsync)
+        report = None
+        if self.two_phase:
+            report = self._activate_everywhere(manifest, live_id, "publish", package_id, t)
+            generation = report.generation
+        else:
+            generation = activate(self.layout, release_id, fsync=self.cfg.store.fsync)
         t.mark("activado")
         changed, removed = changes if changes is not None else changed_paths(live, manifest)
         self.ledger.activated(
@@ -338,9 +402,37 @@ class Publisher:
             "published", release_id, corte_iso, package_id, v.kind, len(files),
             len(changed) + len(removed),
             f"corte {release_id} en línea ({v.corte.when.astimezone(self.zone):%d/%m/%Y %H:%M}), "
-            f"{len(files)} archivos, {len(changed)} nuevos o cambiados",
+            f"{len(files)} archivos, {len(changed)} nuevos o cambiados"
+            + (_origins_note(report) if report else ""),
             t.laps, generation,
+            report.states() if report else {}, report.window if report else None,
         )
+
+    def _activate_everywhere(self, manifest: Manifest, previous: str | None, cause: str,
+                             package_id: int | None, t: _Timer | None = None) -> SwitchReport:
+        """Two-phase activation: materialise the tree, stage it on every origin, switch all.
+
+        Materialising before the switch is what two-phase costs in latency: the new objects
+        are written loose and the tree of links is built (otherwise both happen just after the
+        corte is live). New compressed variants still wait until after: ``finish`` makes them
+        and adds them to the origins that switched."""
+        release = self._release(manifest.release_id, manifest,
+                                rebuild=not self.ledger.ever_activated(manifest.release_id))
+        if t:
+            t.mark("materializado")
+        staged = self.origins.stage(release, previous, package_id=package_id)
+        if t:
+            t.mark("preparado")
+        report = self.origins.switch(staged, cause=cause, package_id=package_id)
+        self._switched = (release.id, {r.origin for r in report.results if r.ok})
+        return report
+
+    def _release(self, release_id: str, manifest: Manifest | None = None, *,
+                 rebuild: bool = False) -> Release:
+        """A stored corte with its tree of files on disk, as origins stage it."""
+        manifest = manifest or self.manifests.load(release_id)
+        self._materialise(manifest, rebuild=rebuild, variants=False)
+        return Release(release_id, manifest, self.dirs.path(release_id))
 
     @staticmethod
     def _merged(v: VerifiedPackage, live: Manifest | None
@@ -446,33 +538,46 @@ class Publisher:
 
     def _finish(self, release_id: str) -> None:
         manifest = self.manifests.load(release_id)
-        store = self.cfg.store
-        unpacked = self.objects.unpack(self.layout.tmp)
-        shas = [
-            e.sha256 for e in manifest.files.values()
-            if compressible(e.media_type) and e.size >= store.compress_min_bytes
-        ]
-        made = self.objects.make_variants(
-            shas, gzip_level=store.gzip_level, brotli_quality=store.brotli_quality,
-            tmp_root=self.layout.tmp,
-        )
-        links = 0
-        if self.dirs.exists(release_id):  # built before (a rollback): variants may be new
-            links = self.dirs.add_variant_links(manifest)
-        else:
-            tree = site_release(self.layout)
-            base = self.manifests.load(tree) if tree and self.manifests.exists(tree) else None
-            self.dirs.build(manifest, base=base)
+        unpacked, made, links = self._materialise(manifest)
         if self.cfg.store.fsync:
             sync_filesystem(self.layout.root)
         point_site(self.layout, release_id, fsync=self.cfg.store.fsync)
         bump_generation(self.layout)  # servers pick up loose objects and variants
+        switched_id, names = self._switched
+        if switched_id == release_id and names and made:
+            self.origins.add_variants(Release(release_id, manifest, self.dirs.path(release_id)),
+                                      names)
         self.ledger.event(
             "materialized",
             f"árbol de archivos del corte {release_id} listo para nginx ({made} variantes nuevas)",
             release_id=release_id, detail={"unpacked": unpacked, "variants": made, "links": links},
         )
         self.dirs.prepare_spare(release_id)
+
+    def _materialise(self, manifest: Manifest, *, rebuild: bool = False, variants: bool = True
+                     ) -> tuple[int, int, int]:
+        """Loose objects, compressed variants (unless told not to) and the release's tree of
+        hard links; returns (objects unpacked, variants made, variant links added).
+        ``rebuild``: a tree already there is made again (it may be left by an interrupted
+        publication of another package for the same corte)."""
+        store = self.cfg.store
+        unpacked = self.objects.unpack(self.layout.tmp)
+        shas = [
+            e.sha256 for e in manifest.files.values()
+            if compressible(e.media_type) and e.size >= store.compress_min_bytes
+        ] if variants else []
+        made = self.objects.make_variants(
+            shas, gzip_level=store.gzip_level, brotli_quality=store.brotli_quality,
+            tmp_root=self.layout.tmp,
+        )
+        links = 0
+        if self.dirs.exists(manifest.release_id) and not rebuild:
+            links = self.dirs.add_variant_links(manifest)  # built before: variants may be new
+        else:
+            tree = site_release(self.layout)
+            base = self.manifests.load(tree) if tree and self.manifests.exists(tree) else None
+            self.dirs.build(manifest, base=base)
+        return unpacked, made, links
 
     # -- rollback and collection --------------------------------------------------------
 
@@ -488,13 +593,18 @@ class Publisher:
                 )
             if target == live:
                 raise NotFound(f"el corte {target} ya es el que está en línea")
-            generation = activate(self.layout, target, fsync=self.cfg.store.fsync)
+            if self.two_phase:
+                generation = self._activate_everywhere(
+                    self.manifests.load(target), live, "rollback", None).generation
+            else:
+                generation = activate(self.layout, target, fsync=self.cfg.store.fsync)
             self.ledger.activated(
                 target, live, "rollback", None,
                 message=f"vuelta atrás: corte {target} en línea (antes {live})",
             )
             self._live = None
             self._await_servers(target, generation)
+            self._after_live(target)
             self.finish(target)
         return target
 
@@ -530,10 +640,11 @@ class Publisher:
                 freed += self.objects.remove(sha)
                 if progress:
                     progress(n, len(candidates))
+            pruned = self.origins.prune(keep_ids) if self.two_phase else {}
             self.ledger.event(
                 "gc", f"depuración: {len(drop)} cortes y {len(candidates)} objetos ({freed} bytes)",
                 detail={"releases": drop, "objects": len(candidates), "freed": freed,
-                        "keep": keep},
+                        "keep": keep, **({"origins": pruned} if pruned else {})},
             )
             return GcOutcome(drop, len(candidates), freed)
 
@@ -545,6 +656,13 @@ class Publisher:
             return self.manifests.load(release_id).created
         except (OSError, ValueError):
             return ""
+
+
+def _origins_note(report: SwitchReport) -> str:
+    out = f"; fuera de rotación: {', '.join(report.out)}" if report.out else ""
+    window = f" en {report.window_ms:.0f} ms" if report.window_ms is not None else ""
+    switched = sum(r.ok for r in report.results)
+    return f"; {switched} orígenes cambiados{window}{out}"
 
 
 class _Timer:

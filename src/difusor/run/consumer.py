@@ -34,6 +34,7 @@ class InboxConsumer:
         # Beside a manual `difusor publish`: retry soon rather than block, so a stop stays prompt.
         self.publisher.lock_timeout = 1.0
         self.log = log or (lambda _m: None)
+        self.publisher.log = self.log
         self.on_outcome = on_outcome
         self._wake = threading.Event()
         # The authority that has sent sidecars before will send them again: wait for a late one.

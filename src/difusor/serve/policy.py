@@ -38,6 +38,20 @@ def default_rules(main_json: str) -> list[Rule]:
     ]
 
 
+def targeted_seconds(cfg: Config) -> int:
+    """How long a CDN may hold main.json: the shortest ``targeted_seconds`` of the ``[[cdn]]``
+    that set one (0 = none), so no edge in front of the site holds it longer than asked."""
+    return min((c.targeted_seconds for c in cfg.cdn if c.targeted_seconds > 0), default=0)
+
+
+def targeted_rule(main_json: str, seconds: int) -> Rule:
+    """RFC 9213 targeted caching: the edge may keep main.json ``seconds`` (and is purged on every
+    publication), while browsers keep getting exactly the convocatoria's ``Cache-Control``."""
+    age = f"max-age={seconds}"
+    return Rule(main_json, (("CDN-Cache-Control", age), ("Surrogate-Control", age)),
+                "RFC 9213: la CDN guarda main.json unos segundos; el navegador no lo guarda")
+
+
 class HeaderPolicy:
     def __init__(self, rules: list[Rule], main_json: str) -> None:
         self.main_json = main_json
@@ -50,7 +64,11 @@ class HeaderPolicy:
         extra = [Rule(r.match.lstrip("/"), tuple(r.set.items()), "configurada")
                  for r in cfg.headers]
         # The main.json rule stays last whatever the operator adds.
-        return cls([*defaults[:-1], *extra, defaults[-1]], main)
+        rules = [*defaults[:-1], *extra, defaults[-1]]
+        seconds = targeted_seconds(cfg)
+        if seconds:
+            rules.append(targeted_rule(main, seconds))
+        return cls(rules, main)
 
     def headers_for(self, path: str) -> list[tuple[str, str]]:
         """Headers for a site path (no leading slash), in a stable order."""

@@ -1,0 +1,297 @@
+"""The contract every CDN driver fulfils, and the one place that batches, retries and times purges.
+
+A driver implements only the vendor call: ``_send`` (one batch of targets) and ``_send_all``
+(everything), turning its SDK's or API's errors into the errors below. ``Purger.purge`` does the
+rest once for all of them: de-duplication, batches within the provider's limit, calls in parallel
+for per-URL APIs, back-off on 429 honouring ``Retry-After``, and a ``PurgeResult`` that never
+raises, so a failing CDN never stops the others.
+
+    PurgeError (DifusorError, exit 7)   the CDN refused or could not be reached; one Spanish line
+    ├── RateLimited                     429 or the vendor's throttling: retried after Retry-After
+    └── Unavailable                     a 5xx or a network failure: retried with back-off
+
+Drivers are named in ``DRIVERS`` and imported only when configured, so an SDK loads only when its
+driver is used.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import importlib
+import os
+import ssl
+import stat
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from difusor.config import CdnSettings, Config
+from difusor.errors import ConfigError, DifusorError
+
+DRIVERS = {
+    "varnish": "difusor.publish.cdn.varnish:VarnishPurger",
+    "cloudflare": "difusor.publish.cdn.cloudflare:CloudflarePurger",
+    "fastly": "difusor.publish.cdn.fastly:FastlyPurger",
+    "cloudfront": "difusor.publish.cdn.cloudfront:CloudFrontPurger",
+    "akamai": "difusor.publish.cdn.akamai:AkamaiPurger",
+}
+MAX_WAIT = 60.0  # the longest single back-off, whatever Retry-After asks
+
+
+class PurgeError(DifusorError):
+    exit_code = 7
+
+
+class RateLimited(PurgeError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(PurgeError):
+    """Worth another try: the API answered 5xx, or could not be reached."""
+
+
+@dataclass
+class PurgeResult:
+    cdn: str  # the [[cdn]]'s name (its kind when it has none)
+    kind: str  # provider
+    urls: int  # how many URLs were asked for (0 with everything=True)
+    ok: bool
+    ms: float
+    requests: int = 0  # vendor calls made, retries included
+    retries: int = 0
+    waited: float = 0.0  # seconds spent backing off
+    everything: bool = False
+    ids: list[str] = field(default_factory=list)  # the vendor's purge / invalidation ids
+    message: str = ""  # one Spanish line for the operator
+
+    def detail(self) -> dict[str, object]:
+        return {"cdn": self.cdn, "provider": self.kind, "urls": self.urls, "ms": self.ms,
+                "requests": self.requests, "retries": self.retries,
+                "waited_s": round(self.waited, 3), "everything": self.everything,
+                "ids": self.ids[:20]}
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    retries: int = 0
+    waited: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, requests: int = 0, retries: int = 0, waited: float = 0.0) -> None:
+        with self.lock:
+            self.requests += requests
+            self.retries += retries
+            self.waited += waited
+
+
+class Purger(ABC):
+    """One configured CDN. Subclasses set the class attributes and implement ``_send``."""
+
+    kind: ClassVar[str]
+    default_batch: ClassVar[int] = 1  # targets per vendor call unless batch_size says otherwise
+    max_batch: ClassVar[int] = 1  # the most the vendor accepts in one call
+    concurrency: ClassVar[int] = 1  # vendor calls in flight at once
+    needs_token: ClassVar[bool] = False  # token_env must name a non-empty variable
+
+    def __init__(self, settings: CdnSettings, *, site_url: str, secret: str = "",
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.site_url = site_url.rstrip("/")
+        self.secret = secret
+        self.sleep = sleep
+        self.batch = max(1, min(settings.batch_size or self.default_batch, self.max_batch))
+        self.warnings: list[str] = []  # for the operator (e.g. a credentials file others read)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or self.kind
+
+    @classmethod
+    def from_config(cls, cfg: Config, settings: CdnSettings, env: Mapping[str, str]) -> Purger:
+        """The driver for ``settings``; reads its secret here, never deeper in the code."""
+        secret = ""
+        if settings.token_env:
+            secret = env.get(settings.token_env, "").strip()
+        if cls.needs_token and not secret:
+            where = (f"la variable de entorno {settings.token_env} está vacía o no existe"
+                     if settings.token_env else "falta token_env (el nombre de la variable de "
+                     "entorno con el token)")
+            raise ConfigError(f"[[cdn]] «{settings.name or settings.kind}»: {where}")
+        return cls(settings, site_url=cfg.site.url, secret=secret)
+
+    # -- what drivers implement ----------------------------------------------------------
+
+    def targets(self, urls: list[str]) -> list[str]:
+        """What the vendor call takes for each public URL (the URL itself by default)."""
+        return urls
+
+    def batches(self, targets: list[str]) -> list[list[str]]:
+        return [targets[i:i + self.batch] for i in range(0, len(targets), self.batch)]
+
+    @abstractmethod
+    def _send(self, batch: list[str]) -> str | None:
+        """Purge one batch; returns the vendor's id for it, if any."""
+
+    @abstractmethod
+    def _send_all(self) -> str | None:
+        """Purge everything this CDN holds for the site."""
+
+    def close(self) -> None:  # noqa: B027 — optional hook
+        """Release connections (drivers with a client override it)."""
+
+    # -- the template --------------------------------------------------------------------
+
+    def purge(self, urls: list[str]) -> PurgeResult:
+        """Purge exactly these public URLs (``https://site/path``), in this order."""
+        urls = list(dict.fromkeys(urls))
+        start = time.monotonic()
+        tally = _Tally()
+        ids: list[str] = []
+        if not urls:
+            return PurgeResult(self.name, self.kind, 0, True, 0.0, message=f"{self._label()}: "
+                               "nada que purgar")
+        batches = self.batches(self.targets(urls))
+        try:
+            if self.concurrency > 1 and len(batches) > 1:
+                with ThreadPoolExecutor(min(self.concurrency, len(batches)),
+                                        thread_name_prefix=f"purga-{self.kind}") as pool:
+                    found = list(pool.map(lambda b: self._call(self._send, b, tally), batches))
+            else:
+                found = [self._call(self._send, b, tally) for b in batches]
+            ids = [i for i in found if i]
+        except DifusorError as exc:
+            return self._result(len(urls), False, start, tally, ids,
+                                f"{self._label()}: no se pudo purgar: {exc.message}")
+        return self._result(
+            len(urls), True, start, tally, ids,
+            f"{self._label()}: {len(urls)} URL purgadas en {tally.requests} "
+            f"solicitud{'es' if tally.requests != 1 else ''}",
+        )
+
+    def purge_all(self) -> PurgeResult:
+        """Purge everything this CDN holds for the site."""
+        start = time.monotonic()
+        tally = _Tally()
+        try:
+            found = self._call(lambda _b: self._send_all(), [], tally)
+        except DifusorError as exc:
+            result = self._result(0, False, start, tally, [],
+                                  f"{self._label()}: no se pudo purgar todo: {exc.message}")
+        else:
+            result = self._result(0, True, start, tally, [found] if found else [],
+                                  f"{self._label()}: purgado todo el sitio")
+        result.everything = True
+        return result
+
+    def _call(self, send: Callable[[list[str]], str | None], batch: list[str],
+              tally: _Tally) -> str | None:
+        attempt = 0
+        while True:
+            tally.add(requests=1)
+            try:
+                return send(batch)
+            except (RateLimited, Unavailable) as exc:
+                if attempt >= self.settings.retries:
+                    raise PurgeError(f"{exc.message} (tras {attempt} reintentos)") from None
+                asked = exc.retry_after if isinstance(exc, RateLimited) else None
+                wait = min(MAX_WAIT, asked if asked is not None else 0.5 * 2 ** attempt)
+                tally.add(retries=1, waited=wait)
+                self.sleep(wait)
+                attempt += 1
+
+    def _result(self, urls: int, ok: bool, start: float, tally: _Tally, ids: list[str],
+                message: str) -> PurgeResult:
+        ms = round((time.monotonic() - start) * 1000, 1)
+        if tally.retries:
+            message += f", {tally.retries} reintentos ({tally.waited:.1f} s de espera)"
+        return PurgeResult(self.name, self.kind, urls, ok, ms, tally.requests, tally.retries,
+                           tally.waited, False, ids, f"{message} ({ms:.0f} ms)")
+
+    def _label(self) -> str:
+        return f"CDN «{self.name}» ({self.kind})" if self.settings.name else f"CDN {self.kind}"
+
+
+# -- shared helpers for drivers ---------------------------------------------------------------
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number or an HTTP date); None when absent or odd."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def http_client(timeout: float, **kwargs: object) -> httpx.Client:
+    """An HTTP client sharing one TLS context per process: building a context costs tens of
+    milliseconds, which would otherwise be paid on every purge right after a publication."""
+    return httpx.Client(timeout=timeout, verify=_tls(), **kwargs)  # type: ignore[arg-type]
+
+
+def url_path(url: str) -> str:
+    """``https://host/a/b?x`` → ``/a/b?x`` (what a PURGE or an invalidation path names)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def secret_file_warning(path: Path) -> str | None:
+    """A Spanish warning when a file holding credentials is readable by others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        return (f"aviso: {path} (credenciales) lo pueden leer otros usuarios; "
+                f"corrígelo con «chmod 600 {path}»")
+    return None
+
+
+# -- the table ----------------------------------------------------------------------------
+
+def driver(kind: str) -> type[Purger]:
+    """The driver class for a provider name, imported now (and only now)."""
+    try:
+        target = DRIVERS[kind]
+    except KeyError:
+        raise ConfigError(f"CDN desconocida «{kind}»; usa una de: {', '.join(DRIVERS)}") from None
+    module, _, name = target.partition(":")
+    cls: type[Purger] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def purger_for(cfg: Config, settings: CdnSettings, *, env: Mapping[str, str] | None = None
+               ) -> Purger:
+    """One ``[[cdn]]``'s purger; ConfigError (Spanish, naming the CDN) when it is unusable."""
+    return driver(settings.kind).from_config(cfg, settings, os.environ if env is None else env)
+
+
+def purgers(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[Purger]:
+    """Every configured CDN's purger, in the order of ``[[cdn]]``."""
+    return [purger_for(cfg, s, env=env) for s in cfg.cdn]
