@@ -109,6 +109,18 @@ def zip_with(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+def stop_group(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """Stop a child started with ``start_new_session`` and everything it spawned."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class ServerProcess:
     """``difusor serve`` as operators run it, on a free loopback port."""
 
@@ -136,13 +148,7 @@ class ServerProcess:
         raise RuntimeError("difusor serve no respondió")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
 

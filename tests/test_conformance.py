@@ -15,7 +15,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Site, free_port
+from conftest import Site, free_port, stop_group
 
 from difusor import config as config_mod
 from difusor.demo.packages import archive_bytes
@@ -100,13 +99,7 @@ class Process:
         raise RuntimeError(f"{self.name} no respondió:\n{self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess, Site, free_port, make_site, minimal_site
+from conftest import ServerProcess, Site, free_port, make_site, minimal_site, stop_group
 from test_crash import _KILLER, SUBPROCESS_ENV
 
 from difusor import config as config_mod
@@ -614,13 +614,7 @@ class Nginx:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 @dataclass

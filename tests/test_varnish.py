@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess, Site, free_port, make_site, minimal_site
+from conftest import ServerProcess, Site, free_port, make_site, minimal_site, stop_group
 
 from difusor import config as config_mod
 from difusor.publish.activate import live_release
@@ -78,13 +77,7 @@ class Varnish:
         raise RuntimeError(f"varnishd no respondió:\n{self.log.read_text(errors='replace')}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
