@@ -336,6 +336,90 @@ class CdnSettings(_Section):
                                "main.json cuando cambian más.")
 
 
+class MonitorTarget(_Section):
+    name: str = Field(description="Nombre del objetivo (tablero, incidentes).")
+    url: str = Field(description="URL base que se sondea, p. ej. https://prep.example.mx.")
+    public: bool = Field(False, description="Cuenta para la disponibilidad del sitio público "
+                         "(la URL a través del CDN).")
+    ca_file: str = Field("", description="CA a confiar para este objetivo (vacío = sistema).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"«{v}» no es una URL http:// o https://")
+        return v.rstrip("/")
+
+
+class MonitorSettings(_Section):
+    enabled: bool = Field(True, description="Sondear con «difusor run».")
+    interval: float = Field(30.0, ge=1, description="Segundos entre sondeos.")
+    timeout: float = Field(10.0, gt=0, description="Segundos máximos por petición de sondeo.")
+    fail_after: int = Field(3, ge=1, description="Fallos seguidos que abren un incidente.")
+    recover_after: int = Field(2, ge=1, description="Éxitos seguidos que lo resuelven.")
+    sample: int = Field(5, ge=0, description="Archivos por sondeo comparados con el manifiesto "
+                        "(además de main.json), rotando.")
+    degraded_ms: float = Field(2000.0, gt=0, description="Latencia que cuenta como degradada.")
+    tls_warn_days: int = Field(14, ge=0, description="Días antes del vencimiento TLS que alertan.")
+    cadence: float = Field(600.0, gt=0, description="Cada cuántos segundos envía la autoridad "
+                           "un corte.")
+    grace: float = Field(300.0, ge=0, description="Tolerancia antes de registrar retraso de la "
+                         "autoridad.")
+    listen: str = Field("", description="HOST:PUERTO donde los sondeos remotos reportan "
+                        "(vacío = apagado).")
+    token_env: str = Field("DIFUSOR_PROBE_TOKEN", description="Variable de entorno con el token "
+                           "de los sondeos remotos.")
+    targets: list[MonitorTarget] = Field(
+        default_factory=list, description="[[monitor.targets]]: qué se sondea; vacío = el "
+        "servidor embebido.")
+
+
+class WebhookSettings(_Section):
+    url: str = Field(description="URL que recibe el aviso (POST).")
+    format: Literal["json", "slack", "telegram"] = Field(
+        "json", description="Cuerpo: JSON genérico, Slack ({text}) o Telegram (chat_id, text).")
+    chat_id: str = Field("", description="telegram: chat al que se envía.")
+
+
+class EmailSettings(_Section):
+    host: str = Field("", description="Servidor SMTP; vacío = sin correo.")
+    port: int = Field(25, ge=1, le=65535, description="Puerto SMTP.")
+    starttls: bool = Field(False, description="Usar STARTTLS.")
+    user: str = Field("", description="Usuario SMTP (vacío = sin autenticación).")
+    password_env: str = Field("", description="Variable de entorno con la contraseña SMTP.")
+    sender: str = Field("difusor@localhost", description="Remitente.")
+    to: list[str] = Field(default_factory=list, description="Destinatarios.")
+
+
+class AlertSettings(_Section):
+    min_interval: float = Field(300.0, ge=0, description="Segundos mínimos entre avisos del "
+                                "mismo incidente (la recuperación siempre se avisa).")
+    webhooks: list[WebhookSettings] = Field(default_factory=list,
+                                            description="[[alerts.webhooks]]: avisos por HTTP.")
+    email: EmailSettings = EmailSettings()
+
+
+class OperationSettings(_Section):
+    end: str = Field("", description="Fin de la operación (ISO 8601), p. ej. "
+                     "2024-12-09T20:00:00-06:00; vacío = sin fecha.")
+    keep_hours: float = Field(24.0, ge=0, description="Horas que el sitio debe seguir en línea "
+                              "después del fin (convocatoria I.2).")
+
+    @field_validator("end")
+    @classmethod
+    def _end(cls, v: str) -> str:
+        if v:
+            from datetime import datetime
+
+            try:
+                when = datetime.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"«{v}» no es una fecha ISO 8601") from None
+            if when.tzinfo is None:
+                raise ValueError(f"«{v}» debe llevar zona horaria, p. ej. -06:00")
+        return v
+
+
 class HeaderRule(_Section):
     match: str = Field(description="Patrón glob de ruta, p. ej. «*.json» o «json/*».")
     set: dict[str, str] = Field(description="Encabezados que se fijan en esas rutas.")
@@ -353,6 +437,9 @@ class Config(_Section):
     corte: CorteSettings = CorteSettings()
     store: StoreSettings = StoreSettings()
     nginx: NginxSettings = NginxSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    alerts: AlertSettings = AlertSettings()
+    operation: OperationSettings = OperationSettings()
     headers: list[HeaderRule] = Field(
         default_factory=list,
         description="Reglas de encabezados adicionales (después de las predeterminadas).",
@@ -535,17 +622,39 @@ def _q(value: str) -> str:
 def settings_reference() -> str:
     """docs/configuracion.md's reference section, generated from the declaration above."""
     lines = ["| clave | valor por omisión | descripción |", "|---|---|---|"]
-    for section, model in SECTIONS.items():
+    tables: list[tuple[str, type[BaseModel]]] = []
+
+    def section(prefix: str, model: type[BaseModel]) -> None:
         for key, field in model.model_fields.items():
             default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):  # a sub-table such as [alerts.email]
+                section(f"{prefix}.{key}", type(default))
+                continue
+            item = _list_model(field.annotation)
+            if item is not None:  # an array of tables such as [[monitor.targets]]
+                tables.append((f"{prefix}.{key}", item))
+                continue
             shown = _q(default) if isinstance(default, str) else json.dumps(default)
-            lines.append(f"| `{section}.{key}` | `{shown}` | {field.description or ''} |")
-    for section, model in LIST_SECTIONS.items():
+            lines.append(f"| `{prefix}.{key}` | `{shown}` | {field.description or ''} |")
+
+    for name, model in SECTIONS.items():
+        section(name, model)
+    for name, model in [*LIST_SECTIONS.items(), *tables]:
         for key, field in model.model_fields.items():
             if field.is_required():
                 shown = "—"
             else:
                 default = field.get_default(call_default_factory=True)
                 shown = f"`{_q(default) if isinstance(default, str) else json.dumps(default)}`"
-            lines.append(f"| `[[{section}]] {key}` | {shown} | {field.description or ''} |")
+            lines.append(f"| `[[{name}]] {key}` | {shown} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
+
+
+def _list_model(annotation: Any) -> type[BaseModel] | None:
+    from typing import get_args, get_origin
+
+    if get_origin(annotation) is list:
+        (arg,) = get_args(annotation)
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

@@ -67,6 +67,40 @@ _SCHEMA = [
     );
     CREATE INDEX events_kind ON events(kind, at);
     """,
+    # version 2: availability
+    """
+    CREATE TABLE probes (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        target TEXT NOT NULL,
+        vantage TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        failure TEXT,
+        status INTEGER,
+        latency_ms REAL,
+        corte TEXT,
+        interval_s REAL NOT NULL,
+        message TEXT,
+        detail TEXT
+    );
+    CREATE INDEX probes_target_at ON probes(target, at);
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        target TEXT,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        cause TEXT,
+        cause_suggested TEXT,
+        impact TEXT,
+        measures TEXT,
+        detail TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX incidents_open ON incidents(state, kind, target);
+    """,
 ]
 
 
@@ -325,3 +359,105 @@ class Ledger:
     def origins_out(self) -> set[str]:
         """Names of the origins out of rotation now."""
         return {name for name, s in self.origin_states().items() if s["out"]}
+
+    # -- availability: probes and incidents -------------------------------------------------
+
+    def probe_recorded(
+        self, *, target: str, vantage: str, ok: bool, interval_s: float, at: str | None = None,
+        failure: str | None = None, status: int | None = None, latency_ms: float | None = None,
+        corte: str | None = None, message: str = "", detail: dict[str, Any] | None = None,
+    ) -> int:
+        """One probe's result. ``failure`` names what failed (outage, degraded, stale,
+        integrity, header, tls, authority_delay); ``interval_s`` is how long the result stands for
+        (uptime counts time, not checks: a gap longer than that is *unknown*)."""
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO probes(at, target, vantage, ok, failure, status, latency_ms, corte,"
+                " interval_s, message, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (at or utcnow(), target, vantage, int(ok), failure, status, latency_ms, corte,
+                 interval_s, message, json.dumps(detail, ensure_ascii=False) if detail else None),
+            )
+            return int(cur.lastrowid or 0)
+
+    def probes(self, target: str | None = None, since: str | None = None,
+               until: str | None = None, vantage: str | None = None) -> list[dict[str, Any]]:
+        """Probe rows in time order (ISO-8601 UTC bounds, ``until`` exclusive)."""
+        sql, args = "SELECT * FROM probes WHERE 1=1", []
+        for column, op, value in (("target", "=", target), ("at", ">=", since),
+                                  ("at", "<", until), ("vantage", "=", vantage)):
+            if value is not None:
+                sql += f" AND {column} {op} ?"
+                args.append(value)
+        rows = self._db.execute(sql + " ORDER BY at, id", args).fetchall()
+        return [self._decoded(r) for r in rows]
+
+    def incident_opened(self, *, kind: str, severity: str, started_at: str,
+                        target: str | None = None, cause_suggested: str = "",
+                        detail: dict[str, Any] | None = None) -> int:
+        now = utcnow()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO incidents(kind, severity, target, state, started_at, cause_suggested,"
+                " measures, detail, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (kind, severity, target, "investigating", started_at, cause_suggested, "[]",
+                 json.dumps(detail or {}, ensure_ascii=False), now),
+            )
+            return int(cur.lastrowid or 0)
+
+    _INCIDENT_FIELDS = frozenset({"severity", "state", "ended_at", "cause", "cause_suggested",
+                                  "impact", "measures", "detail"})
+
+    def incident_update(self, incident_id: int, **fields: Any) -> None:
+        """Change fields of an incident; ``measures`` (a list) and ``detail`` (a dict) are
+        stored as JSON."""
+        unknown = set(fields) - self._INCIDENT_FIELDS
+        if unknown:
+            raise ValueError(f"campos de incidente desconocidos: {sorted(unknown)}")
+        for key in ("measures", "detail"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key], ensure_ascii=False)
+        fields["updated_at"] = utcnow()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*fields.values(), incident_id))
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return self._incident(row) if row else None
+
+    def incidents(self, *, open_only: bool = False, since: str | None = None,
+                  until: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Newest first. ``since``/``until`` select incidents that overlap the range."""
+        sql, args = "SELECT * FROM incidents WHERE 1=1", []
+        if open_only:
+            sql += " AND state != 'resolved'"
+        if since is not None:
+            sql += " AND (ended_at IS NULL OR ended_at >= ?)"
+            args.append(since)
+        if until is not None:
+            sql += " AND started_at < ?"
+            args.append(until)
+        rows = self._db.execute(sql + " ORDER BY started_at DESC, id DESC LIMIT ?",
+                                (*args, limit)).fetchall()
+        return [self._incident(r) for r in rows]
+
+    def open_incident(self, kind: str, target: str | None) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT * FROM incidents WHERE state != 'resolved' AND kind = ? AND target IS ?"
+            " ORDER BY id DESC LIMIT 1", (kind, target)).fetchone()
+        return self._incident(row) if row else None
+
+    @staticmethod
+    def _decoded(row: sqlite3.Row) -> dict[str, Any]:
+        out = dict(row)
+        if out.get("detail"):
+            out["detail"] = json.loads(out["detail"])
+        return out
+
+    @staticmethod
+    def _incident(row: sqlite3.Row) -> dict[str, Any]:
+        out = dict(row)
+        out["measures"] = json.loads(out["measures"] or "[]")
+        out["detail"] = json.loads(out["detail"] or "{}")
+        return out
+
