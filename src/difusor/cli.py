@@ -353,6 +353,199 @@ def purge(
                          "y en la bitácora)")
 
 
+@app.command()
+def probe(
+    report_to: Annotated[str, typer.Option(
+        "--report-to", help="URL de la API de sondeos del difusor (\\[monitor] listen), p. ej. "
+        "http://prep.example.mx:9100.")],
+    token: Annotated[str, typer.Option(
+        envvar="DIFUSOR_PROBE_TOKEN", help="Token de los sondeos remotos (mejor en la variable "
+        "DIFUSOR_PROBE_TOKEN que en la línea de órdenes).")],
+    name: Annotated[str | None, typer.Option(
+        help="Nombre de este punto de sondeo en la bitácora (por omisión, el del equipo).")]
+    = None,
+    target: Annotated[list[str] | None, typer.Option(
+        help="Objetivo NOMBRE=URL (repetible); por omisión, los que indica el servidor.")] = None,
+    interval: Annotated[float, typer.Option(help="Segundos entre rondas.", min=1)] = 30.0,
+    once: Annotated[bool, typer.Option("--once", help="Una sola ronda y salir.")] = False,
+    ca_file: Annotated[str, typer.Option(help="CA a confiar para la API y los objetivos (vacío = "
+                                         "las del sistema).")] = "",
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Sondea desde otro punto de la red y reporta los resultados al difusor."""
+    import socket
+    import threading
+
+    from difusor.monitor.agent import ProbeAgent, Round, Target
+
+    # The agent usually runs where there is no difusor.toml; when there is one, its [monitor]
+    # thresholds apply.
+    monitor = (config_mod.load(config) if config.is_file() else config_mod.Config()).monitor
+    agent = ProbeAgent(
+        report_to, token, name=name or socket.gethostname().split(".")[0],
+        targets=[Target.parse(spec) for spec in target or []], interval=interval,
+        timeout=monitor.timeout, degraded_ms=monitor.degraded_ms,
+        tls_warn_days=monitor.tls_warn_days, ca_file=ca_file,
+        log=lambda line: err.print(line, markup=False))
+
+    def show(done: Round) -> None:
+        for r in done.results:
+            mark = "✓" if r.ok and not r.failure else ("!" if r.ok else "✗")
+            latency = f"{r.latency_ms:.0f} ms" if r.latency_ms is not None else "sin respuesta"
+            out.print(f"{mark} {r.target}: {r.message} ({latency})", markup=False)
+        out.print(f"Reportados {done.recorded} resultados a {agent.base} como «{agent.name}».",
+                  markup=False)
+
+    with agent:
+        if once:
+            show(agent.run_once())
+            return
+        err.print(f"Sondeando cada {interval:g} s y reportando a {agent.base} como «{agent.name}» "
+                  "(Ctrl-C para detener)", markup=False)
+        agent.run(threading.Event(), on_round=show)
+
+
+NowOpt = Annotated[str | None, typer.Option(
+    "--now", envvar="DIFUSOR_NOW", hidden=True,
+    help="Momento fijo (ISO 8601) en lugar del reloj: solo para simulacros y pruebas.")]
+
+
+@app.command("uptime")
+def uptime_command(
+    month: Annotated[str | None, typer.Option(
+        help="Mes AAAA-MM; por omisión, el mes en curso en la zona horaria del sitio.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--from", help="Inicio ISO 8601 de otro periodo (en vez de --month).")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--to", help="Fin ISO 8601 de ese periodo (por omisión, ahora).")] = None,
+    vantage: Annotated[str | None, typer.Option(
+        help="Solo los sondeos de este punto (local o el nombre de un agente remoto).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
+    now: NowOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Disponibilidad medida en tiempo, por objetivo y del sitio público, contra 99.9 %."""
+    from difusor.monitor.report_cli import moment_from, uptime_table
+    from difusor.monitor.uptime import month_range, report
+
+    cfg = config_mod.load(config)
+    zone = ZoneInfo(cfg.site.timezone)
+    moment = moment_from(now, zone)
+    if since is not None or until is not None:
+        if month is not None or since is None:
+            raise DifusorError("usa --month, o --from (con --to opcional), no ambos")
+        start = moment_from(since, zone, "--from")
+        end = moment_from(until, zone, "--to") if until else moment
+    else:
+        start, end = month_range(month, zone, moment)
+    with _ledger(cfg) as ledger:
+        rep = report(cfg, ledger, start=start, end=end, vantage=vantage, now=moment)
+    if as_json:
+        out.print_json(json.dumps(rep.to_dict(), ensure_ascii=False))
+        return
+    title, table, outages = uptime_table(rep, zone)
+    out.print(title, markup=False)
+    # Redirected to a file or a pipe: as wide as it needs (no cells wrapped at 80 columns).
+    (out if out.is_terminal else Console(highlight=False, width=200)).print(table)
+    if outages:
+        out.print("Caídas del sitio público:", markup=False)
+        for line in outages:
+            out.print(line, markup=False)
+
+
+@app.command("incidents")
+def incidents_command(
+    open_only: Annotated[bool, typer.Option("--open", help="Solo los que no están resueltos.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
+    now: NowOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Los incidentes con todo lo que pide la memoria técnica (II.4.a), del más reciente."""
+    from difusor.monitor.report_cli import incident_doc, incident_lines, moment_from
+
+    cfg = config_mod.load(config)
+    moment = moment_from(now, ZoneInfo(cfg.site.timezone))
+    with _ledger(cfg) as ledger:
+        docs = [incident_doc(row, moment) for row in ledger.incidents(open_only=open_only)]
+    if as_json:
+        out.print_json(json.dumps({"incidentes": docs}, ensure_ascii=False))
+        return
+    if not docs:
+        out.print("No hay incidentes registrados." if not open_only else "No hay incidentes "
+                  "abiertos.")
+        return
+    zone = ZoneInfo(cfg.site.timezone)
+    for n, doc in enumerate(docs):
+        if n:
+            out.print()
+        for line in incident_lines(doc, zone):
+            out.print(line, markup=False)
+
+
+@app.command("incident")
+def incident_command(
+    number: Annotated[int, typer.Argument(metavar="N", help="Número del incidente.")],
+    cause: Annotated[str | None, typer.Option(
+        help="Causa raíz (lo pasa a «identificado» si no está resuelto).")] = None,
+    impact: Annotated[str | None, typer.Option(
+        help="Impacto: peticiones y visitantes afectados, errores servidos.")] = None,
+    measure: Annotated[list[str] | None, typer.Option(
+        help="Medida tomada (repetible); se agrega con la hora y «operador».")] = None,
+    state: Annotated[str | None, typer.Option(
+        help="investigating|identified|monitoring|resolved (o investigando, identificado, "
+        "en-observacion, resuelto).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
+    now: NowOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Muestra un incidente y registra su causa, impacto, medidas o estado."""
+    from difusor.monitor.report_cli import edit_incident, incident_doc, incident_lines, moment_from
+
+    cfg = config_mod.load(config)
+    moment = moment_from(now, ZoneInfo(cfg.site.timezone))
+    with _ledger(cfg) as ledger:
+        row = edit_incident(ledger, number, cause=cause, impact=impact, measures=measure or [],
+                            state=state, now=moment)
+    doc = incident_doc(row, moment)
+    if as_json:
+        out.print_json(json.dumps(doc, ensure_ascii=False))
+        return
+    if any(v is not None for v in (cause, impact, state)) or measure:
+        out.print(f"Incidente n.º {number} actualizado.")
+    for line in incident_lines(doc, ZoneInfo(cfg.site.timezone)):
+        out.print(line, markup=False)
+
+
+@app.command("takedown")
+def takedown_command(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirmar el retiro definitivo.")] = False,
+    now: NowOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Retiro final del sitio; rechazado antes del fin de la operación más su conservación (I.2)."""
+    from difusor.monitor.report_cli import moment_from
+    from difusor.monitor.retention import check_takedown, takedown
+
+    cfg = config_mod.load(config)
+    moment = moment_from(now, ZoneInfo(cfg.site.timezone))
+    check_takedown(cfg, moment)
+    if not yes:
+        raise DifusorError("el retiro deja de publicar el sitio (los servidores responden 503); "
+                           "confírmalo con --yes")
+    with _ledger(cfg) as ledger:
+        done = takedown(cfg, ledger, moment)
+    what = f"el corte {done.release_id} ya no se sirve" if done.release_id else "no había corte"
+    out.print(f"Sitio retirado: {what}; /_difusor/health responde 503.", markup=False)
+    if done.workers is None:
+        out.print("Aviso: algún proceso del servidor no confirmó el cambio en 2 s.", markup=False)
+    if done.elsewhere:
+        out.print(f"Aviso: siguen con una copia {', '.join(done.elsewhere)}: retíralos con su "
+                  "propio procedimiento (docs/disponibilidad.md).", markup=False)
+    out.print("Detén «difusor run» si sigue en marcha: un paquete nuevo volvería a publicarse.",
+              markup=False)
+
+
 @simulate_app.command("packages")
 def simulate_packages(
     directory: Annotated[Path, typer.Argument(help="Carpeta donde escribir los paquetes.")],

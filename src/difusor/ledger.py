@@ -461,3 +461,30 @@ class Ledger:
         out["detail"] = json.loads(out["detail"] or "{}")
         return out
 
+
+    # -- monitor: reading events and packages by time or id ---------------------------------
+
+    def events_since(self, *, after_id: int = 0, kinds: tuple[str, ...] = (),
+                     since: str | None = None, until: str | None = None,
+                     limit: int = 10_000) -> list[dict[str, Any]]:
+        """Events in id order: newer than ``after_id``, of ``kinds`` (all when empty), with
+        ``since <= at < until``."""
+        sql, args = "SELECT * FROM events WHERE id > ?", [after_id]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += list(kinds)
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND at < ?"
+            args.append(until)
+        rows = self._db.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+        return [self._decoded(r) for r in rows]
+
+    def packages_since(self, received_since: str, *, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Packages received at or after ``received_since``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM packages WHERE received_at >= ? ORDER BY id LIMIT ?",
+            (received_since, limit)).fetchall()
+        return [dict(r) for r in rows]

@@ -67,6 +67,10 @@ class Supervisor:
             parts.append(Part("carpeta vigilada", self._run_dropfolder))
         if self.cfg.pull.url:
             parts.append(Part("descarga HTTPS", self._run_pull))
+        if self.cfg.monitor.listen:
+            parts.append(Part("API de sondeos", self._run_probe_api))
+        if self.cfg.monitor.enabled:
+            parts.append(Part("monitor", self._run_monitor))
         return parts
 
     def _run_sftp(self, stop: threading.Event) -> None:
@@ -94,6 +98,21 @@ class Supervisor:
         from difusor.receive.pull import Puller
 
         Puller(self.cfg, on_delivered=self.consumer.notify, log=log.info).run(stop)
+
+    def _run_probe_api(self, stop: threading.Event) -> None:
+        from difusor.monitor.api import ProbeAPI
+
+        ProbeAPI.from_config(self.cfg, self.ledger, log=log.info).run(stop)
+
+    def _run_monitor(self, stop: threading.Event) -> None:
+        from difusor.monitor.alerts import Alerter
+        from difusor.monitor.service import Monitor
+
+        alerter = Alerter(self.cfg, self.ledger, log=log.info)
+        try:
+            Monitor(self.cfg, self.ledger, log=log.info, on_incident=alerter.incident).run(stop)
+        finally:
+            alerter.close()
 
     def _janitor(self, stop: threading.Event) -> None:
         from difusor.receive.sftp import clean_abandoned

@@ -14,6 +14,7 @@ import logging
 import mmap
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class LiveRelease:
         self._suspect: str | None = None
         self._report: Path | None = None  # set once serving for real (start)
         self._to_settle: list[str] = []
+        self._failed: tuple[str, float] = ("", 0.0)  # the last load error and when it was said
         self.refresh()
 
     def stale(self) -> bool:
@@ -67,8 +69,15 @@ class LiveRelease:
                 else:
                     self.table = self._load(release)
             except (OSError, ValueError, KeyError) as exc:
-                log.error("no pude cargar el corte en línea: %s; sigo sirviendo el anterior", exc)
+                # Retried every few ms: say it once per failure and again every minute, not
+                # hundreds of times a second.
+                now = time.monotonic()
+                if str(exc) != self._failed[0] or now - self._failed[1] > 60:
+                    log.error("no pude cargar el corte en línea: %s; sigo sirviendo el anterior",
+                              exc)
+                    self._failed = (str(exc), now)
                 return
+            self._failed = ("", 0.0)
             self._seen = gen
             if self._report is not None:  # tell the publisher this worker has switched
                 report_served(self._report, int.from_bytes(gen, "little"))

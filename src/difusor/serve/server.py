@@ -53,6 +53,9 @@ def serve(cfg: Config, config_path: Path) -> None:
         backlog=4096,
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
+        # A worker told to stop while still starting can miss the signal (granian 2.8): kill it
+        # after a few seconds rather than hang the stop (the contract: stopped within 10 s).
+        workers_kill_timeout=4,
         # HTTPS when [web] tls_cert and tls_key are set; TLS 1.2 too (granian defaults to 1.3).
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
