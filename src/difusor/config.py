@@ -52,13 +52,22 @@ def _check_address(value: str) -> str:
 Address = Annotated[str, AfterValidator(_check_address)]
 
 
+def _check_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"«{value}» no es una URL http:// o https://")
+    return value.rstrip("/")
+
+
+Url = Annotated[str, AfterValidator(_check_url)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SiteSettings(_Section):
     name: str = Field("PREP", description="Nombre del sitio, texto libre.")
-    url: str = Field("http://127.0.0.1:8080", description="URL pública del sitio.")
+    url: Url = Field("http://127.0.0.1:8080", description="URL pública del sitio.")
     timezone: str = Field(
         "America/Mexico_City",
         description="Zona horaria de los cortes cuando el dato no trae la suya.",
@@ -72,13 +81,6 @@ class SiteSettings(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"zona horaria desconocida «{v}»") from None
         return v
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"«{v}» no es una URL http:// o https://")
-        return v.rstrip("/")
 
 
 class WebSettings(_Section):
@@ -338,17 +340,10 @@ class CdnSettings(_Section):
 
 class MonitorTarget(_Section):
     name: str = Field(description="Nombre del objetivo (tablero, incidentes).")
-    url: str = Field(description="URL base que se sondea, p. ej. https://prep.example.mx.")
+    url: Url = Field(description="URL base que se sondea, p. ej. https://prep.example.mx.")
     public: bool = Field(False, description="Cuenta para la disponibilidad del sitio público "
                          "(la URL a través del CDN).")
     ca_file: str = Field("", description="CA a confiar para este objetivo (vacío = sistema).")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"«{v}» no es una URL http:// o https://")
-        return v.rstrip("/")
 
 
 class MonitorSettings(_Section):
