@@ -93,8 +93,10 @@ class ReleaseDirs:
         return sorted(e.name for e in os.scandir(self.layout.releases) if e.is_dir())
 
 
-def _clone_links(src: Path, dst: Path) -> None:
+def clone_links(src: Path, dst: Path) -> int:
+    """Hard-link every file of ``src`` into a new ``dst`` (same tree); returns how many."""
     os.mkdir(dst)
+    count = 0
     stack = [(str(src), str(dst))]
     while stack:
         s, d = stack.pop()
@@ -106,6 +108,11 @@ def _clone_links(src: Path, dst: Path) -> None:
                     stack.append((entry.path, target))
                 else:
                     os.link(entry.path, target)
+                    count += 1
+    return count
+
+
+_clone_links = clone_links  # the name crash tests place their kill point on
 
 
 class _Linker:

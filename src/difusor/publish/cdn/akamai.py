@@ -23,9 +23,8 @@ from difusor.errors import ConfigError
 from difusor.publish.cdn.base import (
     PurgeError,
     Purger,
-    RateLimited,
     Unavailable,
-    retry_after,
+    check_answer,
     secret_file_warning,
 )
 
@@ -102,14 +101,9 @@ class AkamaiPurger(Purger):
                                   timeout=self.settings.timeout)
         except requests.RequestException as exc:
             raise Unavailable(f"no pude conectar con Fast Purge de Akamai: {exc}") from None
-        if r.status_code == 429:
-            raise RateLimited("Akamai limitó las purgas (429)",
-                              retry_after(r.headers.get("retry-after")))
-        if r.status_code in (401, 403):
-            raise PurgeError(f"Akamai rechazó las credenciales ({r.status_code}): ¿el cliente de "
-                             "API tiene acceso de lectura y escritura a «CCU APIs» (Fast Purge)?")
-        if r.status_code >= 500:
-            raise Unavailable(f"Akamai respondió {r.status_code}")
+        check_answer("Akamai", r.status_code, r.headers.get("retry-after"),
+                     credentials_hint=f"las credenciales ({r.status_code}): ¿el cliente de API "
+                     "tiene acceso de lectura y escritura a «CCU APIs» (Fast Purge)?")
         if r.status_code not in (200, 201):
             raise PurgeError(f"Akamai respondió {r.status_code} a POST {path}: {_detail(r)}")
         try:

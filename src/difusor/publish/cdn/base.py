@@ -226,6 +226,18 @@ class Purger(ABC):
 
 # -- shared helpers for drivers ---------------------------------------------------------------
 
+def check_answer(provider: str, status: int, retry_after_header: str | None, *,
+                 credentials_hint: str) -> None:
+    """The part of an API answer every provider shares: 429 is retried after Retry-After,
+    401/403 is a credentials problem worth explaining, 5xx is retried as unavailable."""
+    if status == 429:
+        raise RateLimited(f"{provider} limitó las purgas (429)", retry_after(retry_after_header))
+    if status in (401, 403):
+        raise PurgeError(f"{provider} rechazó {credentials_hint}")
+    if status >= 500:
+        raise Unavailable(f"{provider} respondió {status}")
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (a number or an HTTP date); None when absent or odd."""
     if not value:

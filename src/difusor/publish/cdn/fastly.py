@@ -16,7 +16,13 @@ import httpx
 
 from difusor.config import CdnSettings
 from difusor.errors import ConfigError
-from difusor.publish.cdn.base import PurgeError, Purger, RateLimited, Unavailable, http_client, retry_after
+from difusor.publish.cdn.base import (
+    PurgeError,
+    Purger,
+    Unavailable,
+    check_answer,
+    http_client,
+)
 
 API = "https://api.fastly.com"
 
@@ -50,14 +56,9 @@ class FastlyPurger(Purger):
                 "Fastly-Key": self.secret, "Accept": "application/json", **headers})
         except httpx.TransportError as exc:
             raise Unavailable(f"no pude conectar con la API de Fastly: {exc}") from None
-        if r.status_code == 429:
-            raise RateLimited("Fastly limitó las purgas (429)",
-                              retry_after(r.headers.get("retry-after")))
-        if r.status_code in (401, 403):
-            raise PurgeError(f"Fastly rechazó el token ({r.status_code}): ¿tiene el alcance "
-                             "«purge_select» (y «purge_all» para --all)?")
-        if r.status_code >= 500:
-            raise Unavailable(f"Fastly respondió {r.status_code}")
+        check_answer("Fastly", r.status_code, r.headers.get("retry-after"),
+                     credentials_hint=f"el token ({r.status_code}): ¿tiene el alcance "
+                     "«purge_select» (y «purge_all» para --all)?")
         if r.status_code != 200:
             raise PurgeError(f"Fastly respondió {r.status_code} a POST {path}: {r.text[:200]}")
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from difusor.publish.origins.base import Origin, OriginError, Release
 from difusor.store.objects import fsync_dir, sync_filesystem
+from difusor.store.releases import clone_links
 
 RSYNC_FLAGS = ["-a", "--delete", "--modify-window=-1"]  # -1: mtimes compared to the nanosecond
 
@@ -124,19 +125,6 @@ class NginxOrigin(Origin):
 
 def _link_tree(src: Path, dst: Path) -> int:
     """Hard-link every file of ``src`` into a new ``dst``; EXDEV when another filesystem."""
-    os.mkdir(dst)
+    count = clone_links(src, dst)
     os.chmod(dst, 0o755)
-    count = 0
-    stack = [(str(src), str(dst))]
-    while stack:
-        s, d = stack.pop()
-        with os.scandir(s) as it:
-            for entry in it:
-                target = os.path.join(d, entry.name)
-                if entry.is_dir(follow_symlinks=False):
-                    os.mkdir(target)
-                    stack.append((entry.path, target))
-                else:
-                    os.link(entry.path, target)
-                    count += 1
     return count
