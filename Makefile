@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the suite and the benchmarks drive for real.
-DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish
+DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish \
+	goaccess nftables iproute2
 
 .PHONY: demo demo-fast test lint deps install bench clean docs
 
@@ -22,7 +23,7 @@ demo-fast: install
 	$(BIN)/difusor demo --fast
 
 deps:
-	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver varnishd; do \
+	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver varnishd goaccess nft ip; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

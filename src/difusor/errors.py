@@ -9,7 +9,9 @@ keeps its traceback.
     ├── ConfigError     (3) difusor.toml is missing, unreadable or invalid
     ├── StoreError      (4) the store or the state folder is unusable
     ├── BusyError       (5) another publication holds the lock
-    └── NotFound        (6) a corte or release that does not exist (or was collected)
+    ├── NotFound        (6) a corte or release that does not exist (or was collected)
+    ├── LogFormatError  (7) an access log whose format is unknown or that cannot be read
+    └── ShieldError     (8) an enforcement point (nginx, nftables, Cloudflare) refused a change
 """
 
 from __future__ import annotations
@@ -47,3 +49,11 @@ class BusyError(DifusorError):
 
 class NotFound(DifusorError):
     exit_code = 6
+
+
+class LogFormatError(DifusorError):
+    exit_code = 7
+
+
+class ShieldError(DifusorError):
+    exit_code = 8

@@ -52,10 +52,20 @@ class StateLayout:
         return self.logs / "access.log"
 
     @property
+    def analytics(self) -> Path:
+        """The visit analytics database and its ingest offsets."""
+        return self.root / "analytics"
+
+    @property
+    def shield(self) -> Path:
+        """The shield's decisions, read by every web worker."""
+        return self.root / "shield"
+
+    @property
     def publish_lock(self) -> Path:
         return self.root / "publish.lock"
 
     def create(self) -> None:
         for d in (self.root, self.inbox, self.uploads, self.incoming, self.packages, self.quarantine,
-                  self.store, self.logs):
+                  self.store, self.logs, self.analytics, self.shield):
             d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Visit analytics: access logs (origin and edge) into DuckDB, metrics per ARCHITECTURE."""

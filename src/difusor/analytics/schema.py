@@ -1,0 +1,75 @@
+"""The analytics database (DuckDB): one row per request, already anonymised and classified.
+
+Written only by ``ingest``; read by ``metrics``. One process writes at a time (DuckDB's file
+lock): ``difusor run`` opens the file for each ingest round and closes it, so a ``summary`` from
+another process waits at most a round.
+
+hits — one request from any source (origin or edge):
+    ts            TIMESTAMPTZ  when it was answered (UTC)
+    day           DATE         local date in [site] timezone: visitors and visits are per day
+    visitor       UBIGINT      keyed hash of (that day's salt, IP, user agent)
+    ip            VARCHAR      only when [analytics] keep_ip_days > 0, else NULL
+    country       VARCHAR      ISO 3166-1 alpha-2, NULL when unknown
+    state         VARCHAR      Mexican state (canonical Spanish name), NULL outside Mexico
+    method, path, query  VARCHAR   query without the leading "?" ('' when none)
+    status        USMALLINT
+    bytes         UBIGINT      body bytes sent
+    referer_host  VARCHAR      host of an external referrer, NULL for none or the site itself
+    browser, os   VARCHAR      ua-parser families
+    device        VARCHAR      'móvil' | 'escritorio' | 'tableta' | 'bot' | 'otro'
+    bot           BOOLEAN      by user-agent rules or behaviour
+    page          BOOLEAN      an HTML page ([analytics] pages patterns)
+    view          VARCHAR      the single-page app's view this JSON belongs to, else NULL
+    visible_ms    UINTEGER     beacon (POST /_difusor/b): visible time reported, else NULL
+    source        VARCHAR      the log's name
+    edge          BOOLEAN      the source is a CDN/edge log (varnishncsa, CloudFront, …)
+
+files — how far each log has been read (idempotent re-ingest, rotation):
+    fingerprint   VARCHAR      sha256 of the file's first line(s): the file's identity
+    source, path  VARCHAR      where it was last seen
+    offset        UBIGINT      bytes consumed (only whole lines)
+    lines         UBIGINT      lines consumed
+    updated_at    TIMESTAMPTZ
+
+salts — the daily key; a day's row is deleted salt_grace_hours after its midnight.
+"""
+
+from __future__ import annotations
+
+DDL = """
+CREATE TABLE IF NOT EXISTS hits (
+    ts TIMESTAMPTZ NOT NULL,
+    day DATE NOT NULL,
+    visitor UBIGINT NOT NULL,
+    ip VARCHAR,
+    country VARCHAR,
+    state VARCHAR,
+    method VARCHAR,
+    path VARCHAR,
+    query VARCHAR,
+    status USMALLINT,
+    bytes UBIGINT,
+    referer_host VARCHAR,
+    browser VARCHAR,
+    os VARCHAR,
+    device VARCHAR,
+    bot BOOLEAN,
+    page BOOLEAN,
+    view VARCHAR,
+    visible_ms UINTEGER,
+    source VARCHAR,
+    edge BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS files (
+    fingerprint VARCHAR PRIMARY KEY,
+    source VARCHAR,
+    path VARCHAR,
+    "offset" UBIGINT NOT NULL,
+    lines UBIGINT NOT NULL,
+    updated_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS salts (
+    day DATE PRIMARY KEY,
+    salt BLOB NOT NULL
+);
+"""

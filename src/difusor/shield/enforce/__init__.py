@@ -1,0 +1,1 @@
+"""Where blocks are enforced outside the embedded server: nginx, nftables, Cloudflare lists."""
