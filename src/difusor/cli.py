@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 # Typer (pinned) vendors click; its usage errors are only reachable there.
@@ -27,9 +24,12 @@ from typer._click.exceptions import NoArgsIsHelpError as _HelpShown
 from typer._click.exceptions import UsageError as _UsageError
 
 from difusor import config as config_mod
+from difusor.analytics.commands import analytics_app
+from difusor.clikit import DEFAULT_CONFIG, ConfigOpt, err, ledger_for, out, progress
 from difusor.errors import DifusorError, PackageRefused
-from difusor.ledger import Ledger
 from difusor.paths import StateLayout
+from difusor.shield.commands import shield_app
+from difusor.shield.drill_cli import simulate_attack
 
 app = typer.Typer(
     name="difusor",
@@ -42,43 +42,9 @@ app = typer.Typer(
 simulate_app = typer.Typer(help="Simulacros: paquetes sintéticos para ensayos y pruebas.",
                            no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-
-ConfigOpt = Annotated[
-    Path,
-    typer.Option("--config", "-c", help="Archivo de configuración.", show_default=True),
-]
-DEFAULT_CONFIG = Path(config_mod.DEFAULT_CONFIG)
-
-
-def _ledger(cfg: config_mod.Config) -> Ledger:
-    return Ledger(StateLayout(cfg.state_dir).ledger)
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress bar on a terminal for long work; nothing when output is redirected."""
-    if not err.is_terminal:
-        yield None
-        return
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=err, transient=True)
-    task = bar.add_task(label, total=None)
-
-    def update(done: int, total: int | None) -> None:
-        if total is not None and total < 500:
-            return
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        bar.stop()
-
+app.add_typer(analytics_app, name="analytics")
+app.add_typer(shield_app, name="shield")
+simulate_app.command("attack")(simulate_attack)
 
 @app.command()
 def init(
@@ -123,7 +89,7 @@ def init(
     target.write_text(text, encoding="utf-8")
     cfg = config_mod.load(target)
     StateLayout(cfg.state_dir).create()
-    _ledger(cfg).close()
+    ledger_for(cfg).close()
     out.print(f"Listo: {target}")
     out.print(f"  estado en {cfg.state_dir}")
     if self_signed_tls:
@@ -173,8 +139,8 @@ def publish(
     from difusor.pipeline import Publisher
 
     cfg = config_mod.load(config)
-    with _ledger(cfg) as ledger, _progress("verificando") as progress:
-        publisher = Publisher(cfg, ledger, progress=progress)
+    with ledger_for(cfg) as ledger, progress("verificando") as bar:
+        publisher = Publisher(cfg, ledger, progress=bar)
         publisher.log = lambda line: out.print(line, markup=False)
         try:
             publisher.publish(package, force=force, on_live=lambda o: out.print(o.message))
@@ -196,7 +162,7 @@ def status(
     from difusor.store.layout import StoreLayout
 
     cfg = config_mod.load(config)
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         doc = build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store))
     if as_json:
         out.print_json(json.dumps(doc, ensure_ascii=False))
@@ -232,7 +198,7 @@ def rollback(
     from difusor.pipeline import Publisher
 
     cfg = config_mod.load(config)
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         publisher = Publisher(cfg, ledger)
         publisher.log = lambda line: out.print(line, markup=False)
         target = publisher.rollback(corte_id)
@@ -249,8 +215,8 @@ def gc(
     from difusor.pipeline import Publisher
 
     cfg = config_mod.load(config)
-    with _ledger(cfg) as ledger, _progress("depurando") as progress:
-        result = Publisher(cfg, ledger).gc(keep, progress=progress)
+    with ledger_for(cfg) as ledger, progress("depurando") as bar:
+        result = Publisher(cfg, ledger).gc(keep, progress=bar)
     out.print(f"Depurados {len(result.releases)} cortes y {result.objects} objetos "
               f"({result.freed / 1e6:.1f} MB liberados).")
 
@@ -343,7 +309,7 @@ def purge(
         raise DifusorError(f"{config} no tiene ninguna sección [[cdn]] (ver docs/cdn.md)")
     if everything and paths:
         raise DifusorError("usa rutas o --all, no ambas")
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         report = manual_purge(cfg, ledger, paths or [], everything=everything)
     for line in report.lines():
         out.print(line, markup=False)
@@ -438,7 +404,7 @@ def uptime_command(
         end = moment_from(until, zone, "--to") if until else moment
     else:
         start, end = month_range(month, zone, moment)
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         rep = report(cfg, ledger, start=start, end=end, vantage=vantage, now=moment)
     if as_json:
         out.print_json(json.dumps(rep.to_dict(), ensure_ascii=False))
@@ -466,7 +432,7 @@ def incidents_command(
 
     cfg = config_mod.load(config)
     moment = moment_from(now, ZoneInfo(cfg.site.timezone))
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         docs = [incident_doc(row, moment) for row in ledger.incidents(open_only=open_only)]
     if as_json:
         out.print_json(json.dumps({"incidentes": docs}, ensure_ascii=False))
@@ -504,7 +470,7 @@ def incident_command(
 
     cfg = config_mod.load(config)
     moment = moment_from(now, ZoneInfo(cfg.site.timezone))
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         row = edit_incident(ledger, number, cause=cause, impact=impact, measures=measure or [],
                             state=state, now=moment)
     doc = incident_doc(row, moment)
@@ -533,7 +499,7 @@ def takedown_command(
     if not yes:
         raise DifusorError("el retiro deja de publicar el sitio (los servidores responden 503); "
                            "confírmalo con --yes")
-    with _ledger(cfg) as ledger:
+    with ledger_for(cfg) as ledger:
         done = takedown(cfg, ledger, moment)
     what = f"el corte {done.release_id} ya no se sirve" if done.release_id else "no había corte"
     out.print(f"Sitio retirado: {what}; /_difusor/health responde 503.", markup=False)

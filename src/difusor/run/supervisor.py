@@ -71,6 +71,10 @@ class Supervisor:
             parts.append(Part("API de sondeos", self._run_probe_api))
         if self.cfg.monitor.enabled:
             parts.append(Part("monitor", self._run_monitor))
+        if self.cfg.shield.enabled:
+            parts.append(Part("escudo", self._run_shield))
+        if self.cfg.analytics.enabled:
+            parts.append(Part("analítica", self._run_analytics))
         return parts
 
     def _run_sftp(self, stop: threading.Event) -> None:
@@ -113,6 +117,16 @@ class Supervisor:
             Monitor(self.cfg, self.ledger, log=log.info, on_incident=alerter.incident).run(stop)
         finally:
             alerter.close()
+
+    def _run_shield(self, stop: threading.Event) -> None:
+        from difusor.shield.service import Shield
+
+        Shield(self.cfg, self.ledger, log=log.info).run(stop)
+
+    def _run_analytics(self, stop: threading.Event) -> None:
+        from difusor.analytics.live import LiveIngest
+
+        LiveIngest(self.cfg, log=log.info).run(stop)
 
     def _janitor(self, stop: threading.Event) -> None:
         from difusor.receive.sftp import clean_abandoned
