@@ -70,3 +70,29 @@ def test_edge_polling_quick(tmp_path: Path) -> None:
     assert with_targeted["origin_rps"] < without["origin_rps"]
     assert result["reduction"]["factor"] > 1
     assert len(result["samples"]) == 4
+
+
+def test_shield_drill_quick(tmp_path: Path) -> None:
+    result = run_quick("shield_drill.py", tmp_path)
+    assert result["kinds"] == ["ip"]
+    by_server = {o["server"]: o for o in result["outcomes"]}
+    assert set(by_server) == {"difusor", "nginx"}
+    for outcome in by_server.values():
+        assert outcome["attack_sent"] > 0 and outcome["legit_requests"] > 0
+        assert outcome["cgnat_users_active"] > 0
+    assert set(result["per_second"]) == {"ip/difusor", "ip/nginx"}
+
+
+def test_analytics_ingest_quick(tmp_path: Path) -> None:
+    if not shutil.which("goaccess") and not Path("/usr/bin/goaccess").exists():
+        pytest.skip("falta goaccess (make deps instala «goaccess»)")
+    result = run_quick("analytics_ingest.py", tmp_path)
+    compare = result["compare"]
+    assert compare["log"]["lines"] == 5_000
+    for side in ("goaccess", "difusor"):
+        assert compare[side]["lines_per_s"] > 0 and compare[side]["peak_rss_mb"] > 0
+    assert result["ratio"] > 0
+    assert compare["visitors_per_day"]["max_relative_difference"] <= 0.005
+    big = result["big"]
+    assert big["lines"] == 20_000 and big["result"]["hits"] > 0
+    assert big["summary"]["seconds"] > 0 and big["ingest"]["peak_rss_mb"] > 0

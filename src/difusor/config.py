@@ -487,12 +487,16 @@ class ShieldSettings(_Section):
     ban_seconds: float = Field(120.0, gt=0, description="Primer bloqueo; se duplica en cada "
                                "reincidencia (con variación aleatoria).")
     ban_max_seconds: float = Field(3600.0, gt=0, description="Bloqueo máximo.")
+    throttle_seconds: float = Field(60.0, gt=0, description="Cuánto dura un límite (429) si la "
+                                    "fuente no reincide; se renueva mientras siga excedida.")
     attack_rate: float = Field(1000.0, gt=0, description="Peticiones/s totales por debajo de las "
                                "cuales nunca se declara ataque.")
     attack_factor: float = Field(4.0, gt=1, description="Veces sobre la línea base (que ya "
                                  "espera las 20:00 y cada corte) que, concentradas, son ataque.")
     attack_limit_factor: float = Field(0.25, gt=0, le=1, description="En modo ataque, fracción "
                                        "de los límites normales.")
+    attack_quiet: float = Field(60.0, gt=0, description="Segundos de calma tras los cuales el "
+                                "modo ataque automático termina solo.")
     nginx_include: str = Field("", description="Archivo «deny» generado para nginx (se recarga "
                                "con gracia); vacío = no.")
     nginx_reload: list[str] = Field(["nginx", "-s", "reload"], description="Orden que recarga "

@@ -3,6 +3,11 @@
 The hot path is a dictionary lookup in the live table plus a few header reads: no file system
 access per request, query strings ignored for lookup, no path ever joined onto a folder, so
 ``..`` and friends can only miss. Dynamic answers live under the reserved ``/_difusor/``.
+
+The shield's gate (``difusor.shield.gate``) is consulted first, and only while a decision is in
+force: idle, it costs one attribute test. Refused requests are logged like any other, so the
+shield and the incident see them. In attack mode misses get a plain 404 (no normalisation, no
+redirect) and files not held in memory a 503, so a flood cannot reach the disk.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from difusor.serve.live import LiveRelease
 from difusor.serve.negotiation import accepted_encodings, byte_range, etag_matches
 from difusor.serve.policy import HeaderPolicy
 from difusor.serve.table import SERVER, Representation, Resource, Table, TableBuilder
+from difusor.shield.decisions import decisions_path
+from difusor.shield.gate import BUSY, Gate, GateWatcher, refusal
 from difusor.store.layout import StoreLayout
 from difusor.store.objects import ObjectStore
 
@@ -30,13 +37,24 @@ _NOT_FOUND = (
 )
 _NOT_FOUND_HEADERS = [SERVER, ("Content-Type", "text/html; charset=utf-8"),
                       ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")]
+_BEACON_HEADERS = [SERVER, ("Access-Control-Allow-Origin", "*"), ("Cache-Control", "no-store")]
+_BEACON_JS = (Path(__file__).with_name("beacon.js")).read_bytes()
+_BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8"),
+                      ("Cache-Control", "public, max-age=300"),
+                      ("Access-Control-Allow-Origin", "*"), ("X-Content-Type-Options", "nosniff")]
 _perf = time.perf_counter
 
 
 class DifusorApp:
-    def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None) -> None:
+    def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None,
+                 shield: GateWatcher | None = None) -> None:
         self.live = live
         self.log = log
+        self.gate: Gate | None = None  # set by the shield's watcher; None while idle
+        self.shield = shield
+        if shield is not None:
+            shield.set_gate = self._set_gate
+            shield.poll()
         self.worker = secrets.token_hex(3)  # tells workers apart in /_difusor/health
         dynamic = [SERVER, *policy.main_headers()]
         self._json_headers = [*dynamic, ("Content-Type", "application/json")]
@@ -47,12 +65,16 @@ class DifusorApp:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.live.start(tick=self._tick_threadsafe if self.log else None)
+        self.live.start(tick=self._tick_threadsafe if self.log else None,
+                        watch=self.shield.poll if self.shield else None)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.live.stop()
         if self.log:
             self.log.close()
+
+    def _set_gate(self, gate: Gate | None) -> None:
+        self.gate = gate  # one reference swap: a request sees the old gate or the new one
 
     def _tick_threadsafe(self) -> None:
         if self._loop is not None and self.log is not None:
@@ -69,12 +91,30 @@ class DifusorApp:
         method = scope.method
         path = scope.path
         headers = scope.headers
-        if method == "GET" or method == "HEAD":
+        gate = self.gate
+        refused = gate.check(scope.client, headers.get("user-agent")) if gate is not None else None
+        if refused is not None:
+            status, out, body = refused
+            proto.response_bytes(status, out, body)
+            sent = len(body)
+        elif method == "GET" or method == "HEAD":
             res = table.resources.get(path)
             if res is not None:
-                status, sent = self._file(table, res, headers, proto)
+                if gate is not None and gate.attack and res.identity.body is None:
+                    status, out, body = refusal(503, 30, BUSY)  # attack mode: memory only
+                    proto.response_bytes(status, out, body)
+                    sent = len(body)
+                else:
+                    status, sent = self._file(table, res, headers, proto)
+            elif gate is not None and gate.attack and not path.startswith("/_difusor/"):
+                proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
+                status, sent = 404, len(_NOT_FOUND)
             else:
                 status, sent = self._miss(table, path, headers, proto)
+        elif method == "POST" and path == "/_difusor/b":
+            # The beacon: nothing to read, nothing to store here (the access log has p and v).
+            proto.response_empty(204, _BEACON_HEADERS)
+            status, sent = 204, 0
         else:
             proto.response_bytes(405, _ALLOW, b"Metodo no permitido\n")
             status, sent = 405, 20
@@ -168,6 +208,9 @@ class DifusorApp:
             body = f"ok {table.release_id} w{self.worker}\n".encode()
             proto.response_bytes(200, self._text_headers, body)
             return 200, len(body)
+        if path == "/_difusor/beacon.js":
+            proto.response_bytes(200, _BEACON_JS_HEADERS, _BEACON_JS)
+            return 200, len(_BEACON_JS)
         proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
         return 404, len(_NOT_FOUND)
 
@@ -182,7 +225,9 @@ def build_app(cfg: config_mod.Config) -> DifusorApp:
                            cfg.web.memory_max_file, cfg.store.compress_min_bytes)
     live = LiveRelease(layout, builder)
     log = AccessLog(state.access_log) if cfg.web.access_log else None
-    return DifusorApp(live, policy, log)
+    shield = GateWatcher(decisions_path(cfg.state_dir), cfg.shield.allow, cfg.web.workers,
+                         lambda _g: None)
+    return DifusorApp(live, policy, log, shield)
 
 
 def load_app(config_path: str, _target: str = "") -> DifusorApp:

@@ -28,6 +28,7 @@ POLL_SECONDS = 0.005
 SETTLE_BATCH = 100
 FALLBACK_SECONDS = 1.0
 TICK_SECONDS = 0.5
+WATCH_SECONDS = 0.15  # how often the shield's decisions file is looked at
 
 
 class LiveRelease:
@@ -91,12 +92,14 @@ class LiveRelease:
             return self.builder.apply(delta[0], delta[1], current)
         return self.builder.build(self.manifests.load(release_id), current)
 
-    def start(self, tick: Callable[[], None] | None = None) -> None:
-        """Watch in the background; ``tick`` is called about twice a second (log flushing)."""
+    def start(self, tick: Callable[[], None] | None = None,
+              watch: Callable[[], None] | None = None) -> None:
+        """Watch in the background; ``tick`` is called about twice a second (log flushing),
+        ``watch`` every ``WATCH_SECONDS`` (the shield's decisions)."""
         self._report = self.layout.served / str(os.getpid())
         report_served(self._report, int.from_bytes(self._seen, "little"))
         self._thread = threading.Thread(
-            target=self._watch, args=(tick,), name="difusor-live", daemon=True
+            target=self._watch, args=(tick, watch), name="difusor-live", daemon=True
         )
         self._thread.start()
 
@@ -107,9 +110,10 @@ class LiveRelease:
         if self._report is not None:
             self._report.unlink(missing_ok=True)
 
-    def _watch(self, tick: Callable[[], None] | None) -> None:
+    def _watch(self, tick: Callable[[], None] | None, watch: Callable[[], None] | None) -> None:
         polls_per_fallback = int(FALLBACK_SECONDS / POLL_SECONDS)
         polls_per_tick = int(TICK_SECONDS / POLL_SECONDS)
+        polls_per_watch = int(WATCH_SECONDS / POLL_SECONDS)
         n = 0
         while not self._stop.wait(POLL_SECONDS):
             n += 1
@@ -119,6 +123,11 @@ class LiveRelease:
                 self._settle_some()
             if tick and n % polls_per_tick == 0:
                 tick()
+            if watch and n % polls_per_watch == 0:
+                try:
+                    watch()
+                except Exception as exc:  # the shield must never stop the corte's updates
+                    log.error("escudo: no pude leer las decisiones: %s", exc)
             if n % polls_per_fallback == 0:
                 self._fallback()
 

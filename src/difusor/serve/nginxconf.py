@@ -56,6 +56,8 @@ MAX_REGIONS = 512
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _WILD = "*?["
 # The embedded server's 404 page, as an nginx string.
+_FORBIDDEN = ("<!doctype html><meta charset=utf-8><title>403</title><h1>Acceso bloqueado</h1>"
+              "<p>Demasiadas peticiones desde esta dirección; intenta más tarde.</p>\\n")
 _NOT_FOUND = NOT_FOUND_PAGE.decode().replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -323,6 +325,9 @@ log_format difusor escape=json '{line}';
             f"limit_req zone=difusor burst={n.limit_req_burst} nodelay;",
             "limit_req_status 429;",
         ]
+        if self.cfg.shield.nginx_include:
+            lines += ["# Bloqueos del escudo: «difusor run» reescribe este archivo y recarga nginx.",
+                      f"include {_quote(_optional(self.cfg.path(self.cfg.shield.nginx_include)))};"]
         if n.real_ip_from:
             lines += [f"set_real_ip_from {net};" for net in n.real_ip_from]
             header = real_ip_header(self.cfg)
@@ -402,7 +407,8 @@ log_format difusor escape=json '{line}';
             "default_type application/octet-stream;",
             "# Lo que no existe (y una carpeta sin index.html) es 404, como en el embebido.",
             "error_page 404 @difusor_404;",
-            "error_page 403 =404 @difusor_404;",
+            "error_page 403 = @difusor_403;" if self.cfg.shield.nginx_include
+            else "error_page 403 =404 @difusor_404;",
             "",
             "# Archivos y carpetas que empiezan con punto: no se sirven (salvo .well-known).",
             'location ~ "/\\.(?!well-known(/|$))" {',
@@ -435,6 +441,8 @@ log_format difusor escape=json '{line}';
             "}",
             "",
         ]
+        if self.cfg.shield.nginx_include:
+            lines += self._forbidden()
         if not self.tls:
             lines += [self._acme(), ""]
         lines += [
@@ -452,6 +460,29 @@ log_format difusor escape=json '{line}';
         title = "HTTPS" if self.tls else "HTTP"
         return (f"# ---- {title}: el sitio {'-' * (66 - len(title))}\n"
                 f"server {{\n{_indent(chr(10).join(lines))}\n}}\n")
+
+    def _forbidden(self) -> list[str]:
+        """403s: a folder without index.html is 404 as in the embedded server; any other 403
+        is a ``deny`` of the shield's include and stays 403, so a blocked visitor is told so."""
+        return [
+            "location @difusor_403 {",
+            *self._headers((("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"))),
+            "    types { }",
+            "    default_type text/html;",
+            '    set $difusor_sin_index "";',
+            "    if (-d $request_filename) {",
+            '        set $difusor_sin_index "1";',
+            "    }",
+            "    if (-f $request_filename/index.html) {",
+            '        set $difusor_sin_index "";',
+            "    }",
+            "    if ($difusor_sin_index) {",
+            f'        return 404 "{_NOT_FOUND}";',
+            "    }",
+            f'    return 403 "{_FORBIDDEN}";',
+            "}",
+            "",
+        ]
 
     def _add_header(self, name: str, value: str) -> str:
         if not _TOKEN.match(name):
@@ -471,6 +502,16 @@ def _types() -> dict[str, list[str]]:
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _optional(path: Path) -> str:
+    """``include`` fails when its file is missing, but not when a pattern matches nothing: the
+    last character as a one-letter class (``bloqueos.con[f]``) lets nginx start before the shield
+    writes the file the first time."""
+    text = str(path.absolute())
+    if any(c in text for c in "*?[]") or not text[-1:].isalnum():
+        return text
+    return f"{text[:-1]}[{text[-1]}]"
 
 
 def _indent(text: str) -> str:

@@ -10,11 +10,14 @@ from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces, Loops, SSLProtocols, TaskImpl
+from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
 from difusor.config import Config, parse_address
 from difusor.errors import ConfigError
 from difusor.serve.app import load_app
+
+HEADER_TIMEOUT_MS = 5000  # a client that takes longer to send its headers is cut (slowloris)
 
 
 def tls_files(cfg: Config) -> tuple[Path, Path] | None:
@@ -50,6 +53,7 @@ def serve(cfg: Config, config_path: Path) -> None:
         task_impl=TaskImpl.rust if sys.version_info < (3, 12) else TaskImpl.asyncio,
         loop=Loops(cfg.web.event_loop),
         websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS),
         backlog=4096,
         log_level=LogLevels.warning,
         respawn_failed_workers=True,

@@ -1,8 +1,107 @@
-"""``difusor simulate attack``: a drill against a loopback target (built by the shield issue)."""
+"""``difusor simulate attack``: a drill against a loopback target, reported in Spanish or JSON."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
 
-def simulate_attack() -> None:
-    """Simulacro de ataque contra un objetivo en loopback."""
-    raise NotImplementedError
+import typer
+from rich.table import Table
+
+from difusor import config as config_mod
+from difusor.clikit import DEFAULT_CONFIG, ConfigOpt, err, out
+from difusor.errors import DifusorError
+from difusor.shield.drill import KINDS, Drill, DrillPlan, DrillReport
+
+_KIND_HELP = ("ip (una dirección a toda velocidad), distributed (200 direcciones), cachebust "
+              "(consultas al azar en main.json), scan (rutas inexistentes), slow (slowloris)")
+
+
+def simulate_attack(
+    kind: Annotated[str, typer.Option("--kind", help=f"Tipo de ataque: {_KIND_HELP}.")],
+    target: Annotated[str, typer.Option(
+        "--target", help="URL del objetivo, solo loopback (127.0.0.0/8 o ::1); por omisión la "
+        "de [web] listen.")] = "",
+    duration: Annotated[float, typer.Option("--duration", help="Segundos del simulacro.")] = 30.0,
+    attack_after: Annotated[float, typer.Option(
+        "--attack-after", help="Segundos de calma antes del ataque.")] = 3.0,
+    visitors: Annotated[int, typer.Option(
+        "--visitors", help="Visitantes legítimos, cada uno con su dirección.")] = 50,
+    cgnat_users: Annotated[int, typer.Option(
+        "--cgnat-users", help="Usuarios detrás de UNA dirección (CGNAT), cada uno con su "
+        "navegador; consultan main.json cada 60 s.")] = 500,
+    attackers: Annotated[int, typer.Option(
+        "--attackers", help="Direcciones atacantes (0 = la del tipo: 200 en distributed, 1 en "
+        "los demás).")] = 0,
+    connections: Annotated[int, typer.Option(
+        "--connections", help="Conexiones por dirección atacante (0 = la del tipo).")] = 0,
+    poll: Annotated[float, typer.Option(
+        "--poll", help="Segundos entre consultas de main.json de cada visitante.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Simulacro de ataque contra un objetivo en loopback, con visitantes legítimos (muchos
+    detrás de una sola dirección) y la serie por segundo."""
+    if kind not in KINDS:
+        raise DifusorError(f"--kind debe ser uno de: {', '.join(KINDS)}")
+    if not target:
+        target = _target_from(config)
+    for name, value in (("--visitors", visitors), ("--cgnat-users", cgnat_users),
+                        ("--attackers", attackers), ("--connections", connections)):
+        if not 0 <= value <= 5000:
+            raise DifusorError(f"{name} va de 0 a 5000")
+    plan = DrillPlan(kind=kind, target=target, duration=duration, attack_after=attack_after,
+                     visitors=visitors, cgnat_users=cgnat_users, attackers=attackers or None,
+                     connections=connections or None, poll=poll)
+    drill = Drill(plan)  # checks the plan (loopback only) before anything is sent
+    if not as_json:
+        err.print(f"Simulacro «{kind}» contra {target} durante {duration:.0f} s "
+                  f"(ataque desde el segundo {attack_after:.0f})…")
+    report = asyncio.run(drill.run())
+    if as_json:
+        out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        show(report)
+
+
+def _target_from(config: Path) -> str:
+    try:
+        cfg = config_mod.load(config)
+    except DifusorError:
+        raise DifusorError(f"falta --target (y no pude leer {config} para usar [web] listen)"
+                           ) from None
+    host, port = config_mod.parse_address(cfg.web.listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def show(r: DrillReport) -> None:
+    """The summary, then the per-second series (Spanish)."""
+    contained = "no se contuvo" if r.containment_s is None else f"{r.containment_s} s"
+    summary = Table(title=f"Simulacro «{r.kind}» contra {r.target}", show_header=False)
+    summary.add_column("qué")
+    summary.add_column("valor", justify="right")
+    rows = [
+        ("peticiones legítimas", f"{r.legit_requests:,}"),
+        ("éxito legítimo", f"{r.legit_success_pct:.3f} %"),
+        ("visitantes rechazados alguna vez", f"{r.visitors_refused}"),
+        ("usuarios CGNAT activos / rechazados alguna vez",
+         f"{r.cgnat_users_active} / {r.cgnat_users_refused}"),
+        ("direcciones atacantes", f"{r.attackers}"),
+        ("conexiones lentas abiertas / retenidas (máx.)" if r.kind == "slow"
+         else "peticiones del atacante / admitidas", f"{r.attack_sent:,} / {r.attack_admitted:,}"),
+        ("tiempo de contención (admitidas ≤ 1 %)", contained),
+    ]
+    for row in rows:
+        summary.add_row(*row)
+    out.print(summary)
+    series = Table(title="Por segundo (el ataque empieza en el segundo "
+                   f"{r.attack_after:.0f})")
+    for name in ("s", "legítimas", "éxito", "CGNAT", "atacante", "admitidas"):
+        series.add_column(name, justify="right")
+    for p in r.per_second:
+        series.add_row(str(p["t"]), str(p["legit"]), str(p["legit_ok"]), str(p["cgnat"]),
+                       str(p["sent"]), str(p["admitted"]))
+    out.print(series)

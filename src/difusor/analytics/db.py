@@ -1,0 +1,63 @@
+"""Opening the analytics database: one writer at a time, everyone else waits a bounded time.
+
+DuckDB lets a single process hold a database file open for writing (and, while it does, no
+other process may open it at all). ``difusor run`` therefore opens the file for one ingest
+round and closes it; ``difusor analytics ingest`` / ``summary`` from another process retry on
+the lock for a bounded time and then stop with one Spanish line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+
+from difusor.analytics.schema import DDL
+from difusor.config import Config
+from difusor.errors import BusyError
+from difusor.paths import StateLayout
+
+WAIT_SECONDS = 30.0
+
+
+def database_path(cfg: Config) -> Path:
+    return StateLayout(cfg.state_dir).analytics / "visitas.duckdb"
+
+
+def _locked(exc: Exception) -> bool:
+    text = str(exc).lower()
+    # "different configuration": this process already has it open the other way (the live
+    # part writing while a reader asks); it is closed again within a round.
+    return ("lock" in text or "conflicting" in text or "already open" in text
+            or "different configuration" in text)
+
+
+def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
+            ) -> duckdb.DuckDBPyConnection:
+    """The database, created with its tables when writable; waits up to ``wait`` s for the lock."""
+    path = database_path(cfg)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only,
+                                 config={"memory_limit": cfg.analytics.memory_limit})
+            break
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _locked(exc) or time.monotonic() >= deadline:
+                if _locked(exc):
+                    raise BusyError(
+                        f"la base de analítica {path} está ocupada por otro proceso desde hace "
+                        f"{wait:.0f} s (¿una ingesta larga?); inténtalo de nuevo en un momento"
+                    ) from None
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    # Absolute instants throughout; local days are computed explicitly with the site's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        con.execute(DDL)
+    return con

@@ -1,0 +1,245 @@
+"""Access-log formats: recognising them, and the SQL that turns their lines into request fields.
+
+DuckDB does the per-line work (a Python loop cannot reach the hundreds of thousands of lines
+per second the ingest needs): each format is one ``SELECT`` over a relation with a single
+VARCHAR column ``line`` that yields ``ts`` (TIMESTAMPTZ), ``ip``, ``method``, ``path``, ``query``
+(no leading "?"), ``status``, ``bytes``, ``referer``, ``ua``. A line it cannot read gets a NULL
+``ts``/``status`` or an empty ``ip`` and is counted as not understood by the caller.
+
+Formats (``--format``; ``auto`` looks at the first non-empty lines):
+    difusor      the embedded server's JSON lines (serve/accesslog.py)
+    nginx-json   the JSON access log difusor's nginx config writes (serve/nginxconf.py)
+    combined     Apache / nginx "combined" (also "common", without referrer and agent)
+    varnishncsa  varnishncsa's default output: combined-shaped with absolute URLs; rows are
+                 edge rows. Auto-detection cannot tell it from combined and says combined:
+                 pass ``--format varnishncsa`` (or set it in [[analytics.sources]]).
+    cloudfront   CloudFront standard logs (TSV with a ``#Fields:`` header, agent URL-encoded)
+    cloudflare   Cloudflare Logpush, http_requests dataset (JSON lines)
+    fastly       Fastly log streaming with the recommended JSON format (common field names)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from difusor.errors import LogFormatError
+
+EDGE_FORMATS = frozenset({"varnishncsa", "cloudfront", "cloudflare", "fastly"})
+
+#: CloudFront's documented field order, used when a file carries no ``#Fields:`` line.
+_CLOUDFRONT = (
+    "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status "
+    "cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id "
+    "x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher "
+    "x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port "
+    "time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len "
+    "sc-range-start sc-range-end"
+)
+CLOUDFRONT_FIELDS = tuple(_CLOUDFRONT.split())
+
+_COMBINED = re.compile(
+    rb'^\S+ \S+ .*?\[\d{1,2}/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "[^"]*" \d{3} (?:\d+|-)')
+
+# Lines whose quotes are escaped (Apache writes \") miss the fast split; RE2 reads them.
+_COMBINED_RE = (r'^(\S+) \S+ .*?\[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\d{3} \S+)'
+                r'(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?')
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    edge: bool
+    comments: bool = False  # lines starting with "#" are headers, not requests
+
+
+def get(name: str) -> Format:
+    return Format(name, name in EDGE_FORMATS, comments=name == "cloudfront")
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def detect(head: bytes, origin: str) -> str:
+    """The format of a log from its first bytes (whole lines); LogFormatError when unknown."""
+    lines = [ln.strip() for ln in head.split(b"\n") if ln.strip()][:8]
+    if not lines:
+        raise LogFormatError(f"{origin}: está vacío, no hay líneas para reconocer el formato")
+    if lines[0].startswith((b"#Version", b"#Fields")):
+        return "cloudfront"
+    votes: dict[str, int] = {}
+    for line in lines:
+        name = _detect_line(line)
+        if name:
+            votes[name] = votes.get(name, 0) + 1
+    if votes:
+        return max(votes, key=lambda k: votes[k])
+    raise LogFormatError(
+        f"{origin}: no reconozco el formato del registro (primera línea: "
+        f"{lines[0][:80].decode('utf-8', 'replace')!r}); indícalo con --format")
+
+
+def _detect_line(line: bytes) -> str | None:
+    if line.startswith(b"{"):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        if "ClientIP" in obj or "EdgeStartTimestamp" in obj or "ClientRequestURI" in obj:
+            return "cloudflare"
+        if "client_ip" in obj and ("url" in obj or "response_status" in obj):
+            return "fastly"
+        if "ip" in obj and "user_agent" in obj and "time" in obj:
+            # Same fields; the embedded server writes UTC ("Z"), nginx the local offset.
+            return "difusor" if str(obj["time"]).endswith("Z") else "nginx-json"
+        return None
+    if _COMBINED.match(line):
+        return "combined"
+    if line.count(b"\t") >= 10 and re.match(rb"^\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\t", line):
+        return "cloudfront"
+    return None
+
+
+def cloudfront_fields(head: bytes) -> list[str]:
+    """The field names of the file's ``#Fields:`` line (the documented order when absent)."""
+    for line in head.split(b"\n")[:20]:
+        if line.startswith(b"#Fields:"):
+            return line[len(b"#Fields:"):].decode("ascii", "replace").split()
+    return list(CLOUDFRONT_FIELDS)
+
+
+# -- the SELECTs ---------------------------------------------------------------------
+
+_TARGET = """
+    CASE WHEN {t} LIKE 'http%://%' THEN regexp_extract({t}, '^[A-Za-z]+://[^/]*(.*)$', 1)
+         ELSE {t} END"""
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    """(path, query) SQL for a request target that may carry a query or a full URL."""
+    t = _TARGET.format(t=target)
+    return (f"split_part({t}, '?', 1)",
+            f"CASE WHEN strpos({target}, '?') > 0 THEN {target}[strpos({target}, '?') + 1:] "
+            "ELSE '' END")
+
+
+def _when(expr: str) -> str:
+    """An ISO 8601 string or a Unix time in s, ms, µs or ns as TIMESTAMPTZ."""
+    return f"""CASE
+        WHEN regexp_full_match({expr}, '[0-9]+(\\.[0-9]+)?') THEN
+            CASE WHEN strpos({expr}, '.') > 0 THEN try(to_timestamp(try_cast({expr} AS DOUBLE)))
+                 WHEN length({expr}) >= 18 THEN try(make_timestamptz(try_cast({expr} AS BIGINT) // 1000))
+                 WHEN length({expr}) >= 15 THEN try(make_timestamptz(try_cast({expr} AS BIGINT)))
+                 WHEN length({expr}) >= 12 THEN try(make_timestamptz(try_cast({expr} AS BIGINT) * 1000))
+                 ELSE try(to_timestamp(try_cast({expr} AS DOUBLE))) END
+        ELSE try_cast(regexp_replace({expr}, '(GMT|UTC)$', 'Z') AS TIMESTAMPTZ) END"""
+
+
+def select_sql(fmt: Format, rel: str, fields: list[str] | None = None) -> str:
+    """The SELECT over ``rel`` (one VARCHAR column ``line``) yielding the request fields."""
+    if fmt.name in ("combined", "varnishncsa"):
+        return _combined(rel)
+    if fmt.name in ("difusor", "nginx-json"):
+        return _json(rel, {"t": "time", "ip": "ip", "m": "method", "p": "path", "q": "query",
+                           "s": "status", "b": "bytes", "r": "referer", "u": "user_agent"},
+                     target=False, iso=True)
+    if fmt.name == "cloudflare":
+        return _json(rel, {"t": "EdgeStartTimestamp", "ip": "ClientIP", "m": "ClientRequestMethod",
+                           "p": "ClientRequestURI", "s": "EdgeResponseStatus",
+                           "b": "EdgeResponseBytes", "r": "ClientRequestReferer",
+                           "u": "ClientRequestUserAgent"}, target=True)
+    if fmt.name == "fastly":
+        return _fastly(rel)
+    if fmt.name == "cloudfront":
+        return _cloudfront(rel, fields or list(CLOUDFRONT_FIELDS))
+    raise LogFormatError(f"formato desconocido «{fmt.name}»")
+
+
+def _combined(rel: str) -> str:
+    """Lines split on their six quotes (cheap); those that do not split cleanly, or escape a
+    quote (Apache writes \\"), go through RE2."""
+    path, query = _split_target("target")
+    fast = ("{'ip': split_part(s[1], ' ', 1), 't': s[1][strpos(s[1], '[') + 1:strpos(s[1], ']') - 1], "
+            "'req': s[2], 'sb': trim(s[3]), 'ref': s[4], 'ua': s[6]}")
+    r = (f"CASE WHEN len(s) = 7 AND strpos(line, '\\\"') = 0 THEN {fast} ELSE "
+         f"regexp_extract(line, {_sql_str(_COMBINED_RE)}, ['ip', 't', 'req', 'sb', 'ref', 'ua']) END")
+    return f"""
+SELECT try_strptime(t, '%d/%b/%Y:%H:%M:%S %z') AS ts, ip, split_part(req, ' ', 1) AS method,
+       {path} AS path, {query} AS query,
+       try_cast(split_part(sb, ' ', 1) AS USMALLINT) AS status,
+       coalesce(try_cast(split_part(sb, ' ', 2) AS UBIGINT), 0) AS bytes,
+       CASE WHEN ref = '-' THEN '' ELSE coalesce(ref, '') END AS referer,
+       CASE WHEN ua = '-' THEN '' ELSE coalesce(ua, '') END AS ua
+FROM (
+  SELECT r.ip AS ip, r.t AS t, r.req AS req, r.sb AS sb, r.ref AS ref, r.ua AS ua,
+         split_part(r.req, ' ', 2) AS target
+  FROM (SELECT {r} AS r FROM (SELECT line, string_split(line, '"') AS s FROM {rel})))"""
+
+
+def _json(rel: str, keys: dict[str, str], *, target: bool, iso: bool = False) -> str:
+    struct = "{" + ",".join(f'"{k}":"VARCHAR"' for k in dict.fromkeys(keys.values())) + "}"
+    j = {alias: f'j."{key}"' for alias, key in keys.items()}
+    if target:
+        path, query = _split_target(j["p"])
+    else:
+        path, query = j["p"], f"coalesce({j['q']}, '')"
+    return f"""
+SELECT {f"try_cast({j['t']} AS TIMESTAMPTZ)" if iso else _when(j['t'])} AS ts,
+       coalesce({j['ip']}, '') AS ip, {j['m']} AS method,
+       {path} AS path, {query} AS query, try_cast({j['s']} AS USMALLINT) AS status,
+       coalesce(try_cast({j['b']} AS UBIGINT), 0) AS bytes,
+       coalesce({j['r']}, '') AS referer, coalesce({j['u']}, '') AS ua
+FROM (SELECT try(from_json(line, {_sql_str(struct)})) AS j FROM {rel})"""
+
+
+_FASTLY_KEYS = {  # alias → the names seen in Fastly's recommended and common formats
+    "t": ("timestamp", "time_start", "time_end", "time"),
+    "ip": ("client_ip", "ip"),
+    "m": ("request_method", "request", "method"),
+    "p": ("url", "request_url", "path"),
+    "s": ("response_status", "status"),
+    "b": ("response_body_size", "resp_body_size", "response_bytes", "bytes"),
+    "r": ("request_referer", "referer"),
+    "u": ("request_user_agent", "user_agent"),
+}
+
+
+def _fastly(rel: str) -> str:
+    names = [n for group in _FASTLY_KEYS.values() for n in group]
+    struct = "{" + ",".join(f'"{n}":"VARCHAR"' for n in dict.fromkeys(names)) + "}"
+    c = {alias: "coalesce(" + ", ".join(f'j."{n}"' for n in group) + ")"
+         for alias, group in _FASTLY_KEYS.items()}
+    path, query = _split_target("f.p")
+    return f"""
+SELECT {_when('f.t')} AS ts, coalesce(f.ip, '') AS ip, f.m AS method, {path} AS path,
+       {query} AS query, try_cast(f.s AS USMALLINT) AS status,
+       coalesce(try_cast(f.b AS UBIGINT), 0) AS bytes,
+       coalesce(f.r, '') AS referer, coalesce(f.u, '') AS ua
+FROM (SELECT {", ".join(f"{expr} AS {alias}" for alias, expr in c.items())}
+      FROM (SELECT try(from_json(line, {_sql_str(struct)})) AS j FROM {rel})) AS f"""
+
+
+def _cloudfront(rel: str, fields: list[str]) -> str:
+    def col(name: str, default: str = "''") -> str:
+        if name not in fields:
+            return default
+        return f"f[{fields.index(name) + 1}]"
+
+    def dash(expr: str) -> str:
+        return f"CASE WHEN {expr} = '-' THEN '' ELSE coalesce({expr}, '') END"
+
+    ua = dash(col("cs(User-Agent)"))
+    return f"""
+SELECT try_cast({col('date', 'NULL')} || ' ' || {col('time', 'NULL')} || '+00' AS TIMESTAMPTZ) AS ts,
+       {col('c-ip')} AS ip, {col('cs-method')} AS method, {col('cs-uri-stem')} AS path,
+       {dash(col('cs-uri-query'))} AS query,
+       try_cast({col('sc-status', 'NULL')} AS USMALLINT) AS status,
+       coalesce(try_cast({col('sc-bytes', 'NULL')} AS UBIGINT), 0) AS bytes,
+       {dash(col('cs(Referer)'))} AS referer,
+       coalesce(try(url_decode({ua})), {ua}) AS ua
+FROM (SELECT string_split(line, chr(9)) AS f FROM {rel} WHERE NOT starts_with(line, '#'))"""

@@ -1,0 +1,455 @@
+"""An attack drill on loopback: simulated visitors and one kind of attacker, counted per second.
+
+Everyone is a raw HTTP/1.1 client on asyncio (a flood needs more requests per second than httpx
+gives), bound to its own 127.x source address so a server sees distinct clients:
+
+* visitors (``127.10.x.y``, one address each): load the page (``/``, its assets, ``main.json``),
+  poll ``json/main.json`` every few seconds, open a view now and then;
+* a CGNAT pool (all on ``127.20.0.1``, each user with its own browser user agent): users poll
+  ``main.json`` every 60 s from a random offset, some arrive and load the page, some browse;
+* attackers (``127.30.x.y``), by kind: ``ip`` one address at full speed over keep-alive
+  connections; ``distributed`` 200 addresses; ``cachebust`` random query strings on
+  ``main.json``; ``scan`` random missing paths; ``slow`` slowloris (connections trickling
+  headers, reopened when the server drops them).
+
+The attack starts ``attack_after`` seconds in, so the series shows the calm before it. An attacker
+request is *admitted* when the server answered it with anything but a refusal (403, 429, 503):
+it reached the file lookup. For ``slow``, each second counts the connections the attacker wants
+open (sent) against those the server still holds (admitted). *Containment* is the first second
+after the attack started from which the admitted share stays ≤ 1 % to the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ipaddress
+import random
+import re
+import resource
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from difusor.errors import DifusorError
+
+KINDS = ("ip", "distributed", "cachebust", "scan", "slow")
+DEFAULT_ATTACKERS = {"ip": 1, "distributed": 200, "cachebust": 1, "scan": 1, "slow": 1}
+DEFAULT_CONNECTIONS = {"ip": 32, "distributed": 1, "cachebust": 32, "scan": 32, "slow": 300}
+REFUSED = frozenset({403, 429, 503})
+# What a failed request raises (TimeoutError is an OSError); a malformed answer is a failure too.
+FAILED = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError)
+CGNAT_ADDRESS = "127.20.0.1"
+TIMEOUT = 5.0  # a visitor's request that takes longer has failed
+MAIN = "/json/main.json"
+_PLATFORMS = ("Linux; Android 14; SM-A546E", "Linux; Android 13; moto g54", "iPhone; CPU iPhone "
+              "OS 18_1 like Mac OS X", "Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X "
+              "14_6", "Linux; Android 12; Redmi Note 11", "X11; Linux x86_64")
+_ASSET = re.compile(rb"""(?:src|href)=["']?([^"' >]+\.(?:css|js))""", re.I)
+
+
+@dataclass
+class DrillPlan:
+    kind: str
+    target: str  # http://127.x.y.z:PORT/ (or [::1])
+    duration: float = 30.0
+    attack_after: float = 3.0
+    visitors: int = 50
+    cgnat_users: int = 500
+    attackers: int | None = None  # attacker addresses (kind's default when None)
+    connections: int | None = None  # connections per attacker address
+    poll: float = 5.0  # visitors' main.json period
+    cgnat_poll: float = 60.0
+    seed: int = 2024
+
+
+@dataclass
+class DrillReport:
+    kind: str
+    target: str
+    duration: float
+    attack_after: float
+    attackers: int
+    legit_requests: int = 0
+    legit_ok: int = 0
+    legit_success_pct: float = 100.0
+    visitors_refused: int = 0  # visitors (own address) refused at least once
+    cgnat_users: int = 0
+    cgnat_users_active: int = 0
+    cgnat_users_refused: int = 0
+    attack_sent: int = 0
+    attack_admitted: int = 0
+    containment_s: int | None = None
+    slow_peak_held: int = 0
+    legit_status: dict[str, int] = field(default_factory=dict)
+    attack_status: dict[str, int] = field(default_factory=dict)
+    per_second: list[dict[str, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_target(url: str) -> tuple[str, int, bool]:
+    """(host, port, ipv6) of a loopback http:// URL; DifusorError (Spanish) for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise DifusorError(f"--target debe ser http://127.x.y.z:PUERTO/ (recibí «{url}»)")
+    host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is None or not ip.is_loopback:
+        raise DifusorError(f"el simulacro solo ataca direcciones de loopback (127.0.0.0/8 o ::1), "
+                           f"no «{parts.hostname}»")
+    return host, parts.port or 80, ip.version == 6
+
+
+def source(block: int, n: int) -> str:
+    """The n-th address of a role's 127.B.x.y range (never .0 nor .255)."""
+    return f"127.{block}.{n // 250}.{n % 250 + 1}"
+
+
+def browser_agents(count: int, rng: random.Random) -> list[str]:
+    """Distinct, plausible browser user agents (what a CGNAT pool of people looks like)."""
+    agents: set[str] = set()
+    while len(agents) < count:
+        platform = rng.choice(_PLATFORMS)
+        major = rng.randint(118, 131)
+        if rng.random() < 0.3:
+            agents.add(f"Mozilla/5.0 ({platform}) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                       f"Version/{rng.randint(15, 18)}.{rng.randint(0, 6)} Mobile/15E148 "
+                       f"Safari/604.1")
+        else:
+            agents.add(f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
+                       f"{major}.0.{rng.randint(1000, 6999)}.{rng.randint(0, 199)} Safari/537.36")
+    return sorted(agents)
+
+
+# -- a raw HTTP/1.1 client -------------------------------------------------------------------------
+
+class Link:
+    """One connection to the target from a fixed source address."""
+
+    def __init__(self, host: str, port: int, src: str | None, agent: str) -> None:
+        self.host, self.port, self.src, self.agent = host, port, src, agent
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self, timeout: float) -> None:
+        local = (self.src, 0) if self.src else None
+        self.reader, self.writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port, local_addr=local), timeout)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def get(self, path: str, timeout: float = TIMEOUT, *, close: bool = False
+                  ) -> tuple[int, bytes]:
+        """One GET; (status, body). The connection is kept when the server keeps it."""
+        if self.writer is None:
+            await self.open(timeout)
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUser-Agent: "
+                          f"{self.agent}\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n"
+                          f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
+                          .encode())
+        try:
+            status, body, keep = await asyncio.wait_for(_response(self.reader), timeout)
+        except BaseException:
+            self.close()
+            raise
+        if not keep or close:
+            self.close()
+        return status, body
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        if status >= 200:
+            break
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+    keep = headers.get("connection", "").lower() != "close" and lines[0].startswith("HTTP/1.1")
+    if status in (204, 304):
+        return status, b"", keep
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = bytearray()
+        while (size := int((await reader.readline()).split(b";")[0].strip() or b"0", 16)):
+            body += (await reader.readexactly(size + 2))[:-2]
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        return status, bytes(body), keep
+    if "content-length" in headers:
+        return status, await reader.readexactly(int(headers["content-length"])), keep
+    return status, await reader.read(), False
+
+
+# -- the drill -------------------------------------------------------------------------------------
+
+class Drill:
+    def __init__(self, plan: DrillPlan) -> None:
+        if plan.kind not in KINDS:
+            raise DifusorError(f"--kind debe ser uno de: {', '.join(KINDS)}")
+        if not 1 <= plan.duration <= 3600:
+            raise DifusorError("--duration va de 1 a 3600 segundos")
+        self.plan = plan
+        self.host, self.port, self.v6 = check_target(plan.target)
+        self.rng = random.Random(plan.seed)
+        self.attackers = plan.attackers or DEFAULT_ATTACKERS[plan.kind]
+        self.connections = plan.connections or DEFAULT_CONNECTIONS[plan.kind]
+        seconds = int(plan.duration) + 1
+        self.series = {k: [0] * seconds for k in ("legit", "legit_ok", "cgnat", "cgnat_ok",
+                                                 "sent", "admitted", "held")}
+        self.legit_status: Counter[str] = Counter()
+        self.attack_status: Counter[str] = Counter()
+        self.refused_visitors: set[int] = set()
+        self.refused_users: set[int] = set()
+        self.active_users: set[int] = set()
+        self.page = ["/", MAIN]
+        self.views: list[str] = []
+        self.slow_open = 0
+
+    def src(self, block: int, n: int) -> str | None:
+        return None if self.v6 else source(block, n)
+
+    def second(self) -> int:
+        return min(int(time.monotonic() - self.t0), len(self.series["sent"]) - 1)
+
+    def live(self) -> bool:
+        return time.monotonic() < self.end
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep, but never past the end of the drill (so it stops on time)."""
+        await asyncio.sleep(max(0.0, min(seconds, self.end - time.monotonic())))
+
+    async def run(self) -> DrillReport:
+        _raise_file_limit()
+        await self.discover()
+        self.t0 = time.monotonic()
+        self.end = self.t0 + self.plan.duration
+        agents = browser_agents(self.plan.cgnat_users + self.plan.visitors, self.rng)
+        tasks = [self.visitor(n, agents[n]) for n in range(self.plan.visitors)]
+        tasks += [self.cgnat_user(n, agents[self.plan.visitors + n])
+                  for n in range(self.plan.cgnat_users)]
+        for a in range(self.attackers):
+            for _c in range(self.connections):
+                tasks.append(self.slowloris(a) if self.plan.kind == "slow" else self.attacker(a))
+        if self.plan.kind == "slow":
+            tasks.append(self.sample_held())
+        running = [asyncio.ensure_future(t) for t in tasks]
+        try:
+            await asyncio.wait(running, timeout=self.plan.duration + TIMEOUT + 2)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        return self.report()
+
+    async def discover(self) -> None:
+        """The page's assets and the views, read from the target itself (before the clock)."""
+        link = Link(self.host, self.port, self.src(10, 0), "difusor-simulacro")
+        try:
+            status, body = await link.get("/", close=True)
+            if status == 200:
+                found = [m.decode() for m in _ASSET.findall(_plain(body))]
+                self.page[1:1] = ["/" + p.lstrip("./") for p in found
+                                  if "://" not in p and not p.startswith("//")][:8]
+            status, body = await Link(self.host, self.port, self.src(10, 0),
+                                      "difusor-simulacro").get(MAIN, close=True)
+            if status == 200:
+                doc = _json(body)
+                keys = doc.get("casillas") if isinstance(doc, dict) else None
+                if isinstance(keys, list):
+                    self.views = [f"/json/casillas/{k}.json" for k in keys[:50]]
+        except FAILED as exc:
+            raise DifusorError(f"el objetivo {self.plan.target} no responde: {exc}") from None
+        finally:
+            link.close()
+
+    # -- people ---------------------------------------------------------------------------
+
+    async def burst(self, link: Link, paths: list[str], cgnat: int | None, visitor: int | None
+                    ) -> None:
+        """Requests one after another on a fresh keep-alive connection, then closed."""
+        role = "cgnat" if cgnat is not None else "legit"
+        try:
+            for path in paths:
+                if not self.live():
+                    return
+                at = self.second()
+                self.series[role][at] += 1
+                try:
+                    status, _ = await link.get(path)
+                    tag = str(status)
+                except FAILED as e:
+                    status, tag = 0, type(e).__name__
+                self.legit_status[tag] += 1
+                if 200 <= status < 400:
+                    self.series[role + "_ok"][at] += 1
+                    continue
+                if cgnat is not None:
+                    self.refused_users.add(cgnat)
+                elif visitor is not None:
+                    self.refused_visitors.add(visitor)
+        finally:
+            link.close()
+
+    async def visitor(self, n: int, agent: str) -> None:
+        rng = random.Random(self.plan.seed * 7919 + n)
+        await self.nap(rng.uniform(0, min(self.plan.poll, self.plan.duration / 3)))
+        make = lambda: Link(self.host, self.port, self.src(10, n), agent)  # noqa: E731
+        await self.burst(make(), self.page, None, n)
+        while self.live():
+            await self.nap(self.plan.poll * rng.uniform(0.9, 1.1))
+            paths = [MAIN] + ([rng.choice(self.views)] if self.views and rng.random() < 0.2 else [])
+            await self.burst(make(), paths, None, n)
+
+    async def cgnat_user(self, n: int, agent: str) -> None:
+        rng = random.Random(self.plan.seed * 104729 + n)
+        await self.nap(rng.uniform(0, min(self.plan.cgnat_poll, self.plan.duration)))
+        if not self.live():
+            return
+        self.active_users.add(n)
+        src = None if self.v6 else CGNAT_ADDRESS
+        make = lambda: Link(self.host, self.port, src, agent)  # noqa: E731
+        await self.burst(make(), self.page if rng.random() < 0.5 else [MAIN], n, None)
+        while self.live():
+            await self.nap(self.plan.cgnat_poll * rng.uniform(0.95, 1.05))
+            paths = [MAIN] + ([rng.choice(self.views)] if self.views and rng.random() < 0.3 else [])
+            await self.burst(make(), paths, n, None)
+
+    # -- attackers ------------------------------------------------------------------------
+
+    def attack_path(self, rng: random.Random) -> str:
+        kind = self.plan.kind
+        if kind == "cachebust":
+            return f"{MAIN}?_={rng.getrandbits(48):x}"
+        if kind == "scan":
+            return rng.choice(("/wp-admin/", "/.env", "/admin/", "/api/v1/", "/backup/", "/x/")) \
+                + f"{rng.getrandbits(40):x}.php"
+        if kind == "distributed":
+            return rng.choice(("/", MAIN, MAIN))
+        return MAIN
+
+    async def attacker(self, a: int) -> None:
+        rng = random.Random(self.rng.random())
+        await self.nap(self.plan.attack_after)
+        link = Link(self.host, self.port, self.src(30, a), "Mozilla/5.0 (compatible; inundador)")
+        while self.live():
+            at = self.second()
+            self.series["sent"][at] += 1
+            try:
+                status, _ = await link.get(self.attack_path(rng), 2.0)
+                tag = str(status)
+            except FAILED as e:
+                status, tag = 0, type(e).__name__
+                await asyncio.sleep(0.05)  # a refused connection: retry soon, not in a spin
+            self.attack_status[tag] += 1
+            if status and status not in REFUSED:
+                self.series["admitted"][at] += 1
+        link.close()
+
+    async def slowloris(self, a: int) -> None:
+        """Open a connection and trickle header lines so the request never ends."""
+        rng = random.Random(self.rng.random())
+        await self.nap(self.plan.attack_after + rng.uniform(0, 1))
+        while self.live():
+            link = Link(self.host, self.port, self.src(30, a), "Mozilla/5.0 (lento)")
+            try:
+                await link.open(2.0)
+                assert link.writer is not None and link.reader is not None
+                self.slow_open += 1
+                self.attack_status["abierta"] += 1
+                link.writer.write(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n".encode())
+                while self.live():
+                    try:
+                        data = await asyncio.wait_for(link.reader.read(1024), 2.0)
+                    except TimeoutError:
+                        link.writer.write(f"X-{rng.getrandbits(16):x}: {rng.getrandbits(16)}\r\n"
+                                          .encode())
+                        continue
+                    if not data:  # the server let it go (or answered 408 and closed)
+                        self.attack_status["cerrada"] += 1
+                        break
+            except OSError as e:  # TimeoutError included
+                self.attack_status[type(e).__name__] += 1
+            finally:
+                if link.writer is not None:
+                    self.slow_open -= 1
+                link.close()
+            await self.nap(1.0)
+
+    async def sample_held(self) -> None:
+        await self.nap(self.plan.attack_after)
+        wanted = self.attackers * self.connections
+        while self.live():
+            at = self.second()
+            self.series["sent"][at] = wanted
+            self.series["held"][at] = max(self.series["held"][at], self.slow_open)
+            self.series["admitted"][at] = self.series["held"][at]
+            await asyncio.sleep(0.25)
+
+    # -- the numbers ----------------------------------------------------------------------
+
+    def report(self) -> DrillReport:
+        s, plan = self.series, self.plan
+        seconds = int(plan.duration)
+        legit = sum(s["legit"]) + sum(s["cgnat"])
+        ok = sum(s["legit_ok"]) + sum(s["cgnat_ok"])
+        start = int(plan.attack_after)
+        contained = None
+        for k in range(start, seconds):
+            if all(s["admitted"][j] <= 0.01 * s["sent"][j] for j in range(k, seconds)):
+                contained = k - start
+                break
+        sent = (self.attack_status["abierta"] if plan.kind == "slow" else sum(s["sent"]))
+        return DrillReport(
+            kind=plan.kind, target=plan.target, duration=plan.duration,
+            attack_after=plan.attack_after, attackers=self.attackers,
+            legit_requests=legit, legit_ok=ok,
+            legit_success_pct=round(100.0 * ok / legit, 3) if legit else 100.0,
+            visitors_refused=len(self.refused_visitors), cgnat_users=plan.cgnat_users,
+            cgnat_users_active=len(self.active_users),
+            cgnat_users_refused=len(self.refused_users),
+            attack_sent=sent,
+            attack_admitted=(max(s["held"]) if plan.kind == "slow" else sum(s["admitted"])),
+            containment_s=contained, slow_peak_held=max(s["held"]),
+            legit_status=dict(self.legit_status), attack_status=dict(self.attack_status),
+            per_second=[{"t": t, "legit": s["legit"][t] + s["cgnat"][t],
+                         "legit_ok": s["legit_ok"][t] + s["cgnat_ok"][t],
+                         "cgnat": s["cgnat"][t], "sent": s["sent"][t],
+                         "admitted": s["admitted"][t]} for t in range(seconds)],
+        )
+
+
+def run_drill(plan: DrillPlan) -> DrillReport:
+    """Run one drill to its end (bounded by ``plan.duration`` plus a few seconds)."""
+    return asyncio.run(Drill(plan).run())
+
+
+def _plain(body: bytes) -> bytes:
+    """The body as sent before compression (visitors ask for gzip, as browsers do)."""
+    return gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+
+
+def _json(body: bytes) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(_plain(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _raise_file_limit() -> None:
+    """Hundreds of sockets at once: lift the soft limit of open files to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

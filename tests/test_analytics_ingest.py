@@ -1,0 +1,512 @@
+"""Access logs into DuckDB: every format, idempotence, rotation, privacy, geo, agents, CLI, live."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import Site, make_site
+
+from difusor.analytics import agents, formats
+from difusor.analytics.db import connect, database_path
+from difusor.analytics.geo import Geo, default_db
+from difusor.analytics.ingest import Ingestor, ingest_files
+from difusor.analytics.live import LiveIngest
+from difusor.errors import BusyError, LogFormatError
+
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Safari/537.36")
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
+ANDROID = ("Mozilla/5.0 (Linux; Android 13; SM-A135F) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/120.0.0.0 Mobile Safari/537.36")
+IPAD = ("Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/16.6 Mobile/15E148 Safari/604.1")
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+# Public addresses looked up in DB-IP City Lite (and their ASN in geoip2fast's database).
+TELMEX_CDMX = "189.130.0.1"      # UNINET (Telmex) → Ciudad de México
+TOTALPLAY_CDMX = "187.190.40.1"  # Total Play → Ciudad de México
+AXTEL_NL = "200.52.1.1"          # Axtel → Nuevo León
+MICH = "148.216.0.1"             # Alestra → Michoacán
+US = "8.8.8.8"
+
+
+def combined(ip: str, path: str, ua: str = CHROME, when: str = "08/Dec/2024:20:30:00 -0600",
+             status: int = 200, ref: str = "-", method: str = "GET") -> str:
+    return f'{ip} - - [{when}] "{method} {path} HTTP/1.1" {status} 5120 "{ref}" "{ua}"\n'
+
+
+def difusor_line(ip: str, path: str, ua: str | None = CHROME, *, query: str = "",
+                 when: str = "2024-12-09T02:30:00.123Z", method: str = "GET",
+                 referer: str | None = None, status: int = 200) -> str:
+    return json.dumps({"time": when, "ip": ip, "method": method, "path": path, "query": query,
+                       "status": status, "bytes": 812, "referer": referer, "user_agent": ua,
+                       "corte": "20241208_2030", "duration_ms": 0.412}) + "\n"
+
+
+def rows(site: Site, sql: str = "SELECT * FROM hits ORDER BY ts") -> list[dict]:
+    con = connect(site.cfg, read_only=True)
+    try:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- formats --------------------------------------------------------------------------
+
+CF_FIELDS = ("date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status "
+             "cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type "
+             "x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for "
+             "ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status "
+             "fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type "
+             "sc-content-type sc-content-len sc-range-start sc-range-end")
+
+
+def _cloudfront_line(ip: str, uri: str, query: str, ua: str, ref: str = "-") -> str:
+    enc = ua.replace(" ", "%20")
+    return "\t".join([
+        "2024-12-09", "02:30:02", "MEX50-C1", "5400", ip, "GET", "d111111abcdef8.cloudfront.net",
+        uri, "200", ref, enc, query, "-", "Hit", "SOX4xwn4XV6Q4rgb7XiVGOHms_BGlTAC4KyHmureZmBNrjGdRLiNIQ==",
+        "prep.example.mx", "https", "120", "0.001", "-", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "Hit",
+        "HTTP/2.0", "-", "-", "54321", "0.001", "Hit", "application/json", "5120", "-", "-"]) + "\n"
+
+
+SAMPLES: dict[str, tuple[str, dict]] = {
+    "difusor": (
+        difusor_line(TELMEX_CDMX, "/json/main.json", IPHONE, query="t=1",
+                     referer="https://www.google.com/search?q=prep")
+        + difusor_line(US, "/index.html", CHROME, when="2024-12-09T02:31:00.000Z"),
+        {"path": "/json/main.json", "query": "t=1", "country": "MX", "state": "Ciudad de México",
+         "referer_host": "www.google.com", "device": "móvil", "edge": False,
+         "ts": datetime(2024, 12, 9, 2, 30, 0, 123000, tzinfo=UTC)}),
+    "nginx-json": (
+        '{"time":"2024-12-08T20:30:00.123-06:00","ip":"' + AXTEL_NL + '","method":"GET",'
+        '"path":"/json/main.json","query":"","status":200,"bytes":5120,"referer":"",'
+        '"user_agent":"' + ANDROID + '","corte":"20241208_2030","duration_ms":1}\n'
+        '{"time":"2024-12-08T20:31:00.000-06:00","ip":"' + US + '","method":"GET",'
+        '"path":"/","query":"","status":304,"bytes":0,"referer":"-","user_agent":"' + CHROME
+        + '","corte":"-","duration_ms":0}\n',
+        {"path": "/json/main.json", "query": "", "country": "MX", "state": "Nuevo León",
+         "referer_host": None, "device": "móvil", "edge": False, "bytes": 5120,
+         "ts": datetime(2024, 12, 9, 2, 30, 0, 123000, tzinfo=UTC)}),
+    "combined": (
+        combined(MICH, "/json/main.json?x=1", IPAD, ref="https://t.co/abc")
+        + combined(US, "/", CHROME, when="08/Dec/2024:20:31:00 -0600"),
+        {"path": "/json/main.json", "query": "x=1", "country": "MX", "state": "Michoacán",
+         "referer_host": "t.co", "device": "tableta", "edge": False, "status": 200,
+         "ts": datetime(2024, 12, 9, 2, 30, tzinfo=UTC)}),
+    "varnishncsa": (
+        combined(TOTALPLAY_CDMX, "http://prep.example.mx/json/main.json?v=2", ANDROID)
+        + combined(US, "http://prep.example.mx/", CHROME, when="08/Dec/2024:20:31:00 -0600"),
+        {"path": "/json/main.json", "query": "v=2", "country": "MX", "state": "Ciudad de México",
+         "device": "móvil", "edge": True, "ts": datetime(2024, 12, 9, 2, 30, tzinfo=UTC)}),
+    "cloudfront": (
+        "#Version: 1.0\n#Fields: " + CF_FIELDS + "\n"
+        + _cloudfront_line(TELMEX_CDMX, "/json/main.json", "a=1", CHROME,
+                           "https://www.facebook.com/")
+        + _cloudfront_line(US, "/index.html", "-", IPHONE),
+        {"path": "/json/main.json", "query": "a=1", "country": "MX", "browser": "Chrome",
+         "device": "escritorio", "referer_host": "www.facebook.com", "edge": True, "bytes": 5400,
+         "ts": datetime(2024, 12, 9, 2, 30, 2, tzinfo=UTC)}),
+    "cloudflare": (
+        json.dumps({"ClientIP": "2806:2f0::1", "ClientRequestHost": "prep.example.mx",
+                    "ClientRequestMethod": "GET", "ClientRequestURI": "/json/main.json?z=9",
+                    "ClientRequestUserAgent": IPHONE, "ClientRequestReferer": "",
+                    "EdgeResponseStatus": 200, "EdgeResponseBytes": 5400,
+                    "EdgeStartTimestamp": "2024-12-09T02:30:03Z", "CacheCacheStatus": "hit",
+                    "RayID": "8f1a2b3c4d5e6f70"}) + "\n"
+        + json.dumps({"ClientIP": US, "ClientRequestMethod": "GET", "ClientRequestURI": "/",
+                      "ClientRequestUserAgent": CHROME, "ClientRequestReferer": "",
+                      "EdgeResponseStatus": 200, "EdgeResponseBytes": 812,
+                      "EdgeStartTimestamp": 1733711463000000000, "CacheCacheStatus": "miss"})
+        + "\n",
+        {"path": "/json/main.json", "query": "z=9", "country": "MX", "state": "Ciudad de México",
+         "device": "móvil", "edge": True, "ts": datetime(2024, 12, 9, 2, 30, 3, tzinfo=UTC)}),
+    "fastly": (
+        json.dumps({"timestamp": "2024-12-09T02:30:04+0000", "client_ip": AXTEL_NL,
+                    "geo_country": "Mexico", "host": "prep.example.mx",
+                    "url": "/json/main.json?utm=x", "request_method": "GET",
+                    "request_protocol": "HTTP/2", "request_referer": "https://prep.example.mx/",
+                    "request_user_agent": ANDROID, "response_state": "HIT",
+                    "response_status": 200, "response_reason": "OK", "response_body_size": 812,
+                    "fastly_server": "cache-qro8321-QRO", "fastly_is_edge": True}) + "\n"
+        + json.dumps({"timestamp": "2024-12-09T02:31:04+0000", "client_ip": US, "url": "/",
+                      "request_method": "GET", "request_user_agent": CHROME,
+                      "response_status": 200, "response_body_size": 100}) + "\n",
+        {"path": "/json/main.json", "query": "utm=x", "country": "MX", "state": "Nuevo León",
+         "referer_host": None, "edge": True, "bytes": 812,  # the site's own host is no referrer
+         "ts": datetime(2024, 12, 9, 2, 30, 4, tzinfo=UTC)}),
+}
+
+
+@pytest.fixture
+def prep_site(tmp_path: Path) -> Iterator[Site]:
+    """A site whose public URL is https://prep.example.mx (referrers from it are not external)."""
+    from difusor import config as config_mod
+
+    s = make_site(tmp_path / "difusor")
+    text = re.sub(r'(?m)^url = ".*"$', 'url = "https://prep.example.mx"', s.config_path.read_text(),
+                  count=1)
+    s.config_path.write_text(text)
+    s.cfg = config_mod.load(s.config_path)
+    yield s
+    s.ledger.close()
+
+
+@pytest.mark.parametrize("fmt", sorted(SAMPLES))
+def test_each_format_is_parsed(prep_site: Site, tmp_path: Path, fmt: str) -> None:
+    text, first = SAMPLES[fmt]
+    log = write(tmp_path / f"{fmt}.log", text)
+    forced = fmt if fmt == "varnishncsa" else "auto"  # combined-shaped: only by name
+    result = ingest_files(prep_site.cfg, [log], fmt=forced)
+    assert (result.lines, result.rows, result.bad) == (2, 2, 0), result.describe()
+    got = rows(prep_site)
+    assert len(got) == 2
+    for key, value in first.items():
+        assert got[0][key] == value, (fmt, key, got[0])
+    assert got[0]["method"] == "GET" and got[0]["status"] == 200 and got[0]["bot"] is False
+    assert got[1]["country"] == "US" and got[1]["state"] is None
+    assert got[0]["day"].isoformat() == "2024-12-08"  # local date, America/Mexico_City
+    assert got[0]["visitor"] != got[1]["visitor"]
+
+
+def test_auto_detection_reads_the_first_lines(tmp_path: Path) -> None:
+    expected = {"difusor": "difusor", "nginx-json": "nginx-json", "combined": "combined",
+                "varnishncsa": "combined", "cloudfront": "cloudfront",
+                "cloudflare": "cloudflare", "fastly": "fastly"}
+    for fmt, (text, _) in SAMPLES.items():
+        assert formats.detect(("\n" + text).encode(), fmt) == expected[fmt], fmt
+    # CloudFront without its header lines is still tab-separated with a date first.
+    data_line = SAMPLES["cloudfront"][0].splitlines()[2] + "\n"
+    assert formats.detect(data_line.encode(), "cf") == "cloudfront"
+    with pytest.raises(LogFormatError, match="no reconozco el formato"):
+        formats.detect(b"hola mundo\nesto no es un registro\n", "x.log")
+
+
+def test_gzip_logs_are_read(site: Site, tmp_path: Path) -> None:
+    text = "".join(combined(TELMEX_CDMX, f"/p{i}.html") for i in range(50))
+    log = tmp_path / "access.log.2.gz"
+    log.write_bytes(gzip.compress(text.encode()))
+    result = ingest_files(site.cfg, [log])
+    assert (result.lines, result.rows) == (50, 50)
+    assert rows(site, "SELECT count(*) AS n, any_value(source) AS s FROM hits")[0] == {
+        "n": 50, "s": "access.log"}
+
+
+def test_bad_lines_are_counted_and_never_stop_the_ingest(site: Site, tmp_path: Path) -> None:
+    text = (combined(TELMEX_CDMX, "/a.html")
+            + "esto no es una línea de registro\n"
+            + '1.2.3.4 - - [99/Foo/2024:99:99:99 -0600] "GET / HTTP/1.1" 200 1 "-" "x"\n'
+            + "\n"
+            + combined(US, "/b.html", ua='Mozilla/5.0 \\"quoted\\" agent')  # Apache escaping
+            + "\xff\xfe binario \x01\x00\n"
+            + combined(AXTEL_NL, "/c.html"))
+    log = tmp_path / "access.log"
+    log.write_bytes(text.encode("utf-8", "surrogateescape").replace(b"\xc3\xbf\xc3\xbe", b"\xff\xfe"))
+    result = ingest_files(site.cfg, [log], fmt="combined")
+    assert (result.rows, result.bad) == (3, 3), result.describe()
+    assert "3 filas guardadas, 3 líneas no entendidas" in result.describe()
+    agents_seen = {r["path"]: r for r in rows(site)}
+    assert set(agents_seen) == {"/a.html", "/b.html", "/c.html"}
+
+
+def test_unknown_format_and_missing_file_are_clear_errors(site: Site, tmp_path: Path) -> None:
+    with pytest.raises(LogFormatError, match="no existe"):
+        ingest_files(site.cfg, [tmp_path / "nada.log"])
+    junk = write(tmp_path / "junk.log", "hola\nmundo\n")
+    with pytest.raises(LogFormatError, match="no reconozco"):
+        ingest_files(site.cfg, [junk])
+
+
+# -- idempotence and rotation ---------------------------------------------------------
+
+def test_reingest_adds_nothing_and_append_adds_only_new_lines(site: Site, tmp_path: Path) -> None:
+    log = write(tmp_path / "access.log", "".join(combined(TELMEX_CDMX, f"/{i}.html")
+                                                 for i in range(10)))
+    assert ingest_files(site.cfg, [log]).rows == 10
+    again = ingest_files(site.cfg, [log])
+    assert (again.rows, again.already) == (0, 1)
+    assert "1 archivo ya ingerido sin líneas nuevas" in again.describe()
+    with open(log, "a") as f:
+        f.write("".join(combined(US, f"/new{i}.html") for i in range(5)))
+        f.write(combined(AXTEL_NL, "/partial.html").rstrip("\n")[:40])  # a line being written
+    assert ingest_files(site.cfg, [log]).rows == 5
+    with open(log, "a") as f:  # the writer finishes that line
+        f.write(combined(AXTEL_NL, "/partial.html")[40:])
+    assert ingest_files(site.cfg, [log]).rows == 1
+    assert rows(site, "SELECT count(*) AS n FROM hits")[0]["n"] == 16
+    assert rows(site, "SELECT lines FROM files")[0]["lines"] == 16
+
+
+def test_rotation_never_double_counts_nor_loses(site: Site, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "".join(combined(TELMEX_CDMX, f"/a{i}.html") for i in range(20)))
+    assert ingest_files(site.cfg, [log]).rows == 20
+    with open(log, "a") as f:  # written after the last ingest, before the rotation
+        f.write("".join(combined(TELMEX_CDMX, f"/late{i}.html") for i in range(3)))
+    log.rename(tmp_path / "access.log.1")
+    write(log, "".join(combined(US, f"/b{i}.html") for i in range(7)))
+    result = ingest_files(site.cfg, [tmp_path / "access.log.1", log])
+    assert result.rows == 3 + 7
+    old = tmp_path / "access.log.1"
+    (tmp_path / "access.log.1.gz").write_bytes(gzip.compress(old.read_bytes()))
+    old.unlink()
+    result = ingest_files(site.cfg, [tmp_path / "access.log.1.gz", log])
+    assert result.rows == 0 and result.already == 2
+    got = rows(site, "SELECT path, count(*) AS n FROM hits GROUP BY path HAVING n > 1")
+    assert got == []
+    assert rows(site, "SELECT count(*) AS n FROM hits")[0]["n"] == 30
+
+
+# -- privacy --------------------------------------------------------------------------
+
+def test_no_ip_is_stored_by_default_and_temp_files_are_gone(site: Site, tmp_path: Path) -> None:
+    ip = "187.190.40.123"
+    log = write(tmp_path / "access.log", combined(ip, "/index.html") * 3)
+    ingest_files(site.cfg, [log])
+    got = rows(site)
+    assert [r["ip"] for r in got] == [None] * 3
+    assert len({r["visitor"] for r in got}) == 1
+    folder = database_path(site.cfg).parent
+    leftovers = [p.name for p in folder.iterdir() if not p.name.startswith("visitas.duckdb")]
+    assert leftovers == []
+    for p in folder.iterdir():
+        assert ip.encode() not in p.read_bytes(), p
+
+
+def test_ip_kept_for_keep_ip_days_then_cleared(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "d", extra_toml="\n[analytics]\nkeep_ip_days = 1\n")
+    now = datetime.now(UTC)
+    log = write(tmp_path / "access.log",
+                difusor_line(TOTALPLAY_CDMX, "/", when=now.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+                + difusor_line(AXTEL_NL, "/", when="2024-12-09T02:30:00.000Z"))
+    ingest_files(site.cfg, [log])
+    got = {r["ip"] for r in rows(site)}
+    assert got == {TOTALPLAY_CDMX, None}  # the 2024 row is past keep_ip_days already
+    ing = Ingestor(site.cfg)
+    try:
+        ing.tidy(now + timedelta(days=2))
+    finally:
+        ing.con.close()
+        ing.geo.close()
+    assert {r["ip"] for r in rows(site)} == {None}
+    site.ledger.close()
+
+
+def test_salt_of_a_finished_day_is_deleted(site: Site, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    old = write(tmp_path / "old.log", difusor_line(TELMEX_CDMX, "/"))
+    ingest_files(site.cfg, [old])
+    assert rows(site, "SELECT * FROM salts") == []  # 2024-12-08 ended long ago
+    today = write(tmp_path / "today.log", difusor_line(
+        TELMEX_CDMX, "/", when=now.strftime("%Y-%m-%dT%H:%M:%S.000Z")))
+    ingest_files(site.cfg, [today])
+    salts = rows(site, "SELECT day, octet_length(salt) AS n FROM salts")
+    assert len(salts) == 1 and salts[0]["n"] == 32
+    # Same address and agent on the same day → same visitor; another day → unrelated key.
+    ing = Ingestor(site.cfg)
+    try:
+        ing.tidy(now + timedelta(days=2))
+    finally:
+        ing.con.close()
+        ing.geo.close()
+    assert rows(site, "SELECT * FROM salts") == []
+
+
+# -- classification -------------------------------------------------------------------
+
+def test_geolocation_of_known_public_addresses() -> None:
+    geo = Geo(default_db())
+    try:
+        assert geo.lookup(TELMEX_CDMX) == ("MX", "Ciudad de México")
+        assert geo.lookup(TOTALPLAY_CDMX) == ("MX", "Ciudad de México")
+        assert geo.lookup(AXTEL_NL) == ("MX", "Nuevo León")
+        assert geo.lookup(MICH) == ("MX", "Michoacán")
+        assert geo.lookup("38.123.192.1") == ("MX", "Estado de México")  # DB-IP says "México"
+        assert geo.lookup("2806:2f0::1") == ("MX", "Ciudad de México")
+        assert geo.lookup("::ffff:" + AXTEL_NL) == ("MX", "Nuevo León")
+        assert geo.lookup(US) == ("US", None)
+        for private in ("10.1.2.3", "127.0.0.1", "192.168.1.1", "100.64.0.1", "::1", "fe80::1",
+                        "no-es-ip", ""):
+            assert geo.lookup(private) == (None, None), private
+    finally:
+        geo.close()
+
+
+def test_maxmind_style_subdivisions_map_to_canonical_names() -> None:
+    from difusor.analytics.geo import state_name
+
+    assert state_name({"iso_code": "MIC", "names": {"en": "Michoacán"}}) == "Michoacán"
+    assert state_name({"iso_code": "DIF"}) == "Ciudad de México"
+    assert state_name({"names": {"en": "State of Mexico"}}) == "Estado de México"
+    assert state_name({"names": {"en": "Michoacan"}}) == "Michoacán"
+    assert state_name({"names": {"es": "Veracruz de Ignacio de la Llave"}}) == "Veracruz"
+    assert state_name({"names": {"en": "Texas"}}) is None
+
+
+def test_bots_and_devices() -> None:
+    for ua in (GOOGLEBOT, "curl/8.5.0", "python-requests/2.31.0", "Go-http-client/1.1", "",
+               "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+               "HeadlessChrome/120.0.0.0 Safari/537.36", "Wget/1.21.4",
+               "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"):
+        a = agents.classify(ua)
+        assert a.bot and a.device == "bot", ua
+    assert agents.classify(CHROME)[1:] == ("Windows", "escritorio", False)
+    assert agents.classify(IPHONE).device == "móvil"
+    assert agents.classify(ANDROID).device == "móvil"
+    assert agents.classify(IPAD).device == "tableta"
+    cubot = "Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 Chrome/120 Mobile Safari/537.36"
+    assert not agents.classify(cubot).bot  # a phone brand, not a robot
+
+
+def test_own_agents_beacons_pages_and_views(site: Site, tmp_path: Path) -> None:
+    log = write(tmp_path / "access.log", (
+        difusor_line(TELMEX_CDMX, "/")
+        + difusor_line(TELMEX_CDMX, "/json/main.json")
+        + difusor_line(TELMEX_CDMX, "/css/app.css")
+        + difusor_line(TELMEX_CDMX, "/json/main.json", "difusor-monitor/1.0")
+        + difusor_line(TELMEX_CDMX, "/_difusor/b", method="POST",
+                       query="p=%2Fresultados%2Fayuntamiento.html&v=45000")))
+    result = ingest_files(site.cfg, [log])
+    assert (result.lines, result.rows, result.own) == (5, 4, 1)
+    got = {r["path"]: r for r in rows(site)}
+    assert got["/"]["page"] is True and got["/"]["view"] is None
+    assert got["/json/main.json"]["page"] is False and got["/json/main.json"]["view"] == "Resumen"
+    assert got["/css/app.css"]["page"] is False and got["/css/app.css"]["view"] is None
+    beacon = got["/resultados/ayuntamiento.html"]
+    assert (beacon["method"], beacon["visible_ms"], beacon["page"]) == ("BEACON", 45000, False)
+    assert got["/"]["visitor"] == beacon["visitor"]
+
+
+# -- the database lock, the CLI, the live part ----------------------------------------
+
+def test_busy_database_is_a_clear_error(site: Site) -> None:
+    connect(site.cfg).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('ok', flush=True); time.sleep(20)", str(database_path(site.cfg))],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout and holder.stdout.readline().strip() == "ok"
+        started = time.monotonic()
+        with pytest.raises(BusyError, match="ocupada por otro proceso"):
+            connect(site.cfg, wait=0.5)
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout:
+            holder.stdout.close()
+
+
+def _cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "difusor", "analytics", "ingest", *args,
+                           "--config", str(site.config_path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_ingest_exit_codes_and_spanish_output(site: Site, tmp_path: Path) -> None:
+    log = write(tmp_path / "access.log", combined(TELMEX_CDMX, "/") * 4 + "basura\n")
+    ok = _cli(site, str(log))
+    assert ok.returncode == 0, ok.stderr
+    assert "1 archivo: 5 líneas, 4 filas guardadas, 1 línea no entendida" in ok.stdout
+    again = _cli(site, str(log))
+    assert again.returncode == 0 and "0 filas guardadas" in again.stdout
+    missing = _cli(site, str(tmp_path / "no-existe.log"))
+    assert missing.returncode == LogFormatError.exit_code
+    assert missing.stderr.startswith("difusor: ") and "no existe" in missing.stderr
+    junk = _cli(site, str(write(tmp_path / "junk.log", "hola\n")))
+    assert junk.returncode == LogFormatError.exit_code and "no reconozco" in junk.stderr
+    bad_fmt = _cli(site, str(log), "--format", "apache")
+    assert bad_fmt.returncode != 0 and "formato desconocido" in bad_fmt.stderr
+
+
+def test_live_ingest_follows_growth_and_rotation(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "d", extra_toml="\n[analytics]\ninterval = 0.3\n")
+    access = site.state.access_log
+    access.parent.mkdir(parents=True, exist_ok=True)
+    write(access, difusor_line(TELMEX_CDMX, "/"))
+    messages: list[str] = []
+    live = LiveIngest(site.cfg, log=messages.append)
+    stop = threading.Event()
+    worker = threading.Thread(target=live.run, args=(stop,))
+    worker.start()
+
+    def count() -> int:
+        return rows(site, "SELECT count(*) AS n FROM hits")[0]["n"] if database_path(
+            site.cfg).exists() else 0
+
+    def wait_for(n: int) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < 10:
+            if count() == n:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"esperaba {n} filas, hay {count()}; {messages}")
+
+    try:
+        wait_for(1)
+        with open(access, "a") as f:
+            f.write(difusor_line(US, "/a.html") + difusor_line(US, "/b.html"))
+        assert wait_for(3) < 3.0  # within a few intervals, far below the 10 s allowed
+        with open(access, "a") as f:  # written just before logrotate renames the file
+            f.write(difusor_line(US, "/late.html"))
+        access.rename(access.with_name("access.log.1"))
+        write(access, "")  # the server reopens an empty log
+        time.sleep(0.5)
+        with open(access, "a") as f:
+            f.write(difusor_line(AXTEL_NL, "/new.html"))
+        wait_for(5)
+        rotated = access.with_name("access.log.1")
+        rotated.with_name("access.log.1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
+        rotated.unlink()
+        time.sleep(1.0)
+        assert count() == 5
+        paths = [r["path"] for r in rows(site, "SELECT path FROM hits ORDER BY path")]
+        assert paths == ["/", "/a.html", "/b.html", "/late.html", "/new.html"]
+    finally:
+        stop.set()
+        worker.join(10)
+        site.ledger.close()
+    assert not worker.is_alive()
+    assert any("rotó" in m for m in messages)
+
+
+def test_live_round_survives_a_busy_database(site: Site) -> None:
+    live = LiveIngest(site.cfg, log=lambda m: None)
+    assert live.round() == 0  # no log yet: nothing to do, no error
+
+
+def test_live_sources_and_restart_after_rotation(tmp_path: Path) -> None:
+    edge = tmp_path / "varnish.log"
+    site = make_site(tmp_path / "d", extra_toml=(
+        "\n[analytics]\naccess_log = false\n"
+        f'[[analytics.sources]]\npath = "{edge}"\nformat = "varnishncsa"\nname = "borde"\n'))
+    write(edge, combined(TELMEX_CDMX, "http://prep.example.mx/") * 2)
+    assert LiveIngest(site.cfg, log=lambda m: None).round() == 2
+    with open(edge, "a") as f:  # appended, then rotated while difusor run was stopped
+        f.write(combined(US, "http://prep.example.mx/late.html"))
+    edge.rename(tmp_path / "varnish.log.1")
+    write(edge, combined(AXTEL_NL, "http://prep.example.mx/new.html"))
+    assert LiveIngest(site.cfg, log=lambda m: None).round() == 2  # a fresh start
+    got = rows(site, "SELECT path, source, edge FROM hits ORDER BY path")
+    assert [r["path"] for r in got] == ["/", "/", "/late.html", "/new.html"]
+    assert {(r["source"], r["edge"]) for r in got} == {("borde", True)}
+    site.ledger.close()
