@@ -14,8 +14,8 @@ from conftest import ServerProcess, Site, make_site, minimal_site
 from rsgi_client import Headers, Proto, Response, Scope
 
 from difusor import config as config_mod
+from difusor.serve import decisions as dec
 from difusor.serve.app import DifusorApp, build_app
-from difusor.shield import decisions as dec
 
 FILES = minimal_site(extra={"json/big.json": b"x" * 5000, "docs/index.html": b"<p>docs</p>"})
 

@@ -18,8 +18,8 @@ from conftest import Site, free_port, make_site, minimal_site, stop_group
 
 from difusor.errors import ShieldError
 from difusor.ledger import Ledger
+from difusor.serve import decisions as dec
 from difusor.serve.accesslog import AccessLog
-from difusor.shield import decisions as dec
 from difusor.shield.model import Block
 from difusor.shield.service import Shield
 

@@ -4,7 +4,7 @@ The hot path is a dictionary lookup in the live table plus a few header reads: n
 access per request, query strings ignored for lookup, no path ever joined onto a folder, so
 ``..`` and friends can only miss. Dynamic answers live under the reserved ``/_difusor/``.
 
-The shield's gate (``difusor.shield.gate``) is consulted first, and only while a decision is in
+The shield's gate (``difusor.serve.gate``) is consulted first, and only while a decision is in
 force: idle, it costs one attribute test. Refused requests are logged like any other, so the
 shield and the incident see them. In attack mode misses get a plain 404 (no normalisation, no
 redirect) and files not held in memory a 503, so a flood cannot reach the disk.
@@ -21,12 +21,12 @@ from typing import Any
 from difusor import config as config_mod
 from difusor.paths import StateLayout
 from difusor.serve.accesslog import AccessLog
+from difusor.serve.decisions import decisions_path
+from difusor.serve.gate import BUSY, Gate, GateWatcher, refusal
 from difusor.serve.live import LiveRelease
 from difusor.serve.negotiation import accepted_encodings, byte_range, etag_matches
 from difusor.serve.policy import HeaderPolicy
 from difusor.serve.table import SERVER, Representation, Resource, Table, TableBuilder
-from difusor.shield.decisions import decisions_path
-from difusor.shield.gate import BUSY, Gate, GateWatcher, refusal
 from difusor.store.layout import StoreLayout
 from difusor.store.objects import ObjectStore
 

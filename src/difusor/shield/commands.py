@@ -18,7 +18,7 @@ from rich.table import Table
 from difusor import config as config_mod
 from difusor.clikit import DEFAULT_CONFIG, ConfigOpt, ledger_for, out
 from difusor.errors import DifusorError
-from difusor.shield import decisions as dec
+from difusor.serve import decisions as dec
 
 shield_app = typer.Typer(help="Escudo contra ataques: estado, bloqueos, lista blanca y modo "
                          "ataque.", no_args_is_help=True)

@@ -27,9 +27,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from difusor.config import ShieldSettings
+from difusor.serve.decisions import ua_tag
 from difusor.shield.asn import AsnLookup
 from difusor.shield.baseline import Baseline
-from difusor.shield.decisions import ua_tag
 from difusor.shield.windows import AgentWindow, DistinctWindow, Window, network_of
 
 PERSIST = 3  # seconds a throttled key may ignore its 429s before it is banned

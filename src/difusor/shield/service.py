@@ -29,8 +29,8 @@ from difusor.errors import DifusorError
 from difusor.ledger import Ledger
 from difusor.logtail import Follower
 from difusor.paths import StateLayout
+from difusor.serve.decisions import Decisions, decisions_path, edit
 from difusor.shield.asn import AsnLookup
-from difusor.shield.decisions import Decisions, decisions_path, edit
 from difusor.shield.detector import Action, Detector
 from difusor.shield.model import Block, Enforcer
 
@@ -47,7 +47,8 @@ class Shield:
         self.log = log or (lambda _m: None)
         self.path = decisions_path(cfg.state_dir)
         self.access_log = StateLayout(cfg.state_dir).access_log
-        self.detector = Detector(cfg.shield, ZoneInfo(cfg.site.timezone), asn=AsnLookup())
+        self.zone = ZoneInfo(cfg.site.timezone)
+        self.detector = Detector(cfg.shield, self.zone, asn=AsnLookup())
         self.enforcers: list[Enforcer] = _enforcers(cfg, self.log)
         self._rev = -1  # the file revision we last wrote or read
         self._signature: tuple[int, int] | None = None
@@ -189,7 +190,7 @@ class Shield:
     def _record(self, action: Action, now: float) -> None:
         if action.action == "attack_mode_on":
             self._open_incident(now, action.reason, action.rates)
-        message = _message(action)
+        message = _message(action, self.zone)
         self.log(message)
         self.ledger.event("shield", message, detail=action.detail())
         if action.action == "attack_mode_off":
@@ -246,14 +247,12 @@ class Shield:
 
 
 def _enforcers(cfg: Config, log: Callable[[str], None]) -> list[Enforcer]:
-    try:
-        from difusor.shield.enforce.base import build_enforcers
-    except ImportError:
-        return []
+    from difusor.shield.enforce.base import build_enforcers
+
     try:
         return list(build_enforcers(cfg, log=log))
-    except Exception as exc:
-        log(f"escudo: no pude preparar los puntos de bloqueo externos: {exc}")
+    except DifusorError as exc:  # misconfigured: the embedded server still enforces
+        log(f"escudo: no pude preparar los puntos de bloqueo externos: {exc.message}")
         return []
 
 
@@ -265,11 +264,11 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def _message(a: Action) -> str:
+def _message(a: Action, zone: ZoneInfo) -> str:
     if a.action == "throttle":
         return f"escudo: {a.key} limitado a {a.rate:g} pet/s ({a.reason})"
     if a.action == "ban":
-        until = datetime.fromtimestamp(a.expiry or 0).strftime("%H:%M:%S")
+        until = datetime.fromtimestamp(a.expiry or 0, zone).strftime("%H:%M:%S")
         return f"escudo: {a.key} bloqueado hasta las {until} ({a.reason})"
     if a.action == "unban":
         return f"escudo: {a.key} desbloqueado (venció el bloqueo)"

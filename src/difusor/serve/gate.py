@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from difusor.serve.decisions import Decisions, load, ua_tag
 from difusor.serve.table import SERVER
-from difusor.shield.decisions import Decisions, load, ua_tag
 
 POLL_SECONDS = 0.15
 BURST_SECONDS = 2.0  # a throttled key may send this many seconds' worth at once

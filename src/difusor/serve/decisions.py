@@ -1,7 +1,9 @@
-"""The shield's shared state: ``state/shield/decisions.json``, read by every web worker.
+"""What the embedded server refuses: ``state/shield/decisions.json``, read by every web worker.
 
-Written by the shield service and by ``difusor shield`` commands (a read-modify-write under a
-file lock, then an atomic replace), so it works whether or not ``difusor run`` is running.
+The embedded server's enforcement contract (like ``nginxconf`` for nginx), kept here so the
+server depends on nothing downstream. Written by the shield service and by ``difusor shield``
+commands (a read-modify-write under a file lock, then an atomic replace), so it works whether or
+not ``difusor run`` is running.
 
     {"rev": 12, "updated": 1733712000.0,
      "bans": {"203.0.113.7": {"until": …, "since": …, "reason": "…", "by": "auto", "kind": "ip"}},
