@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,7 +44,15 @@ class Running:
             [sys.executable, "-m", "difusor", "run", "--config", str(self.config)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.wait(lambda: self._answers(), 30, "el servidor web responde")
+        self.wait(lambda: self._sftp_listens(), 30, "el SFTP escucha")
         return self
+
+    def _sftp_listens(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.sftp), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def _answers(self) -> bool:
         try:
