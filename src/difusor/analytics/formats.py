@@ -1,9 +1,11 @@
 """Access-log formats: recognising them, and the SQL that turns their lines into request fields.
 
 DuckDB does the per-line work (a Python loop cannot reach the hundreds of thousands of lines
-per second the ingest needs): each format is one ``SELECT`` over a relation with a single
-VARCHAR column ``line`` that yields ``ts`` (TIMESTAMPTZ), ``ip``, ``method``, ``path``, ``query``
-(no leading "?"), ``status``, ``bytes``, ``referer``, ``ua``. A line it cannot read gets a NULL
+per second the ingest needs): each format is one ``SELECT`` over the file (``source_sql``)
+that yields ``ts`` (TIMESTAMPTZ), ``ip``, ``method``, ``path``, ``query`` (no leading "?"),
+``status``, ``bytes``, ``referer``, ``ua``. Combined-shaped lines are split at their quotes by
+DuckDB's CSV reader itself (the cheapest split there is); the other formats are read as one
+VARCHAR column ``line`` and taken apart by SQL functions. A line it cannot read gets a NULL
 ``ts``/``status`` or an empty ``ip`` and is counted as not understood by the caller.
 
 Formats (``--format``; ``auto`` looks at the first non-empty lines):
@@ -140,10 +142,22 @@ def _when(expr: str) -> str:
         ELSE try_cast(regexp_replace({expr}, '(GMT|UTC)$', 'Z') AS TIMESTAMPTZ) END"""
 
 
-def select_sql(fmt: Format, rel: str, fields: list[str] | None = None) -> str:
-    """The SELECT over ``rel`` (one VARCHAR column ``line``) yielding the request fields."""
+#: A log read as one VARCHAR column ``line`` per line, for the formats split by SQL.
+_LINES = ("columns={'line': 'VARCHAR'}, delim='\\x01', quote='', escape='', header=false, "
+          "auto_detect=false, strict_mode=false, ignore_errors=true")
+
+
+def source_sql(fmt: Format, path: str, fields: list[str] | None = None) -> str:
+    """The SELECT yielding the request fields of every non-empty line of the file ``path``."""
     if fmt.name in ("combined", "varnishncsa"):
-        return _combined(rel)
+        return _combined_file(path)
+    return select_sql(fmt, f"(SELECT line FROM read_csv({_sql_str(path)}, {_LINES}) "
+                           "WHERE line IS NOT NULL)", fields)
+
+
+def select_sql(fmt: Format, rel: str, fields: list[str] | None = None) -> str:
+    """The SELECT over ``rel`` (one VARCHAR column ``line``) yielding the request fields
+    (combined-shaped formats are read from files by ``source_sql`` only)."""
     if fmt.name in ("difusor", "nginx-json"):
         return _json(rel, {"t": "time", "ip": "ip", "m": "method", "p": "path", "q": "query",
                            "s": "status", "b": "bytes", "r": "referer", "u": "user_agent"},
@@ -160,14 +174,9 @@ def select_sql(fmt: Format, rel: str, fields: list[str] | None = None) -> str:
     raise LogFormatError(f"formato desconocido «{fmt.name}»")
 
 
-def _combined(rel: str) -> str:
-    """Lines split on their six quotes (cheap); those that do not split cleanly, or escape a
-    quote (Apache writes \\"), go through RE2."""
+def _combined_fields(rel: str) -> str:
+    """Request fields from ip, t (inside the brackets), req, sb ("status bytes"), ref, ua."""
     path, query = _split_target("target")
-    fast = ("{'ip': split_part(s[1], ' ', 1), 't': s[1][strpos(s[1], '[') + 1:strpos(s[1], ']') - 1], "
-            "'req': s[2], 'sb': trim(s[3]), 'ref': s[4], 'ua': s[6]}")
-    r = (f"CASE WHEN len(s) = 7 AND strpos(line, '\\\"') = 0 THEN {fast} ELSE "
-         f"regexp_extract(line, {_sql_str(_COMBINED_RE)}, ['ip', 't', 'req', 'sb', 'ref', 'ua']) END")
     return f"""
 SELECT try_strptime(t, '%d/%b/%Y:%H:%M:%S %z') AS ts, ip, split_part(req, ' ', 1) AS method,
        {path} AS path, {query} AS query,
@@ -175,10 +184,37 @@ SELECT try_strptime(t, '%d/%b/%Y:%H:%M:%S %z') AS ts, ip, split_part(req, ' ', 1
        coalesce(try_cast(split_part(sb, ' ', 2) AS UBIGINT), 0) AS bytes,
        CASE WHEN ref = '-' THEN '' ELSE coalesce(ref, '') END AS referer,
        CASE WHEN ua = '-' THEN '' ELSE coalesce(ua, '') END AS ua
-FROM (
-  SELECT r.ip AS ip, r.t AS t, r.req AS req, r.sb AS sb, r.ref AS ref, r.ua AS ua,
-         split_part(r.req, ' ', 2) AS target
-  FROM (SELECT {r} AS r FROM (SELECT line, string_split(line, '"') AS s FROM {rel})))"""
+FROM (SELECT *, split_part(req, ' ', 2) AS target FROM ({rel}))"""
+
+
+#: Fields a combined line splits into at its quotes; more than this many is never a sane line.
+_QUOTED = 16
+# The CSV reader splits each line at its quotes (no quoting, no escapes: a line is a line,
+# whatever it holds). An empty field stays '' (the null string is a byte logs never hold) so
+# that a line is rebuilt exactly from its fields; fields past a line's end are NULL.
+_SPLIT_OPTIONS = ("delim='\"', quote='', escape='', header=false, auto_detect=false, "
+                  "nullstr='\x1f', null_padding=true, ignore_errors=true, strict_mode=false, "
+                  "columns={" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, _QUOTED + 1)) + "}")
+
+
+def _combined_file(path: str) -> str:
+    """Combined lines read natively by DuckDB's CSV reader, split at their quotes: a line
+    with exactly six quotes (``c7 = ''``) is taken apart with a few string functions; any
+    other (Apache's escaped quotes, "common" lines, junk) is rebuilt and goes through RE2."""
+    line = "concat_ws('\"', " + ", ".join(f"c{i}" for i in range(1, _QUOTED + 1)) + ")"
+    names = ("ip", "t", "req", "sb", "ref", "ua")
+    fast = ("split_part(c1, ' ', 1)", "c1[strpos(c1, '[') + 1:strpos(c1, ']') - 1]", "c2",
+            "trim(c3)", "c4", "c6")
+    cols = ",\n       ".join(
+        f"CASE WHEN six THEN {f} ELSE regexp_extract({line}, {_sql_str(_COMBINED_RE)}, {i + 1}) "
+        f"END AS {n}" for i, (f, n) in enumerate(zip(fast, names, strict=True)))
+    return _combined_fields(f"""
+  SELECT {cols}
+  FROM (SELECT *, coalesce(c7 = '' AND c8 IS NULL AND c5 = ' '
+                               -- a field ending in a backslash: its quote was escaped
+                               AND NOT (suffix(c2, '\\') OR suffix(c4, '\\')
+                                        OR suffix(c6, '\\')), FALSE) AS six
+        FROM read_csv({_sql_str(path)}, {_SPLIT_OPTIONS}))""")
 
 
 def _json(rel: str, keys: dict[str, str], *, target: bool, iso: bool = False) -> str:

@@ -1,14 +1,12 @@
 """Access logs into the analytics database: fast, in bounded memory, never counting a line twice.
 
-A log is read in chunks of whole lines (≤ ``CHUNK`` bytes). Each chunk is spooled to a private
-temporary file that DuckDB reads as one VARCHAR column and parses with the format's SQL
-(formats.py); only per-DISTINCT work happens in Python — geolocation per address, user-agent
-classification per agent — and comes back to DuckDB as a small table. The chunk's rows and
-the file's new offset are committed together, so an interrupted ingest resumes where it was.
-
-A file's identity is the fingerprint of its first line(s), not its name: re-ingesting a file
-adds nothing, an appended file adds only its new whole lines (a partial last line waits), and a
-rotated file (``access.log`` → ``access.log.1`` → ``access.log.1.gz``) is recognised by content.
+A log is read in chunks of whole lines (≤ ``logfile.CHUNK`` bytes, see logfile.py for a file's
+identity, offsets and rotation). Each chunk is spooled to a private temporary file that DuckDB's
+CSV reader parses with the format's SQL (formats.py); only per-DISTINCT work happens in Python
+— geolocation per address, user-agent classification per agent — in a worker thread that runs
+while DuckDB parses the next chunk (DuckDB releases the GIL), and comes back to DuckDB as a
+small table. The chunk's rows and the file's new offset are committed together, so an
+interrupted ingest resumes where it was.
 
 Privacy: the visitor is a keyed hash of (that day's salt, IP, user agent); the raw IP goes to
 ``hits.ip`` only when ``[analytics] keep_ip_days`` > 0, and each ingest clears it on older rows.
@@ -21,19 +19,15 @@ ingest ends: unique visitors of the same old day ingested in two separate runs a
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 import time
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -42,20 +36,21 @@ import duckdb
 from difusor.analytics import agents, formats
 from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo
+from difusor.analytics.localday import local_day_sql
+from difusor.analytics.logfile import HEAD, chunks, fingerprint, nothing_new, read_head, source_name
 from difusor.analytics.views import page_rules, view_rules
 from difusor.config import Config
 from difusor.errors import LogFormatError
 
-CHUNK = 64 << 20
-HEAD = 4096
 BEACON_PATH = "/_difusor/b"
+# Rows staged in memory before they are written (≈ 150 B each): one large write per file
+# or per this many rows, whichever comes first.
+FLUSH_ROWS = 2_000_000
 _TABLES = {
     "_geo": "{'h': 'UBIGINT', 'country': 'VARCHAR', 'state': 'VARCHAR'}",
     "_agent": "{'h': 'UBIGINT', 'browser': 'VARCHAR', 'os': 'VARCHAR', 'device': 'VARCHAR', "
               "'bot': 'BOOLEAN'}",
 }
-_CSV = ("columns={'line': 'VARCHAR'}, delim='\\x01', quote='', escape='', header=false, "
-        "auto_detect=false, strict_mode=false, ignore_errors=true")
 
 
 @dataclass
@@ -104,7 +99,9 @@ class _FileState:
     path: Path
     source: str
     edge: bool
-    lines: int
+    lines: int              # lines up to ``end``
+    end: int | None = None  # offset after the rows staged and not yet flushed
+    staged: int = 0         # rows staged in _rows
 
 
 @dataclass
@@ -113,63 +110,16 @@ class _Parsed:
     end: int          # the file's offset after this chunk
     newlines: int
     size: int
-    expected: int     # rows to store (understood, not our own agents)
-    lookups: tuple[str, str] | None = None  # TSV rows for _geo and _agent
+    lines: int        # non-empty lines read
+    bad: int          # of them, not understood
+    own: int          # of them, our own agents
+    lookups: Future[tuple[str, str]] | None = None  # TSV rows for _geo and _agent
+    day: str = "NULL"  # SQL of a row's local date (see local_day_sql)
 
-
-def fingerprint(head: bytes) -> str | None:
-    """Identity of a log: sha256 of its first line (with any "#" header lines before it)."""
-    end = 0
-    while True:
-        cut = head.find(b"\n", end)
-        if cut < 0:
-            # A first line longer than HEAD identifies the file by its first HEAD bytes.
-            return hashlib.sha256(head).hexdigest() if len(head) >= HEAD and end == 0 else None
-        line, end = head[end:cut], cut + 1
-        if not line.startswith(b"#") or end >= len(head):
-            if line.startswith(b"#"):
-                return None  # only headers so far: wait for the first request
-            return hashlib.sha256(head[:end]).hexdigest()
-
-
-def source_name(path: Path) -> str:
-    """``access.log.1.gz`` → ``access.log``: rotations keep their log's name."""
-    return re.sub(r"(\.\d+)?(\.gz)?$|-\d{8}(\.gz)?$", "", path.name) or path.name
-
-
-def _open(path: Path) -> BinaryIO:
-    """The file's bytes, decompressed when it is gzip (by content, whatever its name)."""
-    f = open(path, "rb")  # noqa: SIM115 — returned to the caller, who closes it
-    try:
-        gz = f.read(2) == b"\x1f\x8b"
-    except BaseException:
-        f.close()
-        raise
-    if not gz:
-        f.seek(0)
-        return f
-    f.close()
-    return gzip.open(path, "rb")  # type: ignore[return-value]
-
-
-def _nothing_new(path: Path, offset: int) -> bool:
-    """Whether ``offset`` (uncompressed bytes) is already the file's end, without reading it:
-    the size for a plain file, gzip's trailer (size mod 2³²) for a compressed one."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\x1f\x8b":
-            return os.fstat(f.fileno()).st_size <= offset
-        if offset >= 1 << 32:
-            return False
-        f.seek(-4, os.SEEK_END)
-        return int.from_bytes(f.read(4), "little") == offset
-
-
-def read_head(path: Path, size: int = HEAD) -> bytes:
-    with _open(path) as f:
-        try:
-            return f.read(size)
-        except (OSError, EOFError, zlib.error):
-            return b""
+    @property
+    def expected(self) -> int:
+        """Rows to store: understood, not our own agents."""
+        return self.lines - self.bad - self.own
 
 
 class Ingestor:
@@ -180,13 +130,16 @@ class Ingestor:
         self.cfg = cfg
         a = cfg.analytics
         self.zone = ZoneInfo(cfg.site.timezone)
+        # Lookups run here, one at a time, while DuckDB parses; opening the mmdb and warming
+        # ua-parser (≈ 0.5 s together) is its first job, overlapping the first parse.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="difusor-ingesta")
         self._own_geo = geo is None
-        self.geo = geo or Geo.for_config(cfg)
+        self._geo = geo
+        self._opened = self._worker.submit(self._warm_up)
         try:
             self.con = con or (connect(cfg) if wait is None else connect(cfg, wait=wait))
         except BaseException:
-            if self._own_geo:
-                self.geo.close()
+            self._close_worker()
             raise
         folder = database_path(cfg).parent
         # We hold the database's write lock: any other spool folder is a killed ingest's
@@ -207,9 +160,21 @@ class Ingestor:
         self.con.execute("""
             CREATE OR REPLACE TEMP TABLE _geo (h UBIGINT, country VARCHAR, state VARCHAR);
             CREATE OR REPLACE TEMP TABLE _agent (h UBIGINT, browser VARCHAR, os VARCHAR,
-                                                 device VARCHAR, bot BOOLEAN);""")
+                                                 device VARCHAR, bot BOOLEAN);
+            CREATE OR REPLACE TEMP TABLE _rows AS FROM hits LIMIT 0;""")
         self._own = " OR ".join(f"starts_with(ua, {_lit(p)})" for p in a.own_agents if p) or "FALSE"
         self._insert = self._insert_sql(page_rules(cfg), view_rules(cfg))
+
+    def _warm_up(self) -> None:
+        if self._geo is None:
+            self._geo = Geo.for_config(self.cfg)
+        agents.classify("Mozilla/5.0")
+
+    @property
+    def geo(self) -> Geo:
+        self._opened.result()
+        assert self._geo is not None
+        return self._geo
 
     # -- files ------------------------------------------------------------------------
 
@@ -237,61 +202,39 @@ class Ingestor:
         result.formats[str(path)] = name
         spec = formats.get(name)
         fields = formats.cloudfront_fields(head) if name == "cloudfront" else None
-        select = formats.select_sql(spec, "_lines", fields)
         row = self.con.execute('SELECT "offset", lines FROM files WHERE fingerprint = ?',
                                [fp]).fetchone()
         offset, done_lines = (int(row[0]), int(row[1])) if row else (0, 0)
-        if offset and _nothing_new(path, offset):
+        if offset and nothing_new(path, offset):
             result.already = 1
             return result
-        source = source or source_name(path)
-        new = False
-        state = _FileState(fp, path, source, spec.edge, done_lines)
-        for chunk, end in self._chunks(path, offset, final, result):
-            new = True
-            self._store(self._parse(chunk, end, select, result), state, result, on_bytes)
-            if should_stop and should_stop():
-                break
-        if not new:
+        state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
+        # Chunk n+1 is parsed while chunk n's new addresses and agents are looked up.
+        pending: _Parsed | None = None
+        try:
+            for n, (chunk, end, dropped) in enumerate(chunks(path, offset, final,
+                                                            result.warnings)):
+                result.bad += dropped
+                parsed = self._parse(chunk, end, spec, fields, f"_c{n % 2}")
+                if pending is not None:
+                    self._stage(pending, state, result, on_bytes)
+                pending = parsed
+                if state.staged >= FLUSH_ROWS:
+                    self._flush(state)
+                if should_stop and should_stop():
+                    break
+            else:
+                if pending is not None:
+                    self._stage(pending, state, result, on_bytes)
+                    pending = None
+            self._flush(state)
+        finally:
+            if pending is not None:  # not stored: its lookups still belong in _geo / _agent
+                self._discard(pending)
+            self.con.execute("DELETE FROM _rows")  # after an error, nothing staged survives
+        if not result.bytes:
             result.already = 1
         return result
-
-    def _chunks(self, path: Path, offset: int, final: bool, result: IngestResult
-                ) -> Iterator[tuple[bytes, int]]:
-        """(whole lines, offset after them) from ``offset`` on, at most CHUNK bytes each."""
-        with _open(path) as f:
-            if isinstance(f, gzip.GzipFile):
-                skip = offset
-                while skip:  # offsets count uncompressed bytes: skip by decompressing
-                    step = f.read(min(skip, CHUNK))
-                    if not step:
-                        return
-                    skip -= len(step)
-            else:
-                f.seek(offset)
-            carry = b""
-            while True:
-                try:
-                    data = f.read(CHUNK - len(carry))
-                except (OSError, EOFError, zlib.error) as exc:
-                    result.warnings.append(f"{path}: compresión dañada ({exc}); leído hasta ahí")
-                    data, final = b"", False
-                block = carry + data
-                if not data:
-                    if final and block:
-                        offset += len(block)
-                        yield block + b"\n", offset
-                    return
-                cut = block.rfind(b"\n") + 1
-                if cut == 0 and len(block) >= CHUNK:  # a "line" longer than a chunk: drop it
-                    offset += len(block)
-                    result.bad += 1
-                    carry = b""
-                    continue
-                carry = block[cut:]
-                if cut:
-                    offset += cut
-                    yield block[:cut], offset
 
     def _save_offset(self, fp: str, source: str, path: Path, offset: int, lines: int) -> None:
         self.con.execute("""
@@ -302,38 +245,33 @@ class Ingestor:
 
     # -- one chunk --------------------------------------------------------------------
 
-    def _parse(self, chunk: bytes, end: int, select: str, result: IngestResult) -> _Parsed:
-        """Chunk → a temp table of request fields, and its new addresses and agents looked up
-        (per distinct value: the only per-value work done in Python)."""
+    def _parse(self, chunk: bytes, end: int, spec: formats.Format, fields: list[str] | None,
+               table: str) -> _Parsed:
+        """Chunk → a temp table of request fields; its new addresses and agents are handed to
+        the worker to look up (per distinct value: the only per-value work done in Python)."""
         if not chunk.isascii():  # DuckDB drops lines that are not UTF-8: mend them instead
             try:
                 chunk.decode("utf-8")
             except UnicodeDecodeError:
                 chunk = chunk.decode("utf-8", "replace").encode("utf-8")
-        table = "_c"
-        spool = self.tmp / "trozo.log"
+        spool = self.tmp / f"trozo{table}.log"
         spool.write_bytes(chunk)
         con = self.con
         try:
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {table} AS
-                WITH _lines AS (SELECT line FROM read_csv('{spool}', {_CSV})
-                                WHERE line IS NOT NULL)
-                SELECT *, CASE WHEN ok THEN (ts AT TIME ZONE '{self.zone.key}')::DATE END AS day,
-                       ok AND ({self._own}) AS own
+                SELECT *, ok AND ({self._own}) AS own
                 FROM (SELECT *, (ts IS NOT NULL AND status IS NOT NULL AND ip <> ''
                                  AND method IS NOT NULL) AS ok
-                      FROM ({select}))""")
+                      FROM ({formats.source_sql(spec, str(spool), fields)}))""")
         finally:
             spool.unlink(missing_ok=True)
-        lines, good, own = con.execute(
-            f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own) FROM {table}"
-        ).fetchone()  # type: ignore[misc]
-        result.lines += lines
-        result.bad += lines - good
-        result.own += own
-        parsed = _Parsed(table, end, chunk.count(b"\n"), len(chunk), good - own)
+        lines, good, own, first, last = con.execute(
+            f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own), "
+            f"min(ts) FILTER (ok), max(ts) FILTER (ok) FROM {table}").fetchone()  # type: ignore[misc]
+        parsed = _Parsed(table, end, chunk.count(b"\n"), len(chunk), lines, lines - good, own)
         if parsed.expected:
+            parsed.day = local_day_sql(self.zone, first, last)
             ips = [(ip, h) for ip, h in con.execute(
                 f"SELECT DISTINCT ip, hash(ip) FROM {table} WHERE ok AND NOT own").fetchall()
                 if ip not in self._known_ips]
@@ -342,55 +280,89 @@ class Ingestor:
                 if ua not in self._known_uas]
             self._known_ips.update(ip for ip, _ in ips)
             self._known_uas.update(ua for ua, _ in uas)
-            parsed.lookups = self._lookups(ips, uas)
+            parsed.lookups = self._worker.submit(self._lookups, ips, uas)
         return parsed
 
     def _lookups(self, ips: list[tuple[str, int]], uas: list[tuple[str, int]]) -> tuple[str, str]:
         """(geo TSV, agents TSV) keyed by DuckDB's hash of the string: the strings themselves
-        never round-trip, so no escaping can make a row miss its join."""
-        lookup = self.geo.lookup
+        never round-trip, so no escaping can make a row miss its join. Runs in the worker."""
+        lookup = self.geo.lookup  # opened by the worker's first job (or its error, raised here)
         geo = "".join(f"{h}\t{_tsv(c)}\t{_tsv(s)}\n" for ip, h in ips for c, s in (lookup(ip),))
         ag = "".join("\t".join(_tsv(v) for v in (h, *agents.classify(ua))) + "\n"
                      for ua, h in uas)
         return geo, ag
 
-    def _store(self, parsed: _Parsed, state: _FileState, result: IngestResult,
-               on_bytes: Callable[[int], None] | None) -> None:
-        """The chunk's rows and the file's new offset, in one transaction."""
-        con = self.con
-        table = parsed.table
+    def _take_lookups(self, parsed: _Parsed) -> None:
         if parsed.lookups is not None:
-            geo, ag = parsed.lookups
+            geo, ag = parsed.lookups.result()
+            parsed.lookups = None
             self._load("_geo", geo)
             self._load("_agent", ag)
-        con.execute("BEGIN")
+
+    def _discard(self, parsed: _Parsed) -> None:
+        """A parsed chunk that will not be stored (stopped, or an error): its values are in
+        the known sets, so their lookups must still land in _geo / _agent."""
         try:
+            self._take_lookups(parsed)
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {parsed.table}")
+
+    def _stage(self, parsed: _Parsed, state: _FileState, result: IngestResult,
+               on_bytes: Callable[[int], None] | None) -> None:
+        """The chunk's rows, anonymised and classified, into the temp table _rows."""
+        con = self.con
+        table = parsed.table
+        stored = 0
+        try:
+            self._take_lookups(parsed)
             if parsed.expected:
                 self._ensure_salts([d for (d,) in con.execute(
-                    f"SELECT DISTINCT day FROM {table} WHERE ok AND NOT own").fetchall()])
+                    f"SELECT DISTINCT {parsed.day} FROM {table} WHERE ok AND NOT own").fetchall()])
                 # The visitor key: a keyed hash (the day's secret salt) per distinct (day,
                 # address); rows mix it with their agent, and stay as unguessable as the key.
                 con.execute(f"""
                     CREATE OR REPLACE TEMP TABLE _ipday AS
                     SELECT d.day, d.ip, md5_number_lower(hex(s.salt) || d.ip) AS key,
                            g.country, g.state
-                    FROM (SELECT DISTINCT day, ip FROM {table} WHERE ok AND NOT own) AS d
+                    FROM (SELECT DISTINCT {parsed.day} AS day, ip FROM {table}
+                          WHERE ok AND NOT own) AS d
                     JOIN salts AS s USING (day) JOIN _geo AS g ON g.h = hash(d.ip)""")
-                (stored,) = con.execute(self._insert.replace("__C__", table),
-                                        [state.source, state.edge]).fetchone()  # type: ignore[misc]
-                result.rows += stored
-                result.bad += parsed.expected - stored  # none expected; never silently lost
-            state.lines += parsed.newlines
-            self._save_offset(state.fp, state.source, state.path, parsed.end, state.lines)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+                insert = self._insert.replace("__C__", table).replace("__DAY__", parsed.day)
+                (stored,) = con.execute(insert, [state.source, state.edge]
+                                        ).fetchone()  # type: ignore[misc]
         finally:
             con.execute(f"DROP TABLE IF EXISTS {table}")
+        state.lines += parsed.newlines
+        state.end = parsed.end
+        state.staged += stored
+        result.lines += parsed.lines
+        result.own += parsed.own
+        result.rows += stored
+        result.bad += parsed.bad + parsed.expected - stored  # none expected; never silently lost
         result.bytes += parsed.size
         if on_bytes:
             on_bytes(parsed.size)
+
+    def _flush(self, state: _FileState) -> None:
+        """The staged rows and the file's offset after them, in one transaction. One large
+        INSERT lets DuckDB write whole compressed row groups once; many small ones went
+        through the WAL and were compressed again at the checkpoint (≈ 2.5× the work)."""
+        if state.end is None:
+            return
+        con = self.con
+        try:
+            con.execute("BEGIN")
+            try:
+                if state.staged:
+                    con.execute("INSERT INTO hits SELECT * FROM _rows")
+                self._save_offset(state.fp, state.source, state.path, state.end, state.lines)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.execute("DELETE FROM _rows")
+            state.end, state.staged = None, 0
 
     def _load(self, table: str, text: str) -> None:
         """Append TSV rows to a temp table (far faster than executemany)."""
@@ -423,32 +395,37 @@ class Ingestor:
         view = ("CASE " + " ".join(f"WHEN c.lp GLOB {lit(g.lower())} THEN {lit(v)}"
                                    for g, v in views) + " END") if views else "NULL"
         beacon = f"(c.method = 'POST' AND c.path = {lit(BEACON_PATH)})"
-        # scheme://[user@]host[:port]/… → host, without a regex per row.
-        ref = ("CASE WHEN contains(c.referer, '://') THEN lower(split_part(split_part(split_part("
-               "c.referer, '/', 3), '@', -1), ':', 1)) ELSE '' END")
+        # scheme://[user@]host[:port]/… → host, without a regex; per distinct referrer (a
+        # handful), joined back: string functions on every row cost a second per million.
+        ref = ("CASE WHEN contains(referer, '://') THEN lower(split_part(split_part(split_part("
+               "referer, '/', 3), '@', -1), ':', 1)) ELSE '' END")
         site = lit(self.site_host)
         return f"""
-            INSERT INTO hits
+            INSERT INTO _rows
             SELECT c.ts, c.day, hash(k.key, c.ua),
                    {"c.ip" if self.keep_ip else "NULL"}, k.country, k.state,
                    CASE WHEN b THEN 'BEACON' ELSE c.method END,
                    CASE WHEN b THEN coalesce(try(url_decode(
                        regexp_extract(c.query, '(?:^|&)p=([^&]*)', 1))), '') ELSE c.path END,
                    c.query, c.status, c.bytes,
-                   CASE WHEN rh <> '' AND rh <> {site} THEN rh END,
+                   CASE WHEN r.rh <> '' AND r.rh <> {site} THEN r.rh END,
                    a.browser, a.os, a.device, a.bot,
                    CASE WHEN b THEN FALSE ELSE p.page END,
                    CASE WHEN b THEN NULL ELSE p.view END,
                    CASE WHEN b THEN try_cast(regexp_extract(c.query, '(?:^|&)v=([0-9]+)', 1)
                                              AS UINTEGER) END,
                    $1, $2
-            FROM (SELECT c.*, {beacon} AS b, {ref} AS rh FROM __C__ AS c WHERE ok AND NOT own) AS c
+            FROM (SELECT c.*, __DAY__ AS day, {beacon} AS b
+                  FROM __C__ AS c WHERE ok AND NOT own) AS c
             JOIN _ipday AS k USING (day, ip)
             JOIN _agent AS a ON a.h = hash(c.ua)
             JOIN (SELECT path, {page} AS page, {view} AS view
                   FROM (SELECT path, lower(path) AS lp
                         FROM (SELECT DISTINCT path FROM __C__ WHERE ok AND NOT own)) AS c) AS p
-                USING (path)"""
+                USING (path)
+            JOIN (SELECT referer, {ref} AS rh
+                  FROM (SELECT DISTINCT referer FROM __C__ WHERE ok AND NOT own)) AS r
+                USING (referer)"""
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -465,13 +442,17 @@ class Ingestor:
                 self.con.execute("DELETE FROM salts WHERE day = ?", [day])
                 self._salted.discard(day)
 
+    def _close_worker(self) -> None:
+        self._worker.shutdown(wait=True)
+        if self._own_geo and self._geo is not None:
+            self._geo.close()
+
     def close(self) -> None:
         try:
             self.tidy()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            if self._own_geo:
-                self.geo.close()
+            self._close_worker()
             self.con.close()
 
 

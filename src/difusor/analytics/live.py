@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from difusor.analytics.geo import Geo
-from difusor.analytics.ingest import HEAD, Ingestor, fingerprint, read_head
+from difusor.analytics.ingest import Ingestor
+from difusor.analytics.logfile import HEAD, fingerprint, read_head
 from difusor.config import Config
 from difusor.errors import BusyError, DifusorError
 from difusor.paths import StateLayout
