@@ -240,12 +240,22 @@ def running(tmp_path: Path) -> Iterator[str]:
 
 
 def test_single_address_flood_is_contained_within_5_s_by_difusor_run(running: str) -> None:
-    pytest.importorskip("difusor.shield.service", reason="el servicio del escudo aún no existe")
     done = drill_cli("--kind", "ip", "--target", running, "--duration", "14", "--attack-after",
                      "3", "--visitors", "30", "--cgnat-users", "300", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["attack_sent"] > 1000
     assert report["containment_s"] is not None and report["containment_s"] <= 5, report
+    assert report["legit_success_pct"] >= 99.9, report["legit_status"]
+    assert report["cgnat_users_refused"] == 0 and report["cgnat_users_active"] > 50
+
+
+def test_a_200_address_flood_is_contained_within_15_s_by_difusor_run(running: str) -> None:
+    done = drill_cli("--kind", "distributed", "--target", running, "--duration", "24",
+                     "--attack-after", "3", "--visitors", "30", "--cgnat-users", "300", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["attack_sent"] > 5000
+    assert report["containment_s"] is not None and report["containment_s"] <= 15, report
     assert report["legit_success_pct"] >= 99.9, report["legit_status"]
     assert report["cgnat_users_refused"] == 0 and report["cgnat_users_active"] > 50
