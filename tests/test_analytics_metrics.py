@@ -307,3 +307,4 @@ def test_cli_summary_json_and_slicing(tmp_path: Path) -> None:
     assert "Visitantes únicos" in text.stdout and "Entidades" in text.stdout
     bad = run_cli("summary", "--from", "ayer", "--config", cfg)
     assert bad.returncode != 0 and "--from" in bad.stderr
+

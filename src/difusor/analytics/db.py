@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from difusor.analytics.schema import DDL
+from difusor.analytics.schema import HITS_VIEW, STORE_DDL
 from difusor.config import Config
 from difusor.errors import BusyError
 from difusor.paths import StateLayout
@@ -59,5 +59,13 @@ def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
     # Absolute instants throughout; local days are computed explicitly with the site's zone.
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
-        con.execute(DDL)
+        # A flat ``hits`` table (the layout before requests/visitors/paths) would stand in
+        # the view's way: there is no deployed data in it to keep.
+        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
+                           "table_schema = 'main' AND table_name = 'hits'").fetchone()
+        if kind and kind[0] != "VIEW":
+            con.execute("DROP TABLE hits")
+        con.execute(STORE_DDL)
+        if not kind or kind[0] != "VIEW":
+            con.execute(HITS_VIEW)
     return con

@@ -9,7 +9,8 @@ small table. The chunk's rows and the file's new offset are committed together, 
 interrupted ingest resumes where it was.
 
 Privacy: the visitor is a keyed hash of (that day's salt, IP, user agent); the raw IP goes to
-``hits.ip`` only when ``[analytics] keep_ip_days`` > 0, and each ingest clears it on older rows.
+``visitors.ip`` only when ``[analytics] keep_ip_days`` > 0, and each ingest clears it on visitor-days
+whose latest request is older.
 A day's salt is deleted ``salt_grace_hours`` after the local midnight that ends the day, at the
 end of an ingest. Ingesting an old log therefore creates its day's salt and discards it when that
 ingest ends: unique visitors of the same old day ingested in two separate runs are not merged
@@ -152,8 +153,9 @@ class Ingestor:
         self.site_host = (urlsplit(cfg.site.url).hostname or "").lower()
         self.keep_ip = a.keep_ip_days > 0
         self._salted: set[date] = set()
-        # Row order in hits means nothing; not keeping it lets DuckDB write in parallel.
-        self.con.execute("SET preserve_insertion_order = false")
+        # Rows keep the log's order: sessions break ties within one second by rowid (which view
+        # came first), and the same log must always give the same numbers (measured: no cost).
+        self.con.execute("SET preserve_insertion_order = true")
         # Checkpoint once when the ingest closes, not after every chunk's commit (the WAL
         # keeps each commit durable meanwhile).
         self.con.execute("SET checkpoint_threshold = '1GB'")
@@ -161,7 +163,9 @@ class Ingestor:
             CREATE OR REPLACE TEMP TABLE _geo (h UBIGINT, country VARCHAR, state VARCHAR);
             CREATE OR REPLACE TEMP TABLE _agent (h UBIGINT, browser VARCHAR, os VARCHAR,
                                                  device VARCHAR, bot BOOLEAN);
-            CREATE OR REPLACE TEMP TABLE _rows AS FROM hits LIMIT 0;""")
+            CREATE OR REPLACE TEMP TABLE _rows AS FROM requests LIMIT 0;
+            CREATE OR REPLACE TEMP TABLE _vis AS FROM visitors LIMIT 0;
+            CREATE OR REPLACE TEMP TABLE _paths AS FROM paths LIMIT 0;""")
         self._own = " OR ".join(f"starts_with(ua, {_lit(p)})" for p in a.own_agents if p) or "FALSE"
         self._insert = self._insert_sql(page_rules(cfg), view_rules(cfg))
 
@@ -231,7 +235,7 @@ class Ingestor:
         finally:
             if pending is not None:  # not stored: its lookups still belong in _geo / _agent
                 self._discard(pending)
-            self.con.execute("DELETE FROM _rows")  # after an error, nothing staged survives
+            self._unstage()  # after an error, nothing staged survives
         if not result.bytes:
             result.already = 1
         return result
@@ -327,9 +331,11 @@ class Ingestor:
                     FROM (SELECT DISTINCT {parsed.day} AS day, ip FROM {table}
                           WHERE ok AND NOT own) AS d
                     JOIN salts AS s USING (day) JOIN _geo AS g ON g.h = hash(d.ip)""")
-                insert = self._insert.replace("__C__", table).replace("__DAY__", parsed.day)
+                insert, dims = (sql.replace("__C__", table).replace("__DAY__", parsed.day)
+                                for sql in self._insert)
                 (stored,) = con.execute(insert, [state.source, state.edge]
                                         ).fetchone()  # type: ignore[misc]
+                con.execute(dims)
         finally:
             con.execute(f"DROP TABLE IF EXISTS {table}")
         state.lines += parsed.newlines
@@ -354,15 +360,30 @@ class Ingestor:
             con.execute("BEGIN")
             try:
                 if state.staged:
-                    con.execute("INSERT INTO hits SELECT * FROM _rows")
+                    con.execute("INSERT INTO requests SELECT * FROM _rows")
+                    ip = "coalesce(excluded.ip, visitors.ip)" if self.keep_ip else "NULL"
+                    con.execute(f"""
+                        INSERT INTO visitors
+                        SELECT day, visitor, any_value(ip), max(last_ts), any_value(country),
+                               any_value(state), any_value(browser), any_value(os),
+                               any_value(device), any_value(bot)
+                        FROM _vis GROUP BY day, visitor
+                        ON CONFLICT (day, visitor) DO UPDATE SET ip = {ip},
+                            last_ts = greatest(visitors.last_ts, excluded.last_ts)""")
+                    con.execute("""
+                        INSERT INTO paths SELECT path, any_value(page), any_value(view)
+                        FROM _paths GROUP BY path ON CONFLICT (path) DO NOTHING""")
                 self._save_offset(state.fp, state.source, state.path, state.end, state.lines)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         finally:
-            con.execute("DELETE FROM _rows")
+            self._unstage()
             state.end, state.staged = None, 0
+
+    def _unstage(self) -> None:
+        self.con.execute("DELETE FROM _rows; DELETE FROM _vis; DELETE FROM _paths")
 
     def _load(self, table: str, text: str) -> None:
         """Append TSV rows to a temp table (far faster than executemany)."""
@@ -387,12 +408,14 @@ class Ingestor:
                 self.con.execute("INSERT INTO salts VALUES (?, ?)", [d, os.urandom(32)])
             self._salted.add(d)
 
-    def _insert_sql(self, pages: list[str], views: list[tuple[str, str]]) -> str:
-        """The INSERT of a chunk's rows; ``_ipday`` holds per (day, address) the keyed hash
-        and the place, so the per-row work is one cheap hash and a few joins."""
+    def _insert_sql(self, pages: list[str], views: list[tuple[str, str]]) -> tuple[str, str]:
+        """(the INSERT of a chunk's requests, the staging of its visitors and paths).
+        ``_ipday`` holds per (day, address) the keyed hash and the place, so the per-row work
+        is one cheap hash and two joins; agent, place and page/view are stored per distinct
+        visitor-day and path (schema.py), never per row."""
         lit = _lit
-        page = " OR ".join(f"c.lp GLOB {lit(g.lower())}" for g in pages) or "FALSE"
-        view = ("CASE " + " ".join(f"WHEN c.lp GLOB {lit(g.lower())} THEN {lit(v)}"
+        page = " OR ".join(f"lp GLOB {lit(g.lower())}" for g in pages) or "FALSE"
+        view = ("CASE " + " ".join(f"WHEN lp GLOB {lit(g.lower())} THEN {lit(v)}"
                                    for g, v in views) + " END") if views else "NULL"
         beacon = f"(c.method = 'POST' AND c.path = {lit(BEACON_PATH)})"
         # scheme://[user@]host[:port]/… → host, without a regex; per distinct referrer (a
@@ -400,32 +423,37 @@ class Ingestor:
         ref = ("CASE WHEN contains(referer, '://') THEN lower(split_part(split_part(split_part("
                "referer, '/', 3), '@', -1), ':', 1)) ELSE '' END")
         site = lit(self.site_host)
-        return f"""
+        requests = f"""
             INSERT INTO _rows
             SELECT c.ts, c.day, hash(k.key, c.ua),
-                   {"c.ip" if self.keep_ip else "NULL"}, k.country, k.state,
                    CASE WHEN b THEN 'BEACON' ELSE c.method END,
                    CASE WHEN b THEN coalesce(try(url_decode(
                        regexp_extract(c.query, '(?:^|&)p=([^&]*)', 1))), '') ELSE c.path END,
                    c.query, c.status, c.bytes,
                    CASE WHEN r.rh <> '' AND r.rh <> {site} THEN r.rh END,
-                   a.browser, a.os, a.device, a.bot,
-                   CASE WHEN b THEN FALSE ELSE p.page END,
-                   CASE WHEN b THEN NULL ELSE p.view END,
                    CASE WHEN b THEN try_cast(regexp_extract(c.query, '(?:^|&)v=([0-9]+)', 1)
                                              AS UINTEGER) END,
                    $1, $2
             FROM (SELECT c.*, __DAY__ AS day, {beacon} AS b
                   FROM __C__ AS c WHERE ok AND NOT own) AS c
             JOIN _ipday AS k USING (day, ip)
-            JOIN _agent AS a ON a.h = hash(c.ua)
-            JOIN (SELECT path, {page} AS page, {view} AS view
-                  FROM (SELECT path, lower(path) AS lp
-                        FROM (SELECT DISTINCT path FROM __C__ WHERE ok AND NOT own)) AS c) AS p
-                USING (path)
             JOIN (SELECT referer, {ref} AS rh
                   FROM (SELECT DISTINCT referer FROM __C__ WHERE ok AND NOT own)) AS r
                 USING (referer)"""
+        dims = f"""
+            INSERT INTO _vis
+            SELECT d.day, hash(k.key, d.ua), {"d.ip" if self.keep_ip else "NULL"}, d.last,
+                   k.country, k.state, a.browser, a.os, a.device, a.bot
+            FROM (SELECT __DAY__ AS day, ip, ua, max(ts) AS last FROM __C__
+                  WHERE ok AND NOT own GROUP BY ALL) AS d
+            JOIN _ipday AS k USING (day, ip)
+            JOIN _agent AS a ON a.h = hash(d.ua);
+            INSERT INTO _paths
+            SELECT path, {page}, {view}
+            FROM (SELECT path, lower(path) AS lp
+                  FROM (SELECT DISTINCT path FROM __C__ WHERE ok AND NOT own
+                        AND NOT (method = 'POST' AND path = {lit(BEACON_PATH)})))"""
+        return requests, dims
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -434,7 +462,8 @@ class Ingestor:
         a = self.cfg.analytics
         now = now or datetime.now(UTC)
         cutoff = now - timedelta(days=a.keep_ip_days)
-        self.con.execute("UPDATE hits SET ip = NULL WHERE ip IS NOT NULL AND ts < ?", [cutoff])
+        self.con.execute("UPDATE visitors SET ip = NULL WHERE ip IS NOT NULL AND last_ts < ?",
+                         [cutoff])
         grace = timedelta(hours=a.salt_grace_hours)
         for (day,) in self.con.execute("SELECT day FROM salts").fetchall():
             ends = datetime.combine(day + timedelta(days=1), datetime.min.time(), self.zone)
