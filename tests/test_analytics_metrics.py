@@ -25,7 +25,7 @@ from difusor.analytics.geo import state_name
 from difusor.analytics.ingest import ingest_files
 from difusor.analytics.metrics import compute, summary
 from difusor.analytics.render import print_summary
-from difusor.analytics.schema import DDL
+from difusor.analytics.schema import HITS_VIEW, STORE_DDL
 from difusor.config import Config
 
 ZONE = visitlog.ZONE
@@ -42,7 +42,10 @@ def traffic() -> visitlog.Traffic:
 
 
 def load(con: duckdb.DuckDBPyConnection, rows: list[tuple], folder: Path) -> None:
-    con.execute(DDL)
+    # A flat table shaped like the ``hits`` view, so that known rows can be written directly.
+    con.execute(STORE_DDL)
+    con.execute(HITS_VIEW.replace("VIEW hits AS", "VIEW hits_shape AS"))
+    con.execute("CREATE TABLE IF NOT EXISTS hits AS SELECT * EXCLUDE (rowid) FROM hits_shape LIMIT 0")
     path = folder / f"rows-{len(list(folder.iterdir()))}.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)

@@ -1,8 +1,9 @@
 """Follow a growing log file across rotations: each read returns only whole new lines.
 
-Shared by the stages that read access logs (analytics, shield). A rotation (the file renamed away
-and a new one created at the path, as logrotate does) is noticed by the inode: the old file is
-read to its end first, so no line is lost; a truncation (copytruncate) starts over at 0.
+The shield reads the live access log with it (the analytics keep offsets by content instead, in
+``analytics/logfile.py``, because they must resume across restarts). A rotation (the file
+renamed away and a new one created at the path, as logrotate does) is noticed by the inode: the
+old file is read to its end first, so no line is lost; a truncation (copytruncate) starts over.
 """
 
 from __future__ import annotations

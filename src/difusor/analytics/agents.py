@@ -9,34 +9,10 @@ answers are cached per distinct agent.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import NamedTuple
 
-# Crawler and tool markers, matched in the lower-cased agent. Plain substrings are tested with
-# ``in`` (a case-insensitive regex alternation of sixty words costs ~130 µs per agent, the
-# substring scan a few); only the markers that need a word boundary go through a regex.
-BOT_SUBSTRINGS = (
-    "bot/", "bot;", "crawl", "spider", "slurp", "scrap", "curl/", "wget/", "python-requests",
-    "python-urllib", "aiohttp", "httpx", "go-http-client", "java/", "okhttp", "libwww", "lwp::",
-    "headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium", "facebookexternalhit",
-    "whatsapp", "preview", "monitor", "pingdom", "uptime", "check_http", "nagios", "zabbix",
-    "apache-httpclient", "axios/", "node-fetch", "undici", "postman", "insomnia", "httpie",
-    "apachebench", "siege", "jmeter", "locust", "masscan", "nmap", "zgrab", "nikto", "sqlmap",
-    "scanner", "feedfetcher", "mediapartners", "lighthouse", "gtmetrix", "archiver", "validator",
-)
-_BOT_WORDS = re.compile(r"(?<!cu)bot\b|\bwrk\b|\bab/|\bk6/")
-_WORD_HINTS = ("bot", "wrk", "ab/", "k6/")
-
-
-def bot_marker(text: str) -> bool:
-    """Whether the agent carries a common crawler/tool marker ("CUBOT" phones do not)."""
-    low = text.lower()
-    for marker in BOT_SUBSTRINGS:
-        if marker in low:
-            return True
-    return any(h in low for h in _WORD_HINTS) and _BOT_WORDS.search(low) is not None
-
+from difusor.useragent import bot_marker
 
 _DESKTOP_OS = {"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS",
                "ChromeOS", "FreeBSD", "OpenBSD", "NetBSD", "Solaris", "Arch Linux", "Mint",

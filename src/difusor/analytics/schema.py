@@ -6,7 +6,6 @@ request; what is a function of the visitor-day (place, agent, address) lives onc
 columns instead of 21 per row is most of what makes the ingest fast. ``hits`` is a VIEW joining
 them back with exactly the columns below, which is what metrics.py and sessions.py read (plus
 ``rowid``, the request's own, which a view would not have and sessions.py orders ties by).
-``DDL`` is the same shape as one flat table, for tests and tools that write rows directly.
 
 Written only by ``ingest``; read by ``metrics``. One process writes at a time (DuckDB's file
 lock): ``difusor run`` opens the file for each ingest round and closes it, so a ``summary`` from
@@ -111,29 +110,3 @@ FROM requests AS r
 LEFT JOIN visitors AS v ON v.day = r.day AND v.visitor = r.visitor
 LEFT JOIN paths AS p ON p.path = r.path
 """
-
-DDL = """
-CREATE TABLE IF NOT EXISTS hits (
-    ts TIMESTAMPTZ NOT NULL,
-    day DATE NOT NULL,
-    visitor UBIGINT NOT NULL,
-    ip VARCHAR,
-    country VARCHAR,
-    state VARCHAR,
-    method VARCHAR,
-    path VARCHAR,
-    query VARCHAR,
-    status USMALLINT,
-    bytes UBIGINT,
-    referer_host VARCHAR,
-    browser VARCHAR,
-    os VARCHAR,
-    device VARCHAR,
-    bot BOOLEAN,
-    page BOOLEAN,
-    view VARCHAR,
-    visible_ms UINTEGER,
-    source VARCHAR,
-    edge BOOLEAN
-);
-""" + _BOOK

@@ -31,6 +31,7 @@ from difusor.serve.decisions import ua_tag
 from difusor.shield.asn import AsnLookup
 from difusor.shield.baseline import Baseline
 from difusor.shield.windows import AgentWindow, DistinctWindow, Window, network_of
+from difusor.useragent import bot_marker
 
 PERSIST = 3  # seconds a throttled key may ignore its 429s before it is banned
 SHARED_MEMORY = 600.0  # seconds an address stays known as shared (CGNAT) after last seen so
@@ -39,8 +40,6 @@ SLOW_MS = 10_000.0
 SLOW_COUNT = 10
 BEACON = "/_difusor/b"
 _BROWSER = re.compile(r"^Mozilla/5\.0 \(")
-_NOT_BROWSER = re.compile(r"bot|crawl|spider|slurp|curl|wget|python|httpx|go-http|java/|"
-                          r"headless|phantom|scrapy|libwww|okhttp", re.I)
 _STATIC = re.compile(r"\.(json|js|css|png|jpe?g|gif|svg|webp|ico|woff2?|ttf|csv|zip|pdf|map)$")
 
 
@@ -153,7 +152,7 @@ class Detector:
     def is_browser(self, ua: str | None) -> bool:
         hit = self._browser.get(ua)
         if hit is None:
-            hit = bool(ua and _BROWSER.match(ua) and not _NOT_BROWSER.search(ua))
+            hit = bool(ua and _BROWSER.match(ua) and not bot_marker(ua))
             if len(self._browser) > 50_000:
                 self._browser.clear()
             self._browser[ua] = hit
