@@ -261,22 +261,12 @@ class _LeanDecoder:
 
     def _skip(self, off: int) -> int:
         """The offset after the value at ``off`` (maps and arrays included), iteratively."""
-        buf = self.buf
         pending = 1
         while pending:
             pending -= 1
-            ctrl = buf[off]
-            kind, off = ctrl >> 5, off + 1
-            if kind == 1:  # a pointer: its own bytes only
-                off += ((ctrl >> 3) & 3) + 1
+            kind, size, off = self._ctrl(off)
+            if kind == 1:  # a pointer: only its own bytes, already passed
                 continue
-            if kind == 0:
-                kind, off = 7 + buf[off], off + 1
-            size = ctrl & 0x1F
-            if size >= 29:
-                extra = size - 28
-                size = (29, 285, 65821)[extra - 1] + int.from_bytes(buf[off:off + extra])
-                off += extra
             if kind == 7:
                 pending += 2 * size
             elif kind == 11:
