@@ -3,10 +3,12 @@
 DuckDB does the per-line work (a Python loop cannot reach the hundreds of thousands of lines
 per second the ingest needs): each format is one ``SELECT`` over the file (``source_sql``)
 that yields ``ts`` (TIMESTAMPTZ), ``ip``, ``method``, ``path``, ``query`` (no leading "?"),
-``status``, ``bytes``, ``referer``, ``ua``. Every format is read as one VARCHAR column
-``line`` and taken apart by SQL functions (combined-shaped lines by one ``string_split`` at
-their quotes). A line it cannot read gets a NULL
-``ts``/``status`` or an empty ``ip`` and is counted as not understood by the caller.
+``status``, ``bytes``, ``referer``, ``ua``. Combined-shaped lines are read by DuckDB's CSV
+reader as typed columns (``csv_sql``: it parses time, status and size itself); every format can
+also be read as one VARCHAR column ``line`` taken apart by SQL functions (``source_sql``, the
+general way: combined lines split at their quotes, RE2 for the odd ones). A line it cannot
+read gets a NULL ``ts``/``status`` or an empty ``ip`` and is counted as not understood by the
+caller.
 
 Formats (``--format``; ``auto`` looks at the first non-empty lines):
     difusor      the embedded server's JSON lines (serve/accesslog.py)
@@ -143,16 +145,27 @@ def _when(expr: str) -> str:
 
 
 #: A log read as one VARCHAR column ``line`` per line, for the formats split by SQL.
-_LINES = ("columns={'line': 'VARCHAR'}, delim='\\x01', quote='', escape='', header=false, "
+# The delimiter is the control character itself (U+0001, which nginx and Apache escape), not
+# the four characters backslash-x-0-1: those would split the TLS-handshake junk lines nginx
+# writes as "\x16\x03\x01…" (its escaping of non-printable bytes).
+_LINES = ("columns={'line': 'VARCHAR'}, delim='\x01', quote='', escape='', header=false, "
           "auto_detect=false, strict_mode=false, ignore_errors=true")
 
 
 def source_sql(fmt: Format, path: str, fields: list[str] | None = None) -> str:
-    """The SELECT yielding the request fields of every non-empty line of the file ``path``."""
+    """The SELECT yielding the request fields of every non-empty line of the file ``path``
+    (every format, every line: the general way; see ``csv_sql`` for the fast one)."""
+    lines = f"SELECT line FROM read_csv({_sql_str(path)}, {_LINES}) WHERE line IS NOT NULL"
     if fmt.name in ("combined", "varnishncsa"):
-        return _combined_file(path)
-    return select_sql(fmt, f"(SELECT line FROM read_csv({_sql_str(path)}, {_LINES}) "
-                           "WHERE line IS NOT NULL)", fields)
+        return _combined_lines(lines)
+    return select_sql(fmt, f"({lines})", fields)
+
+
+def rejected_sql(rejects: str) -> str:
+    """The request fields of the lines ``csv_sql`` refused (each once, in file order), the
+    general way."""
+    return _combined_lines(f"SELECT any_value(csv_line) AS line FROM {rejects} GROUP BY line "
+                           "ORDER BY line")
 
 
 def select_sql(fmt: Format, rel: str, fields: list[str] | None = None) -> str:
@@ -187,11 +200,11 @@ SELECT try_strptime(t, '%d/%b/%Y:%H:%M:%S %z') AS ts, ip, split_part(req, ' ', 1
 FROM (SELECT *, split_part(req, ' ', 2) AS target FROM ({rel}))"""
 
 
-def _combined_file(path: str) -> str:
-    """Combined lines read as one column and split at their quotes with ``string_split``
-    (cheaper than the CSV reader's 16-column split, which cost twice as much): a line with
-    exactly six quotes, ending in one, is taken apart with a few string functions; any other
-    (Apache's escaped quotes, "common" lines, junk) goes through RE2, only those rows."""
+def _combined_lines(rel: str) -> str:
+    """Combined lines (``rel``: one VARCHAR column ``line``) split at their quotes with
+    ``string_split``: a line with exactly six quotes, ending in one, is taken apart with a few
+    string functions; any other (Apache's escaped quotes, "common" lines, junk) goes through
+    RE2, only those rows."""
     names = ("ip", "t", "req", "sb", "ref", "ua")
     fast = ("split_part(x[1], ' ', 1)", "x[1][strpos(x[1], '[') + 1:strpos(x[1], ']') - 1]",
             "x[2]", "trim(x[3])", "x[4]", "x[6]")
@@ -204,8 +217,40 @@ def _combined_file(path: str) -> str:
                                -- a field ending in a backslash: its quote was escaped
                                AND NOT (suffix(x[2], '\\') OR suffix(x[4], '\\')
                                         OR suffix(x[6], '\\')), FALSE) AS six
-        FROM (SELECT line, string_split(line, '"') AS x
-              FROM read_csv({_sql_str(path)}, {_LINES}) WHERE line IS NOT NULL))""")
+        FROM (SELECT line, string_split(line, '"') AS x FROM ({rel})))""")
+
+
+# Space-separated, '"'-quoted: ip ident user [date zone] "request" status bytes "referer"
+# "agent", then up to six more fields (nginx's "main" adds X-Forwarded-For), ignored.
+_CSV_COLUMNS = ("{'ip': 'VARCHAR', 'ident': 'VARCHAR', 'user': 'VARCHAR', 'd': 'TIMESTAMP', "
+                "'zone': 'VARCHAR', 'req': 'VARCHAR', 'status': 'USMALLINT', 'bytes': 'UBIGINT', "
+                "'ref': 'VARCHAR', 'ua': 'VARCHAR', "
+                + ", ".join(f"'extra{i}': 'VARCHAR'" for i in range(6)) + "}")
+# "-0600]" → microseconds east of UTC (NULL when it is not a zone).
+_ZONE_US = ("CASE WHEN length(zone) = 6 AND zone[6] = ']' THEN "
+            "(CASE zone[1] WHEN '-' THEN -1 WHEN '+' THEN 1 END) * "
+            "(try_cast(zone[2:3] AS UTINYINT) * 3600000000 "
+            "+ try_cast(zone[4:5] AS UTINYINT) * 60000000) END")
+
+
+def csv_sql(path: str, rejects: str | None = None) -> str:
+    """Combined-shaped lines of ``path`` as typed CSV columns: the reader parses the time,
+    status and size itself (no per-row string splitting nor strptime), several times cheaper
+    than ``source_sql``. Lines it refuses (a user name with a space, more fields than it
+    expects, a field it cannot cast) are left out, and recorded in the temp table
+    ``rejects`` when given, for ``rejected_sql`` to read the general way. Not for lines
+    with backslash-escaped quotes (Apache): it would split them at the escaped quote."""
+    errors = (f"store_rejects=true, rejects_table={_sql_str(rejects)}, "
+              f"rejects_scan={_sql_str(rejects + '_scan')}" if rejects else "ignore_errors=true")
+    opts = (f"columns={_CSV_COLUMNS}, delim=' ', quote='\"', escape='\"', header=false, "
+            "auto_detect=false, strict_mode=false, null_padding=true, nullstr='-', "
+            f"timestampformat='[%d/%b/%Y:%H:%M:%S', {errors}")
+    path_sql, query = _split_target("target")
+    return f"""
+SELECT make_timestamptz(epoch_us(d) - {_ZONE_US}) AS ts, coalesce(ip, '-') AS ip,
+       split_part(req, ' ', 1) AS method, {path_sql} AS path, {query} AS query, status,
+       coalesce(bytes, 0) AS bytes, coalesce(ref, '') AS referer, coalesce(ua, '') AS ua
+FROM (SELECT *, split_part(req, ' ', 2) AS target FROM read_csv({_sql_str(path)}, {opts}))"""
 
 
 def _json(rel: str, keys: dict[str, str], *, target: bool, iso: bool = False) -> str:

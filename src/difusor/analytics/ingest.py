@@ -2,7 +2,9 @@
 
 A log is read in chunks of whole lines (≤ ``logfile.CHUNK`` bytes, see logfile.py for a file's
 identity, offsets and rotation). Each chunk is spooled to a private temporary file that DuckDB's
-CSV reader parses with the format's SQL (formats.py); only per-DISTINCT work happens in Python
+CSV reader parses with the format's SQL (formats.py) into a temp table, grouped once per
+address/agent, referrer and path, then written straight into ``requests`` with the per-distinct
+results joined back; only per-DISTINCT work happens in Python
 — geolocation per address, user-agent classification per agent — in a worker thread that runs
 while DuckDB parses the next chunk (DuckDB releases the GIL), and comes back to DuckDB as a
 small table. The chunk's rows and the file's new offset are committed together, so an
@@ -44,9 +46,10 @@ from difusor.config import Config
 from difusor.errors import LogFormatError
 
 BEACON_PATH = "/_difusor/b"
-# Rows staged in memory before they are written (≈ 150 B each): one large write per file
-# or per this many rows, whichever comes first.
-FLUSH_ROWS = 2_000_000
+COMBINED_SHAPED = frozenset({"combined", "varnishncsa"})
+_BEACON = f"(method = 'POST' AND path = '{BEACON_PATH}')"
+# A chunk's groups (see Ingestor._group): GROUPING(ip, ua, quarter, referer, path) of each set.
+_PEOPLE, _REFERERS, _PATHS, _ALL = 0b00011, 0b11101, 0b11110, 0b11111
 _TABLES = {
     "_geo": "{'h': 'UBIGINT', 'country': 'VARCHAR', 'state': 'VARCHAR'}",
     "_agent": "{'h': 'UBIGINT', 'browser': 'VARCHAR', 'os': 'VARCHAR', 'device': 'VARCHAR', "
@@ -100,14 +103,12 @@ class _FileState:
     path: Path
     source: str
     edge: bool
-    lines: int              # lines up to ``end``
-    end: int | None = None  # offset after the rows staged and not yet flushed
-    staged: int = 0         # rows staged in _rows
+    lines: int              # lines committed
 
 
 @dataclass
 class _Parsed:
-    table: str
+    slot: str         # its temp tables: the rows <slot>, their groups _g<slot>
     end: int          # the file's offset after this chunk
     newlines: int
     size: int
@@ -115,6 +116,7 @@ class _Parsed:
     bad: int          # of them, not understood
     own: int          # of them, our own agents
     lookups: Future[tuple[str, str]] | None = None  # TSV rows for _geo and _agent
+    asked: tuple[list[str], list[str]] = ([], [])    # the addresses and agents looked up
     day: str = "NULL"  # SQL of a row's local date (see local_day_sql)
 
     @property
@@ -132,11 +134,11 @@ class Ingestor:
         a = cfg.analytics
         self.zone = ZoneInfo(cfg.site.timezone)
         # Lookups run here, one at a time, while DuckDB parses; opening the mmdb and warming
-        # ua-parser (≈ 0.5 s together) is its first job, overlapping the first parse.
+        # ua-parser (≈ 0.3 s together, holding the GIL) is its first job, given once the
+        # database is open so that it overlaps the first parse rather than the opening.
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="difusor-ingesta")
         self._own_geo = geo is None
         self._geo = geo
-        self._opened = self._worker.submit(self._warm_up)
         try:
             self.con = con or (connect(cfg) if wait is None else connect(cfg, wait=wait))
         except BaseException:
@@ -162,12 +164,10 @@ class Ingestor:
         self.con.execute("""
             CREATE OR REPLACE TEMP TABLE _geo (h UBIGINT, country VARCHAR, state VARCHAR);
             CREATE OR REPLACE TEMP TABLE _agent (h UBIGINT, browser VARCHAR, os VARCHAR,
-                                                 device VARCHAR, bot BOOLEAN);
-            CREATE OR REPLACE TEMP TABLE _rows AS FROM requests LIMIT 0;
-            CREATE OR REPLACE TEMP TABLE _vis AS FROM visitors LIMIT 0;
-            CREATE OR REPLACE TEMP TABLE _paths AS FROM paths LIMIT 0;""")
+                                                 device VARCHAR, bot BOOLEAN);""")
         self._own = " OR ".join(f"starts_with(ua, {_lit(p)})" for p in a.own_agents if p) or "FALSE"
         self._insert = self._insert_sql(page_rules(cfg), view_rules(cfg))
+        self._opened = self._worker.submit(self._warm_up)
 
     def _warm_up(self) -> None:
         if self._geo is None:
@@ -221,21 +221,17 @@ class Ingestor:
                 result.bad += dropped
                 parsed = self._parse(chunk, end, spec, fields, f"_c{n % 2}")
                 if pending is not None:
-                    self._stage(pending, state, result, on_bytes)
+                    self._store(pending, state, result, on_bytes)
                 pending = parsed
-                if state.staged >= FLUSH_ROWS:
-                    self._flush(state)
                 if should_stop and should_stop():
                     break
             else:
                 if pending is not None:
-                    self._stage(pending, state, result, on_bytes)
+                    self._store(pending, state, result, on_bytes)
                     pending = None
-            self._flush(state)
         finally:
             if pending is not None:  # not stored: its lookups still belong in _geo / _agent
                 self._discard(pending)
-            self._unstage()  # after an error, nothing staged survives
         if not result.bytes:
             result.already = 1
         return result
@@ -250,42 +246,99 @@ class Ingestor:
     # -- one chunk --------------------------------------------------------------------
 
     def _parse(self, chunk: bytes, end: int, spec: formats.Format, fields: list[str] | None,
-               table: str) -> _Parsed:
-        """Chunk → a temp table of request fields; its new addresses and agents are handed to
-        the worker to look up (per distinct value: the only per-value work done in Python)."""
+               slot: str) -> _Parsed:
+        """Chunk → a temp table of its rows (``<slot>``) and their per-distinct groups
+        (``_g<slot>``); the new addresses and agents are handed to the worker to look up (per
+        distinct value: the only per-value work done in Python). Combined lines are read by
+        DuckDB's CSV reader as typed columns (``formats.csv_sql``), the lines it refuses the
+        general way, appended after the others; with an escaped quote about (Apache) the
+        whole chunk goes the general way."""
         if not chunk.isascii():  # DuckDB drops lines that are not UTF-8: mend them instead
             try:
                 chunk.decode("utf-8")
             except UnicodeDecodeError:
                 chunk = chunk.decode("utf-8", "replace").encode("utf-8")
-        spool = self.tmp / f"trozo{table}.log"
+        spool = self.tmp / f"trozo{slot}.log"
         spool.write_bytes(chunk)
         con = self.con
         try:
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE {table} AS
-                SELECT *, ok AND ({self._own}) AS own
-                FROM (SELECT *, (ts IS NOT NULL AND status IS NOT NULL AND ip <> ''
-                                 AND method IS NOT NULL) AS ok
-                      FROM ({formats.source_sql(spec, str(spool), fields)}))""")
+            # (a backslash alone is found by memchr: far cheaper than looking for the pair)
+            if spec.name in COMBINED_SHAPED and (b"\\" not in chunk or b'\\"' not in chunk):
+                rejects = f"_rechazo{slot}"
+                try:
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE {slot} AS " + self._flagged(
+                        formats.csv_sql(str(spool), rejects)))
+                    if self._refused(rejects):
+                        con.execute(f"INSERT INTO {slot} "
+                                    + self._flagged(formats.rejected_sql(rejects)))
+                finally:
+                    con.execute(f"DROP TABLE IF EXISTS {rejects}; "
+                                f"DROP TABLE IF EXISTS {rejects}_scan")
+            else:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {slot} AS " + self._flagged(
+                    formats.source_sql(spec, str(spool), fields)))
+            self._group(slot)
+        except BaseException:
+            self._drop(slot)
+            raise
         finally:
             spool.unlink(missing_ok=True)
         lines, good, own, first, last = con.execute(
-            f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own), "
-            f"min(ts) FILTER (ok), max(ts) FILTER (ok) FROM {table}").fetchone()  # type: ignore[misc]
-        parsed = _Parsed(table, end, chunk.count(b"\n"), len(chunk), lines, lines - good, own)
+            f"SELECT n, good, own, first, last FROM _g{slot} WHERE gid = {_ALL}"
+        ).fetchone()  # type: ignore[misc]
+        parsed = _Parsed(slot, end, chunk.count(b"\n"), len(chunk), lines, lines - good, own)
         if parsed.expected:
             parsed.day = local_day_sql(self.zone, first, last)
             ips = [(ip, h) for ip, h in con.execute(
-                f"SELECT DISTINCT ip, hash(ip) FROM {table} WHERE ok AND NOT own").fetchall()
+                f"SELECT DISTINCT ip, hash(ip) FROM _g{slot} WHERE gid = {_PEOPLE} "
+                f"AND ip IS NOT NULL").fetchall()
                 if ip not in self._known_ips]
             uas = [(ua, h) for ua, h in con.execute(
-                f"SELECT DISTINCT ua, hash(ua) FROM {table} WHERE ok AND NOT own").fetchall()
+                f"SELECT DISTINCT ua, hash(ua) FROM _g{slot} WHERE gid = {_PEOPLE} "
+                f"AND ip IS NOT NULL").fetchall()
                 if ua not in self._known_uas]
             self._known_ips.update(ip for ip, _ in ips)
             self._known_uas.update(ua for ua, _ in uas)
+            parsed.asked = ([ip for ip, _ in ips], [ua for ua, _ in uas])
             parsed.lookups = self._worker.submit(self._lookups, ips, uas)
         return parsed
+
+    def _flagged(self, source: str) -> str:
+        """``source``'s rows with ``ok`` (understood) and ``own`` (our monitor's agents)."""
+        return f"""
+            SELECT *, ok AND ({self._own}) AS own
+            FROM (SELECT *, (ts IS NOT NULL AND status IS NOT NULL AND ip <> ''
+                             AND method IS NOT NULL) AS ok
+                  FROM ({source}))"""
+
+    def _group(self, slot: str) -> None:
+        """One pass over the rows, grouped several ways at once (``gid`` says which): per
+        address, agent and quarter hour (a local day never changes inside one: zone offsets
+        are whole quarter hours), per referrer, per path, and the totals."""
+        keep = "ok AND NOT own"
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _g{slot} AS
+            SELECT GROUPING(ip, ua, quarter, referer, path) AS gid, ip, ua, referer, path,
+                   count(*) AS n, count(*) FILTER (ok) AS good, count(*) FILTER (own) AS own,
+                   min(ts) FILTER ({keep}) AS first, max(ts) FILTER ({keep}) AS last
+            FROM (SELECT ok, own, ts,
+                         CASE WHEN {keep} THEN ip END AS ip,
+                         CASE WHEN {keep} THEN ua END AS ua,
+                         CASE WHEN {keep} THEN epoch(ts) // 900 END AS quarter,
+                         CASE WHEN {keep} THEN referer END AS referer,
+                         CASE WHEN {keep} AND NOT {_BEACON} THEN path END AS path
+                  FROM {slot})
+            GROUP BY GROUPING SETS ((ip, ua, quarter), (referer), (path), ())""")
+
+    def _refused(self, rejects: str) -> bool:
+        try:
+            (n,) = self.con.execute(f"SELECT count(*) FROM {rejects}").fetchone()  # type: ignore[misc]
+        except duckdb.CatalogException:  # nothing refused: no table
+            return False
+        return bool(n)
+
+    def _drop(self, slot: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {slot}; DROP TABLE IF EXISTS _g{slot}")
 
     def _lookups(self, ips: list[tuple[str, int]], uas: list[tuple[str, int]]) -> tuple[str, str]:
         """(geo TSV, agents TSV) keyed by DuckDB's hash of the string: the strings themselves
@@ -309,38 +362,39 @@ class Ingestor:
         try:
             self._take_lookups(parsed)
         finally:
-            self.con.execute(f"DROP TABLE IF EXISTS {parsed.table}")
+            self._drop(parsed.slot)
 
-    def _stage(self, parsed: _Parsed, state: _FileState, result: IngestResult,
+    def _forget(self, parsed: _Parsed) -> None:
+        """A chunk rolled back: its lookups went with it, so they are asked again later."""
+        ips, uas = parsed.asked
+        self._known_ips.difference_update(ips)
+        self._known_uas.difference_update(uas)
+
+    def _store(self, parsed: _Parsed, state: _FileState, result: IngestResult,
                on_bytes: Callable[[int], None] | None) -> None:
-        """The chunk's rows, anonymised and classified, into the temp table _rows."""
+        """The chunk's rows, anonymised and classified, and the file's offset after them, in
+        one transaction. Requests go straight from the parsed chunk into ``requests`` (each
+        chunk is at least a few row groups, written compressed once); the lookups are only
+        needed for the visitors, after that write, so the worker has had it to finish them."""
         con = self.con
-        table = parsed.table
         stored = 0
         try:
-            self._take_lookups(parsed)
-            if parsed.expected:
-                self._ensure_salts([d for (d,) in con.execute(
-                    f"SELECT DISTINCT {parsed.day} FROM {table} WHERE ok AND NOT own").fetchall()])
-                # The visitor key: a keyed hash (the day's secret salt) per distinct (day,
-                # address); rows mix it with their agent, and stay as unguessable as the key.
-                con.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE _ipday AS
-                    SELECT d.day, d.ip, md5_number_lower(hex(s.salt) || d.ip) AS key,
-                           g.country, g.state
-                    FROM (SELECT DISTINCT {parsed.day} AS day, ip FROM {table}
-                          WHERE ok AND NOT own) AS d
-                    JOIN salts AS s USING (day) JOIN _geo AS g ON g.h = hash(d.ip)""")
-                insert, dims = (sql.replace("__C__", table).replace("__DAY__", parsed.day)
-                                for sql in self._insert)
-                (stored,) = con.execute(insert, [state.source, state.edge]
-                                        ).fetchone()  # type: ignore[misc]
-                con.execute(dims)
+            con.execute("BEGIN")
+            try:
+                if parsed.expected:
+                    stored = self._write(parsed, state)
+                else:
+                    self._take_lookups(parsed)
+                self._save_offset(state.fp, state.source, state.path, parsed.end,
+                                  state.lines + parsed.newlines)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                self._forget(parsed)
+                raise
         finally:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._drop(parsed.slot)
         state.lines += parsed.newlines
-        state.end = parsed.end
-        state.staged += stored
         result.lines += parsed.lines
         result.own += parsed.own
         result.rows += stored
@@ -349,41 +403,28 @@ class Ingestor:
         if on_bytes:
             on_bytes(parsed.size)
 
-    def _flush(self, state: _FileState) -> None:
-        """The staged rows and the file's offset after them, in one transaction. One large
-        INSERT lets DuckDB write whole compressed row groups once; many small ones went
-        through the WAL and were compressed again at the checkpoint (≈ 2.5× the work)."""
-        if state.end is None:
-            return
+    def _write(self, parsed: _Parsed, state: _FileState) -> int:
         con = self.con
-        try:
-            con.execute("BEGIN")
-            try:
-                if state.staged:
-                    con.execute("INSERT INTO requests SELECT * FROM _rows")
-                    ip = "coalesce(excluded.ip, visitors.ip)" if self.keep_ip else "NULL"
-                    con.execute(f"""
-                        INSERT INTO visitors
-                        SELECT day, visitor, any_value(ip), max(last_ts), any_value(country),
-                               any_value(state), any_value(browser), any_value(os),
-                               any_value(device), any_value(bot)
-                        FROM _vis GROUP BY day, visitor
-                        ON CONFLICT (day, visitor) DO UPDATE SET ip = {ip},
-                            last_ts = greatest(visitors.last_ts, excluded.last_ts)""")
-                    con.execute("""
-                        INSERT INTO paths SELECT path, any_value(page), any_value(view)
-                        FROM _paths GROUP BY path ON CONFLICT (path) DO NOTHING""")
-                self._save_offset(state.fp, state.source, state.path, state.end, state.lines)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        finally:
-            self._unstage()
-            state.end, state.staged = None, 0
-
-    def _unstage(self) -> None:
-        self.con.execute("DELETE FROM _rows; DELETE FROM _vis; DELETE FROM _paths")
+        g = f"_g{parsed.slot}"
+        people = f"SELECT {parsed.day.replace('ts', 'last')} AS day, ip, ua, last FROM {g} " \
+                 f"WHERE gid = {_PEOPLE} AND ip IS NOT NULL"
+        self._ensure_salts([d for (d,) in con.execute(
+            f"SELECT DISTINCT day FROM ({people})").fetchall()])
+        # The visitor key: a keyed hash (the day's secret salt) per distinct (day, address);
+        # rows mix it with their agent, and stay as unguessable as the key.
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _ipday AS
+            SELECT d.day, d.ip, md5_number_lower(hex(s.salt) || d.ip) AS key
+            FROM (SELECT DISTINCT day, ip FROM ({people})) AS d JOIN salts AS s USING (day)""")
+        requests, visitors = (sql.replace("__C__", parsed.slot).replace("__G__", g)
+                              .replace("__DAY__", parsed.day).replace("__PEOPLE__", people)
+                              for sql in self._insert)
+        (stored,) = con.execute(requests, [state.source, state.edge]
+                                ).fetchone()  # type: ignore[misc]
+        self._take_lookups(parsed)
+        ip = "coalesce(excluded.ip, visitors.ip)" if self.keep_ip else "NULL"
+        con.execute(visitors.replace("__IP__", ip))
+        return int(stored)
 
     def _load(self, table: str, text: str) -> None:
         """Append TSV rows to a temp table (far faster than executemany)."""
@@ -409,22 +450,21 @@ class Ingestor:
             self._salted.add(d)
 
     def _insert_sql(self, pages: list[str], views: list[tuple[str, str]]) -> tuple[str, str]:
-        """(the INSERT of a chunk's requests, the staging of its visitors and paths).
-        ``_ipday`` holds per (day, address) the keyed hash and the place, so the per-row work
-        is one cheap hash and two joins; agent, place and page/view are stored per distinct
-        visitor-day and path (schema.py), never per row."""
+        """(the INSERT of a chunk's requests, the upserts of its visitors and paths).
+        ``_ipday`` holds per (day, address) the keyed hash, so the per-row work is one cheap
+        hash and two joins; agent, place and page/view are stored per distinct visitor-day and
+        path (schema.py), from the chunk's groups, never per row."""
         lit = _lit
         page = " OR ".join(f"lp GLOB {lit(g.lower())}" for g in pages) or "FALSE"
         view = ("CASE " + " ".join(f"WHEN lp GLOB {lit(g.lower())} THEN {lit(v)}"
                                    for g, v in views) + " END") if views else "NULL"
-        beacon = f"(c.method = 'POST' AND c.path = {lit(BEACON_PATH)})"
         # scheme://[user@]host[:port]/… → host, without a regex; per distinct referrer (a
         # handful), joined back: string functions on every row cost a second per million.
         ref = ("CASE WHEN contains(referer, '://') THEN lower(split_part(split_part(split_part("
                "referer, '/', 3), '@', -1), ':', 1)) ELSE '' END")
         site = lit(self.site_host)
         requests = f"""
-            INSERT INTO _rows
+            INSERT INTO requests
             SELECT c.ts, c.day, hash(k.key, c.ua),
                    CASE WHEN b THEN 'BEACON' ELSE c.method END,
                    CASE WHEN b THEN coalesce(try(url_decode(
@@ -434,26 +474,27 @@ class Ingestor:
                    CASE WHEN b THEN try_cast(regexp_extract(c.query, '(?:^|&)v=([0-9]+)', 1)
                                              AS UINTEGER) END,
                    $1, $2
-            FROM (SELECT c.*, __DAY__ AS day, {beacon} AS b
+            FROM (SELECT c.*, __DAY__ AS day, {_BEACON} AS b
                   FROM __C__ AS c WHERE ok AND NOT own) AS c
             JOIN _ipday AS k USING (day, ip)
-            JOIN (SELECT referer, {ref} AS rh
-                  FROM (SELECT DISTINCT referer FROM __C__ WHERE ok AND NOT own)) AS r
+            JOIN (SELECT referer, {ref} AS rh FROM __G__ WHERE gid = {_REFERERS}) AS r
                 USING (referer)"""
-        dims = f"""
-            INSERT INTO _vis
+        visitors = f"""
+            INSERT INTO visitors
             SELECT d.day, hash(k.key, d.ua), {"d.ip" if self.keep_ip else "NULL"}, d.last,
-                   k.country, k.state, a.browser, a.os, a.device, a.bot
-            FROM (SELECT __DAY__ AS day, ip, ua, max(ts) AS last FROM __C__
-                  WHERE ok AND NOT own GROUP BY ALL) AS d
+                   g.country, g.state, a.browser, a.os, a.device, a.bot
+            FROM (SELECT day, ip, ua, max(last) AS last FROM (__PEOPLE__) GROUP BY ALL) AS d
             JOIN _ipday AS k USING (day, ip)
-            JOIN _agent AS a ON a.h = hash(d.ua);
-            INSERT INTO _paths
+            JOIN _geo AS g ON g.h = hash(d.ip)
+            JOIN _agent AS a ON a.h = hash(d.ua)
+            ON CONFLICT (day, visitor) DO UPDATE SET ip = __IP__,
+                last_ts = greatest(visitors.last_ts, excluded.last_ts);
+            INSERT INTO paths
             SELECT path, {page}, {view}
-            FROM (SELECT path, lower(path) AS lp
-                  FROM (SELECT DISTINCT path FROM __C__ WHERE ok AND NOT own
-                        AND NOT (method = 'POST' AND path = {lit(BEACON_PATH)})))"""
-        return requests, dims
+            FROM (SELECT path, lower(path) AS lp FROM __G__
+                  WHERE gid = {_PATHS} AND path IS NOT NULL)
+            ON CONFLICT (path) DO NOTHING"""
+        return requests, visitors
 
     # -- housekeeping -----------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 64 << 20
+CHUNK = 128 << 20
 HEAD = 4096
 
 
@@ -77,7 +77,7 @@ def read_head(path: Path, size: int = HEAD) -> bytes:
 
 
 def chunks(path: Path, offset: int, final: bool, warnings: list[str], chunk: int = CHUNK
-           ) -> Iterator[tuple[bytes, int, int]]:
+           ) -> Iterator[tuple[bytes | bytearray, int, int]]:
     """(whole lines, offset after them, lines too long dropped before them) from ``offset`` on,
     at most ``chunk`` bytes each; ``final`` also yields a last line without newline."""
     dropped = 0
@@ -93,25 +93,30 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], chunk: int
             f.seek(offset)
         carry = b""
         while True:
+            # Read into one buffer after the carried partial line: no copy of the chunk.
+            buf = bytearray(chunk)
+            buf[:len(carry)] = carry
             try:
-                data = f.read(chunk - len(carry))
+                got = f.readinto(memoryview(buf)[len(carry):])  # type: ignore[attr-defined]
             except (OSError, EOFError, zlib.error) as exc:
                 warnings.append(f"{path}: compresión dañada ({exc}); leído hasta ahí")
-                data, final = b"", False
-            block = carry + data
-            if not data:
-                if final and block:
-                    offset += len(block)
-                    yield block + b"\n", offset, dropped
+                got, final = 0, False
+            size = len(carry) + (got or 0)
+            del buf[size:]
+            if not got:
+                if final and buf:
+                    offset += size
+                    yield bytes(buf) + b"\n", offset, dropped
                 return
-            cut = block.rfind(b"\n") + 1
-            if cut == 0 and len(block) >= chunk:  # a "line" longer than a chunk: drop it
-                offset += len(block)
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0 and size >= chunk:  # a "line" longer than a chunk: drop it
+                offset += size
                 dropped += 1
                 carry = b""
                 continue
-            carry = block[cut:]
+            carry = bytes(buf[cut:])
             if cut:
                 offset += cut
-                yield block[:cut], offset, dropped
+                del buf[cut:]
+                yield buf, offset, dropped
                 dropped = 0
