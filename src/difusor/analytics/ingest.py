@@ -117,7 +117,7 @@ class _Parsed:
     own: int          # of them, our own agents
     lookups: Future[tuple[str, str]] | None = None  # TSV rows for _geo and _agent
     asked: tuple[list[str], list[str]] = ([], [])    # the addresses and agents looked up
-    day: str = "NULL"  # SQL of a row's local date (see local_day_sql)
+    span: tuple[datetime | None, datetime | None] = (None, None)  # first, last kept instant
 
     @property
     def expected(self) -> int:
@@ -288,7 +288,7 @@ class Ingestor:
         ).fetchone()  # type: ignore[misc]
         parsed = _Parsed(slot, end, chunk.count(b"\n"), len(chunk), lines, lines - good, own)
         if parsed.expected:
-            parsed.day = local_day_sql(self.zone, first, last)
+            parsed.span = (first, last)
             ips = [(ip, h) for ip, h in con.execute(
                 f"SELECT DISTINCT ip, hash(ip) FROM _g{slot} WHERE gid = {_PEOPLE} "
                 f"AND ip IS NOT NULL").fetchall()
@@ -406,7 +406,9 @@ class Ingestor:
     def _write(self, parsed: _Parsed, state: _FileState) -> int:
         con = self.con
         g = f"_g{parsed.slot}"
-        people = f"SELECT {parsed.day.replace('ts', 'last')} AS day, ip, ua, last FROM {g} " \
+        day = local_day_sql(self.zone, *parsed.span)  # of a row's ts; a group's day, of its last
+        people = f"SELECT {local_day_sql(self.zone, *parsed.span, column='last')} AS day, " \
+                 f"ip, ua, last FROM {g} " \
                  f"WHERE gid = {_PEOPLE} AND ip IS NOT NULL"
         self._ensure_salts([d for (d,) in con.execute(
             f"SELECT DISTINCT day FROM ({people})").fetchall()])
@@ -417,7 +419,7 @@ class Ingestor:
             SELECT d.day, d.ip, md5_number_lower(hex(s.salt) || d.ip) AS key
             FROM (SELECT DISTINCT day, ip FROM ({people})) AS d JOIN salts AS s USING (day)""")
         requests, visitors = (sql.replace("__C__", parsed.slot).replace("__G__", g)
-                              .replace("__DAY__", parsed.day).replace("__PEOPLE__", people)
+                              .replace("__DAY__", day).replace("__PEOPLE__", people)
                               for sql in self._insert)
         (stored,) = con.execute(requests, [state.source, state.edge]
                                 ).fetchone()  # type: ignore[misc]
