@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import random
 import re
 import subprocess
 import sys
@@ -12,15 +14,18 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import Site, make_site
 
-from difusor.analytics import agents, formats
+from difusor.analytics import agents, formats, logfile
+from difusor.analytics import ingest as ingest_mod
 from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo, default_db
 from difusor.analytics.ingest import Ingestor, ingest_files
 from difusor.analytics.live import LiveIngest
+from difusor.analytics.metrics import summary
 from difusor.errors import BusyError, LogFormatError
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -225,6 +230,50 @@ def test_bad_lines_are_counted_and_never_stop_the_ingest(site: Site, tmp_path: P
     assert "3 filas guardadas, 3 líneas no entendidas" in result.describe()
     agents_seen = {r["path"]: r for r in rows(site)}
     assert set(agents_seen) == {"/a.html", "/b.html", "/c.html"}
+
+
+def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk boundaries, the lookups of one chunk done while the next is parsed, and chunks
+    read different ways (an Apache escaped quote, bytes that are not UTF-8) change nothing."""
+    rng = random.Random(7)
+    people = [(ip, ua) for ip in (TELMEX_CDMX, TOTALPLAY_CDMX, AXTEL_NL, MICH, US)
+              for ua in (CHROME, IPHONE, ANDROID, GOOGLEBOT)]
+    refs = ["-", "https://www.google.com/search?q=prep", "http://user@t.co:8080/x",
+            "https://prep.example.mx/"]
+    start = datetime(2024, 12, 8, 22, 0, tzinfo=UTC)  # 16:00 in Mexico City: crosses midnight
+    lines, stamps = [], []
+    for i in range(600):
+        ip, ua = rng.choice(people)
+        stamps.append(start + timedelta(seconds=i * 90))
+        when = stamps[-1].astimezone(
+            ZoneInfo("America/Mexico_City")).strftime("%d/%b/%Y:%H:%M:%S %z")
+        path = rng.choice(["/", "/json/main.json", "/json/casillas/1203B1.json?t=1",
+                           "/assets/app.js"])
+        lines.append(combined(ip, path, ua, when=when, ref=rng.choice(refs)).encode())
+    lines[250] = combined(US, "/b.html", ua='Mozilla/5.0 \\"quoted\\" agent').encode()
+    lines[420] = combined(MICH, "/c.html", ua="agente \xff raro").encode("latin-1")
+    stamps[250] = stamps[420] = datetime(2024, 12, 9, 2, 30, tzinfo=UTC)
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(lines))
+    whole, small = make_site(tmp_path / "a"), make_site(tmp_path / "b")
+    try:
+        assert ingest_files(whole.cfg, [log]).rows == 600
+        monkeypatch.setattr(ingest_mod, "chunks", functools.partial(logfile.chunks, chunk=3000,
+                                                                    piece=64))
+        result = ingest_files(small.cfg, [log])
+        assert (result.rows, result.bad) == (600, 0)
+        q = ("SELECT ts, day, country, state, method, path, query, status, bytes, referer_host, "
+             "browser, os, device, bot, page, view FROM hits ORDER BY rowid")
+        assert rows(small, q) == rows(whole, q)
+        assert [r["ts"] for r in rows(whole, q)] == stamps  # in the log's order
+        people_q = "SELECT day, count(DISTINCT visitor) AS n FROM hits GROUP BY day ORDER BY day"
+        assert rows(small, people_q) == rows(whole, people_q)
+        assert len(rows(small, people_q)) == 2
+        assert summary(small.cfg, None, None) == summary(whole.cfg, None, None)
+    finally:
+        whole.ledger.close()
+        small.ledger.close()
 
 
 def test_fast_combined_reader_agrees_with_the_general_one_on_odd_lines(

@@ -233,24 +233,40 @@ _ZONE_US = ("CASE WHEN length(zone) = 6 AND zone[6] = ']' THEN "
             "+ try_cast(zone[4:5] AS UTINYINT) * 60000000) END")
 
 
-def csv_sql(path: str, rejects: str | None = None) -> str:
+def csv_sql(path: str, rejects: str | None = None, zone: str | None = None) -> str:
     """Combined-shaped lines of ``path`` as typed CSV columns: the reader parses the time,
     status and size itself (no per-row string splitting nor strptime), several times cheaper
     than ``source_sql``. Lines it refuses (a user name with a space, more fields than it
     expects, a field it cannot cast) are left out, and recorded in the temp table
     ``rejects`` when given, for ``rejected_sql`` to read the general way. Not for lines
-    with backslash-escaped quotes (Apache): it would split them at the escaped quote."""
+    with backslash-escaped quotes (Apache): it would split them at the escaped quote.
+    ``zone`` ("-0600", see ``zone_of``), the log's usual offset, is recognised by one string
+    comparison, the others by arithmetic (a third of the time column's cost)."""
     errors = (f"store_rejects=true, rejects_table={_sql_str(rejects)}, "
               f"rejects_scan={_sql_str(rejects + '_scan')}" if rejects else "ignore_errors=true")
     opts = (f"columns={_CSV_COLUMNS}, delim=' ', quote='\"', escape='\"', header=false, "
             "auto_detect=false, strict_mode=false, null_padding=true, nullstr='-', "
             f"timestampformat='[%d/%b/%Y:%H:%M:%S', {errors}")
     path_sql, query = _split_target("target")
+    offset = _ZONE_US
+    if zone and _ZONE.fullmatch(zone):
+        us = (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
+        offset = f"CASE zone WHEN '{zone}]' THEN {us * 1_000_000} ELSE {_ZONE_US} END"
     return f"""
-SELECT make_timestamptz(epoch_us(d) - {_ZONE_US}) AS ts, coalesce(ip, '-') AS ip,
+SELECT make_timestamptz(epoch_us(d) - {offset}) AS ts, coalesce(ip, '-') AS ip,
        split_part(req, ' ', 1) AS method, {path_sql} AS path, {query} AS query, status,
        coalesce(bytes, 0) AS bytes, coalesce(ref, '') AS referer, coalesce(ua, '') AS ua
 FROM (SELECT *, split_part(req, ' ', 2) AS target FROM read_csv({_sql_str(path)}, {opts}))"""
+
+
+_ZONE = re.compile(r"[+-]\d{4}")
+_STAMP = re.compile(rb"\[\d\d/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d ([+-]\d{4})\]")
+
+
+def zone_of(head: bytes) -> str | None:
+    """The offset ("-0600") of the first combined-style time in a log's first bytes."""
+    found = _STAMP.search(head)
+    return found.group(1).decode() if found else None
 
 
 def _json(rel: str, keys: dict[str, str], *, target: bool, iso: bool = False) -> str:

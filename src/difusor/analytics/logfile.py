@@ -8,16 +8,19 @@ Offsets count uncompressed bytes, so a file keeps its offset when it is compress
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import os
 import re
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 128 << 20
+PIECE = 1 << 20   # the copy buffer: stays in the CPU's cache
 HEAD = 4096
 
 
@@ -76,10 +79,23 @@ def read_head(path: Path, size: int = HEAD) -> bytes:
             return b""
 
 
-def chunks(path: Path, offset: int, final: bool, warnings: list[str], chunk: int = CHUNK
-           ) -> Iterator[tuple[bytes | bytearray, int, int]]:
-    """(whole lines, offset after them, lines too long dropped before them) from ``offset`` on,
-    at most ``chunk`` bytes each; ``final`` also yields a last line without newline."""
+@dataclass
+class Chunk:
+    """Whole lines of a log, just written to the spool file given to ``chunks``."""
+    end: int              # the file's offset after them (uncompressed bytes)
+    size: int             # bytes in the spool
+    dropped: int          # lines longer than a chunk skipped before them
+    utf8: bool            # the bytes are valid UTF-8 (almost always: logs are ASCII)
+    escaped_quote: bool   # a backslash before a quote somewhere (Apache escapes quotes so)
+
+
+def chunks(path: Path, offset: int, final: bool, warnings: list[str], spool: Path,
+           chunk: int = CHUNK, piece: int = PIECE) -> Iterator[Chunk]:
+    """From ``offset`` on, chunks of whole lines of at most ``chunk`` bytes, each written to
+    ``spool`` (replacing the previous one) before it is yielded; ``final`` also takes a last line
+    without newline (and adds one). The bytes pass through one small buffer: copying a chunk
+    piece by piece and looking at each piece while it is hot costs a third of reading the
+    chunk into memory and writing it out again."""
     dropped = 0
     with open_log(path) as f:
         if isinstance(f, gzip.GzipFile):
@@ -91,32 +107,96 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], chunk: int
                 skip -= len(step)
         else:
             f.seek(offset)
+        copier = _Copier(f, min(piece, chunk), path, warnings)
         carry = b""
         while True:
-            # Read into one buffer after the carried partial line: no copy of the chunk.
-            buf = bytearray(chunk)
-            buf[:len(carry)] = carry
-            try:
-                got = f.readinto(memoryview(buf)[len(carry):])  # type: ignore[attr-defined]
-            except (OSError, EOFError, zlib.error) as exc:
-                warnings.append(f"{path}: compresión dañada ({exc}); leído hasta ahí")
-                got, final = 0, False
-            size = len(carry) + (got or 0)
-            del buf[size:]
-            if not got:
-                if final and buf:
-                    offset += size
-                    yield bytes(buf) + b"\n", offset, dropped
+            with open(spool, "w+b") as out:
+                size, cut, eof = copier.fill(out, carry, chunk)
+                out.flush()
+                written = cut
+                if eof and final and not copier.damaged and size > cut:  # no newline yet
+                    out.write(b"\n")
+                    cut, written, carry = size, size + 1, b""
+                elif cut:
+                    carry = os.pread(out.fileno(), size - cut, cut)
+                    out.truncate(cut)
+                elif size >= chunk:  # one "line" longer than a chunk: dropped, to its end
+                    skipped, carry = copier.skip_line()
+                    offset += size + skipped
+                    dropped += 1
+                    continue
+            if not cut:
                 return
-            cut = buf.rfind(b"\n") + 1
-            if cut == 0 and size >= chunk:  # a "line" longer than a chunk: drop it
-                offset += size
-                dropped += 1
-                carry = b""
-                continue
-            carry = bytes(buf[cut:])
-            if cut:
-                offset += cut
-                del buf[cut:]
-                yield buf, offset, dropped
-                dropped = 0
+            offset += cut
+            yield Chunk(offset, written, dropped, copier.utf8, copier.escaped_quote)
+            dropped = 0
+            if eof:
+                return
+
+
+class _Copier:
+    """Copies a log into spool files through one reusable buffer, noting what it saw."""
+
+    def __init__(self, f: BinaryIO, piece: int, path: Path, warnings: list[str]) -> None:
+        self.f, self.path, self.warnings = f, path, warnings
+        self.buf = bytearray(piece)
+        self.view = memoryview(self.buf)
+        self.utf8, self.escaped_quote = True, False
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._last = 0
+        self.damaged = False  # a compressed log ended in an error: its tail is not a line
+
+    def fill(self, out: BinaryIO, carry: bytes, chunk: int) -> tuple[int, int, bool]:
+        """Writes ``carry`` then the log's next bytes to ``out`` until ``chunk`` bytes or the
+        end: (bytes written, bytes up to the last newline, whether the log ended)."""
+        out.write(carry)
+        self.utf8, self.escaped_quote = True, False
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._last = 0
+        self._look(carry)
+        size, cut = len(carry), 0
+        while size < chunk:
+            got = self._read(min(len(self.buf), chunk - size))
+            if not got:
+                return size, cut, True
+            part = self.view[:got]
+            out.write(part)
+            self._look(self.buf if got == len(self.buf) else bytes(part))
+            newline = self.buf.rfind(b"\n", 0, got)
+            if newline >= 0:
+                cut = size + newline + 1
+            size += got
+        return size, cut, False
+
+    def skip_line(self) -> tuple[int, bytes]:
+        """Reads on to the end of the current line: (bytes skipped, what follows it read)."""
+        skipped = 0
+        while got := self._read(len(self.buf)):
+            newline = self.buf.find(b"\n", 0, got)
+            if newline >= 0:
+                return skipped + newline + 1, bytes(self.buf[newline + 1:got])
+            skipped += got
+        return skipped, b""
+
+    def _read(self, want: int) -> int:
+        try:
+            return self.f.readinto(self.view[:want]) or 0  # type: ignore[attr-defined]
+        except (OSError, EOFError, zlib.error) as exc:
+            self.warnings.append(f"{self.path}: compresión dañada ({exc}); leído hasta ahí")
+            self.damaged = True
+            return 0
+
+    def _look(self, data: bytes | bytearray) -> None:
+        if not data:
+            return
+        # ASCII (nearly every piece) is valid UTF-8 on its own, unless a sequence is pending.
+        if self.utf8 and (not data.isascii() or self._decoder.getstate()[0]):
+            try:
+                self._decoder.decode(data)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        # memchr for a backslash first: far cheaper than looking for the pair everywhere
+        if not self.escaped_quote and (data.find(b"\\") >= 0 or self._last == 0x5C):
+            self.escaped_quote = (data.find(b'\\"') >= 0
+                                  or (self._last == 0x5C and data[0] == 0x22))
+        self._last = data[-1]

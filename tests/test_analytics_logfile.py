@@ -1,0 +1,98 @@
+"""A log read in chunks of whole lines: boundaries, partial lines, resumes, long lines, gzip,
+and what the copy notices on the way (UTF-8, Apache's escaped quotes)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from difusor.analytics.logfile import Chunk, chunks
+
+
+def read_all(log: Path, tmp: Path, offset: int = 0, final: bool = False, chunk: int = 100,
+             piece: int = 7) -> tuple[list[Chunk], list[bytes], list[str]]:
+    spool, found, texts, warnings = tmp / "spool", [], [], []
+    for c in chunks(log, offset, final, warnings, spool, chunk=chunk, piece=piece):
+        found.append(c)
+        texts.append(spool.read_bytes())
+    return found, texts, warnings
+
+
+def lines(n: int) -> bytes:
+    return b"".join(b"linea %d %s\n" % (i, b"x" * (i * 7 % 40)) for i in range(n))
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 1 << 20])
+def test_chunks_are_whole_lines_that_add_up_to_the_log(tmp_path: Path, piece: int) -> None:
+    data = lines(60)
+    log = tmp_path / "access.log"
+    log.write_bytes(data)
+    found, texts, _ = read_all(log, tmp_path, piece=piece)
+    assert b"".join(texts) == data
+    assert len(found) > 5
+    for c, text in zip(found, texts, strict=True):
+        assert text.endswith(b"\n") and len(text) <= 100 and c.size == len(text)
+        assert c.utf8 and not c.escaped_quote and c.dropped == 0
+    assert [c.end for c in found] == [sum(map(len, texts[:i + 1])) for i in range(len(texts))]
+
+
+def test_a_partial_last_line_waits_unless_final_and_a_resume_reads_only_what_follows(
+        tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(lines(20) + b"a medias")
+    found, texts, _ = read_all(log, tmp_path)
+    assert b"".join(texts) == lines(20)
+    end = found[-1].end
+    assert end == len(lines(20))
+    # resumed at the saved offset: nothing new until the line is finished…
+    assert read_all(log, tmp_path, offset=end)[1] == []
+    # …or the log is known to be complete (the live tail's last look at a rotated file)
+    found, texts, _ = read_all(log, tmp_path, offset=end, final=True)
+    assert texts == [b"a medias\n"] and found[0].end == log.stat().st_size
+    with log.open("ab") as f:
+        f.write(b" y completa\notra\n")
+    assert read_all(log, tmp_path, offset=end)[1] == [b"a medias y completa\notra\n"]
+
+
+def test_a_line_longer_than_a_chunk_is_dropped_whole_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"antes\n" + b"L" * 350 + b"\ndespues 1\ndespues 2\n")
+    found, texts, _ = read_all(log, tmp_path)
+    assert b"".join(texts) == b"antes\ndespues 1\ndespues 2\n"
+    assert sum(c.dropped for c in found) == 1
+    assert found[-1].end == log.stat().st_size
+
+
+def test_the_copy_notices_bad_utf8_and_escaped_quotes_across_pieces(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    ok = "línea con acentos: Michoacán, Nuevo León, 北京\n".encode()
+    log.write_bytes(ok * 3)
+    found, texts, _ = read_all(log, tmp_path, chunk=1000, piece=3)  # sequences cut by pieces
+    assert b"".join(texts) == ok * 3 and found[0].utf8
+    log.write_bytes(ok + b"mal \xff\xfe\n" + ok)
+    assert not read_all(log, tmp_path, chunk=1000, piece=3)[0][0].utf8
+    log.write_bytes(b'1.2.3.4 "GET /a\\\\b HTTP/1.1" ruta\\con\\barras\n')
+    assert not read_all(log, tmp_path, chunk=1000, piece=3)[0][0].escaped_quote
+    for cut in range(1, 20):  # the pair \" split between two pieces, wherever it falls
+        log.write_bytes(b"x" * cut + b'"GET /\\"a\\" HTTP/1.1"\n')
+        assert read_all(log, tmp_path, chunk=1000, piece=cut)[0][0].escaped_quote
+
+
+def test_a_compressed_log_reads_the_same_and_a_damaged_one_up_to_the_damage(
+        tmp_path: Path) -> None:
+    data = lines(40)
+    plain, packed = tmp_path / "access.log", tmp_path / "access.log.1.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    a, ta, _ = read_all(plain, tmp_path)
+    b, tb, _ = read_all(packed, tmp_path)
+    assert ta == tb and [c.end for c in a] == [c.end for c in b]
+    resumed = read_all(packed, tmp_path, offset=a[2].end)[1]
+    assert b"".join(resumed) == data[a[2].end:]
+    packed.write_bytes(gzip.compress(data)[:-30])  # cut short
+    _, texts, warnings = read_all(packed, tmp_path, final=True)
+    assert warnings and "compresión dañada" in warnings[0]
+    got = b"".join(texts)
+    assert got and data.startswith(got) and got.endswith(b"\n")  # no half line taken as final
