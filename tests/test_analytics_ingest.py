@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import ipaddress
 import json
 import random
 import re
@@ -433,6 +434,31 @@ def test_geolocation_of_known_public_addresses() -> None:
         for private in ("10.1.2.3", "127.0.0.1", "192.168.1.1", "100.64.0.1", "::1", "fe80::1",
                         "no-es-ip", ""):
             assert geo.lookup(private) == (None, None), private
+    finally:
+        geo.close()
+
+
+def test_lean_lookup_agrees_with_maxminddb_on_random_addresses() -> None:
+    """The specialised tree walk, the per-network cache (whatever order lengths are tried)
+    and the lean record decoder answer what the stock reader answers."""
+    import maxminddb
+
+    from difusor.analytics import geo as geo_mod
+
+    rng = random.Random(11)
+    ips = [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(10_000)]
+    ips += [ipaddress.IPv4Address(int(ip) ^ rng.getrandbits(10)) for ip in ips[:3000]]  # neighbours
+    ips += [ipaddress.IPv6Address((0x2806 << 112) | rng.getrandbits(112)) for _ in range(1000)]
+    ips += [ipaddress.IPv6Address((0x2A00 << 112) | rng.getrandbits(112)) for _ in range(1000)]
+    rng.shuffle(ips)
+    geo = Geo(default_db())
+    try:
+        with maxminddb.open_database(str(default_db())) as reader:
+            for ip in ips:
+                if ip.is_global and not ip.is_multicast:
+                    assert geo.lookup(str(ip)) == geo_mod._answer(reader.get(str(ip))), ip
+                else:
+                    assert geo.lookup(str(ip)) == (None, None), ip
     finally:
         geo.close()
 

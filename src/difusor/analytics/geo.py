@@ -117,10 +117,12 @@ class Geo:
         if not self._fast:
             return _answer(self._reader.get(ip))
         bits = 32 if version == 4 else 128
-        nets = self._nets
-        for plen in self._lens[version]:
+        nets, lens = self._nets, self._lens[version]
+        for i, plen in enumerate(lens):
             known = nets.get((version, plen, number >> (bits - plen)))
             if known is not None:
+                if i:  # networks found are disjoint: try the lengths that answer most first
+                    lens.insert(0, lens.pop(i))
                 return known
         pointer, plen = self._walk(number, bits) if self._walkable else \
             self._reader._find_address_in_tree(bytearray(packed))
@@ -132,8 +134,8 @@ class Geo:
                 known = self._by_pointer[pointer] = self._decode_record(pointer)
         if plen <= bits and len(nets) < 500_000:
             nets[(version, plen, number >> (bits - plen))] = known
-            if plen not in self._lens[version]:
-                self._lens[version] = sorted([*self._lens[version], plen])
+            if plen not in lens:
+                lens.append(plen)
         return known
 
     def _decode_record(self, pointer: int) -> tuple[str | None, str | None]:
@@ -214,8 +216,14 @@ def _parse(ip: str) -> tuple[int, int, bytes] | None:
         return None
 
 
+_V4_MAYBE_RESERVED = frozenset((n >> 24) + i for n, shift in _V4_RESERVED
+                               for i in range(1 << max(shift - 24, 0)))  # first octets
+
+
 def _public(version: int, number: int) -> bool:
     """Not private, loopback, link-local, shared (CGNAT), documentation or multicast."""
+    if version == 4 and number >> 24 not in _V4_MAYBE_RESERVED:  # most addresses: one probe
+        return True
     for net, shift in (_V4_RESERVED if version == 4 else _V6_RESERVED):
         if number >> shift == net >> shift:
             return False

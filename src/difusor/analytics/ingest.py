@@ -224,7 +224,7 @@ class Ingestor:
         state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
         # Chunk n+1 is parsed while chunk n's new addresses and agents are looked up: asked
         # once chunk n+1 is copied, as the copy (a system call per piece) would wait for the
-        # GIL behind them.
+        # GIL behind them; the last chunk's, as soon as it is parsed.
         pending: _Parsed | None = None
         try:
             spool = self.tmp / "trozo.log"
@@ -232,6 +232,8 @@ class Ingestor:
                 if pending is not None:
                     self._ask(pending)
                 parsed = self._parse(chunk, spool, spec, fields, zone, f"_c{n % 2}")
+                if chunk.last:
+                    self._ask(parsed)
                 if pending is not None:
                     self._store(pending, state, result, on_bytes)
                 pending = parsed
@@ -239,7 +241,8 @@ class Ingestor:
                     break
             else:
                 if pending is not None:
-                    self._ask(pending)
+                    if pending.lookups is None:
+                        self._ask(pending)
                     self._store(pending, state, result, on_bytes)
                     pending = None
         finally:

@@ -87,6 +87,7 @@ class Chunk:
     dropped: int          # lines longer than a chunk skipped before them
     utf8: bool            # the bytes are valid UTF-8 (almost always: logs are ASCII)
     escaped_quote: bool   # a backslash before a quote somewhere (Apache escapes quotes so)
+    last: bool = False    # the log ended after it (for now)
 
 
 def chunks(path: Path, offset: int, final: bool, warnings: list[str], spool: Path,
@@ -128,7 +129,7 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spool: Pat
             if not cut:
                 return
             offset += cut
-            yield Chunk(offset, written, dropped, copier.utf8, copier.escaped_quote)
+            yield Chunk(offset, written, dropped, copier.utf8, copier.escaped_quote, eof)
             dropped = 0
             if eof:
                 return
