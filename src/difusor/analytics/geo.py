@@ -101,6 +101,9 @@ class Geo:
             self._record = meta.record_size
             self._starts = {32: self._reader._start_node(32), 128: self._reader._start_node(128)}
             self._mid: dict[tuple[int, int], int] = {}
+        # IPv4 answers per /24 (by the address's text up to its last dot) when the whole /24
+        # lies in one network of the tree: most addresses of a log then cost one dict probe.
+        self._v4_24: dict[str, tuple[str | None, str | None]] = {}
         self.lookup = lru_cache(maxsize=200_000)(self._lookup)
 
     @classmethod
@@ -108,6 +111,12 @@ class Geo:
         return cls(cfg.path(cfg.analytics.geoip_db) if cfg.analytics.geoip_db else default_db())
 
     def _lookup(self, ip: str) -> tuple[str | None, str | None]:
+        head, dot, _ = ip.rpartition(".")
+        v4_text = bool(dot) and ":" not in head
+        if v4_text:
+            known = self._v4_24.get(head)
+            if known is not None:
+                return known
         parsed = _parse(ip)
         if parsed is None:
             return _NONE
@@ -116,6 +125,14 @@ class Geo:
             return _NONE
         if not self._fast:
             return _answer(self._reader.get(ip))
+        known, plen = self._network(version, number, packed)
+        if v4_text and plen <= 24 and len(self._v4_24) < 500_000:
+            self._v4_24[head] = known  # (public: every reserved block is a /24 or wider)
+        return known
+
+    def _network(self, version: int, number: int, packed: bytes
+                 ) -> tuple[tuple[str | None, str | None], int]:
+        """(answer, prefix length of the tree's network that holds the address)."""
         bits = 32 if version == 4 else 128
         nets, lens = self._nets, self._lens[version]
         for i, plen in enumerate(lens):
@@ -123,7 +140,7 @@ class Geo:
             if known is not None:
                 if i:  # networks found are disjoint: try the lengths that answer most first
                     lens.insert(0, lens.pop(i))
-                return known
+                return known, plen
         pointer, plen = self._walk(number, bits) if self._walkable else \
             self._reader._find_address_in_tree(bytearray(packed))
         if not pointer:
@@ -136,7 +153,7 @@ class Geo:
             nets[(version, plen, number >> (bits - plen))] = known
             if plen not in lens:
                 lens.append(plen)
-        return known
+        return known, plen
 
     def _decode_record(self, pointer: int) -> tuple[str | None, str | None]:
         if self._walkable:
