@@ -163,6 +163,11 @@ class Ingestor:
         # Checkpoint once when the ingest closes, not after every chunk's commit (the WAL
         # keeps each commit durable meanwhile).
         self.con.execute("SET checkpoint_threshold = '1GB'")
+        # A chunk's requests are written compressed as they are inserted; the checkpoint's
+        # vacuum would rewrite those row groups again to merge the last partial one of each
+        # chunk (measured: a third more CPU per ingest, and a larger file). Nothing here
+        # deletes requests, so there is nothing else for it to reclaim.
+        self.con.execute("SET max_vacuum_tasks = 0")
         self.con.execute("""
             CREATE OR REPLACE TEMP TABLE _geo (h UBIGINT, country VARCHAR, state VARCHAR);
             CREATE OR REPLACE TEMP TABLE _agent (h UBIGINT, browser VARCHAR, os VARCHAR,
