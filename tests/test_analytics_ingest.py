@@ -233,10 +233,9 @@ def test_bad_lines_are_counted_and_never_stop_the_ingest(site: Site, tmp_path: P
     assert set(agents_seen) == {"/a.html", "/b.html", "/c.html"}
 
 
-def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunk boundaries, the lookups of one chunk done while the next is parsed, and chunks
-    read different ways (an Apache escaped quote, bytes that are not UTF-8) change nothing."""
+def mixed_log(log: Path) -> list[datetime]:
+    """600 combined lines of 20 visitors crossing midnight, with an Apache escaped quote and
+    bytes that are not UTF-8 on two lines; returns each line's instant."""
     rng = random.Random(7)
     people = [(ip, ua) for ip in (TELMEX_CDMX, TOTALPLAY_CDMX, AXTEL_NL, MICH, US)
               for ua in (CHROME, IPHONE, ANDROID, GOOGLEBOT)]
@@ -255,8 +254,20 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
     lines[250] = combined(US, "/b.html", ua='Mozilla/5.0 \\"quoted\\" agent').encode()
     lines[420] = combined(MICH, "/c.html", ua="agente \xff raro").encode("latin-1")
     stamps[250] = stamps[420] = datetime(2024, 12, 9, 2, 30, tzinfo=UTC)
-    log = tmp_path / "access.log"
     log.write_bytes(b"".join(lines))
+    return stamps
+
+
+HITS_Q = ("SELECT ts, day, country, state, method, path, query, status, bytes, referer_host, "
+          "browser, os, device, bot, page, view FROM hits ORDER BY rowid")
+
+
+def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk boundaries, the lookups of one chunk done while the next is parsed, and chunks
+    read different ways (an Apache escaped quote, bytes that are not UTF-8) change nothing."""
+    log = tmp_path / "access.log"
+    stamps = mixed_log(log)
     whole, small = make_site(tmp_path / "a"), make_site(tmp_path / "b")
     try:
         assert ingest_files(whole.cfg, [log]).rows == 600
@@ -264,10 +275,8 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
                                                                     piece=64))
         result = ingest_files(small.cfg, [log])
         assert (result.rows, result.bad) == (600, 0)
-        q = ("SELECT ts, day, country, state, method, path, query, status, bytes, referer_host, "
-             "browser, os, device, bot, page, view FROM hits ORDER BY rowid")
-        assert rows(small, q) == rows(whole, q)
-        assert [r["ts"] for r in rows(whole, q)] == stamps  # in the log's order
+        assert rows(small, HITS_Q) == rows(whole, HITS_Q)
+        assert [r["ts"] for r in rows(whole, HITS_Q)] == stamps  # in the log's order
         people_q = "SELECT day, count(DISTINCT visitor) AS n FROM hits GROUP BY day ORDER BY day"
         assert rows(small, people_q) == rows(whole, people_q)
         assert len(rows(small, people_q)) == 2
@@ -275,6 +284,42 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
     finally:
         whole.ledger.close()
         small.ledger.close()
+
+
+def test_an_ingest_that_fails_mid_log_resumes_where_it_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk that cannot be stored (here: a failure writing its visitors) rolls back alone:
+    the chunks before it stay, and the next ingest stores the rest once, places and agents
+    included (lookups of the rolled-back chunk are asked again)."""
+    log = tmp_path / "access.log"
+    mixed_log(log)
+    whole, broken = make_site(tmp_path / "a"), make_site(tmp_path / "b")
+    try:
+        assert ingest_files(whole.cfg, [log]).rows == 600
+        monkeypatch.setattr(ingest_mod, "chunks", functools.partial(logfile.chunks, chunk=9000,
+                                                                    piece=64))
+        writes = []
+        real_load = Ingestor._load
+
+        def failing_load(self: Ingestor, table: str, text: str) -> None:
+            writes.append(table)
+            if len(writes) == 6:  # the third chunk's agents
+                raise OSError(28, "No space left on device")
+            real_load(self, table, text)
+
+        monkeypatch.setattr(Ingestor, "_load", failing_load)
+        with pytest.raises(OSError):
+            ingest_files(broken.cfg, [log])
+        stored = rows(broken, "SELECT count(*) AS n FROM hits")[0]["n"]
+        assert 0 < stored < 600
+        monkeypatch.setattr(Ingestor, "_load", real_load)
+        again = ingest_files(broken.cfg, [log])
+        assert again.rows == 600 - stored
+        assert rows(broken, HITS_Q) == rows(whole, HITS_Q)
+        assert summary(broken.cfg, None, None) == summary(whole.cfg, None, None)
+    finally:
+        whole.ledger.close()
+        broken.ledger.close()
 
 
 def test_fast_combined_reader_agrees_with_the_general_one_on_odd_lines(

@@ -14,9 +14,10 @@ Privacy: the visitor is a keyed hash of (that day's salt, IP, user agent); the r
 ``visitors.ip`` only when ``[analytics] keep_ip_days`` > 0, and each ingest clears it on visitor-days
 whose latest request is older.
 A day's salt is deleted ``salt_grace_hours`` after the local midnight that ends the day, at the
-end of an ingest. Ingesting an old log therefore creates its day's salt and discards it when that
-ingest ends: unique visitors of the same old day ingested in two separate runs are not merged
-(the live path, which sees each day while it lasts, does not have this problem). Temporary files
+end of an ingest that succeeded. Ingesting an old log therefore creates its day's salt and
+discards it when that ingest ends: unique visitors of the same old day ingested in two separate
+runs are not merged (the live path, which sees each day while it lasts, does not have this
+problem); an ingest that failed keeps the salt for the one that resumes it. Temporary files
 (they hold raw addresses) live in a private folder deleted when the ingest ends.
 """
 
@@ -231,6 +232,7 @@ class Ingestor:
         # once chunk n+1 is copied, as the copy (a system call per piece) would wait for the
         # GIL behind them; the last chunk's, as soon as it is parsed.
         pending: _Parsed | None = None
+        parsed: _Parsed | None = None
         try:
             spool = self.tmp / "trozo.log"
             for n, chunk in enumerate(chunks(path, offset, final, result.warnings, spool)):
@@ -241,7 +243,7 @@ class Ingestor:
                     self._ask(parsed)
                 if pending is not None:
                     self._store(pending, state, result, on_bytes)
-                pending = parsed
+                pending, parsed = parsed, None
                 if should_stop and should_stop():
                     break
             else:
@@ -251,8 +253,9 @@ class Ingestor:
                     self._store(pending, state, result, on_bytes)
                     pending = None
         finally:
-            if pending is not None:  # not stored: its lookups still belong in _geo / _agent
-                self._discard(pending)
+            for left in (pending, parsed):  # not stored: asked lookups belong in _geo / _agent
+                if left is not None:
+                    self._discard(left)
         if not result.bytes:
             result.already = 1
         return result
@@ -382,10 +385,12 @@ class Ingestor:
             self._drop(parsed.slot)
 
     def _forget(self, parsed: _Parsed) -> None:
-        """A chunk rolled back: its lookups went with it, so they are asked again later."""
+        """A chunk rolled back: its lookups went with it (or are dropped, if not yet taken),
+        so they are asked again later."""
         ips, uas = parsed.asked
         self._known_ips.difference_update(ips)
         self._known_uas.difference_update(uas)
+        parsed.lookups = None
 
     def _store(self, parsed: _Parsed, state: _FileState, result: IngestResult,
                on_bytes: Callable[[int], None] | None) -> None:
@@ -545,9 +550,12 @@ class Ingestor:
         if self._own_geo and self._geo is not None:
             self._geo.close()
 
-    def close(self) -> None:
+    def close(self, tidy: bool = True) -> None:
+        """``tidy=False`` after a failed ingest: an old day's salt must survive until the
+        ingest that resumes it has run, or its visitors would be counted twice."""
         try:
-            self.tidy()
+            if tidy:
+                self.tidy()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._close_worker()
@@ -578,6 +586,7 @@ def ingest_files(cfg: Config, files: list[Path], fmt: str = "auto", progress: bo
     if missing:
         raise LogFormatError(f"no existe el registro {missing[0]}")
     ingestor = Ingestor(cfg)
+    done_ok = False
     try:
         with progress_bar("ingiriendo") if progress else _no_bar() as bar:
             done = 0
@@ -590,8 +599,9 @@ def ingest_files(cfg: Config, files: list[Path], fmt: str = "auto", progress: bo
 
             for path in files:
                 total.add(ingestor.ingest_file(path, fmt, on_bytes=advance))
+        done_ok = True
     finally:
-        ingestor.close()
+        ingestor.close(tidy=done_ok)
     total.seconds = time.monotonic() - started
     return total
 
