@@ -107,8 +107,19 @@ def start_run(site: DifusorSite) -> Child:
 
 
 def start_nginx(site: DifusorSite, prefix: Path) -> tuple[Child, str, str]:
-    """nginx with the generated configuration (limit_req included) over ``site``'s live corte."""
-    port = free_port()
+    """nginx with the generated configuration (limit_req included) over ``site``'s live corte.
+    A free port can be taken before nginx binds it (the attacks leave thousands of loopback
+    connections behind): then it starts again on another one."""
+    for attempt in range(3):
+        try:
+            return _start_nginx(site, prefix, free_port())
+        except BenchError as exc:
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_nginx(site: DifusorSite, prefix: Path, port: int) -> tuple[Child, str, str]:
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     cfg = site.cfg.model_copy(update={"nginx": site.cfg.nginx.model_copy(
         update={"listen": port, "access_log": str(prefix / "access.log")})})
