@@ -4,17 +4,20 @@ and what the copy notices on the way (UTF-8, Apache's escaped quotes)."""
 from __future__ import annotations
 
 import gzip
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from difusor.analytics.logfile import Chunk, chunks
+from difusor.analytics.logfile import Chunk, ahead, chunks
 
 
 def read_all(log: Path, tmp: Path, offset: int = 0, final: bool = False, chunk: int = 100,
              piece: int = 7) -> tuple[list[Chunk], list[bytes], list[str]]:
     spool, found, texts, warnings = tmp / "spool", [], [], []
-    for c in chunks(log, offset, final, warnings, spool, chunk=chunk, piece=piece):
+    for c in chunks(log, offset, final, warnings, [spool], chunk=chunk, piece=piece):
         found.append(c)
         texts.append(spool.read_bytes())
     return found, texts, warnings
@@ -96,3 +99,38 @@ def test_a_compressed_log_reads_the_same_and_a_damaged_one_up_to_the_damage(
     assert warnings and "compresión dañada" in warnings[0]
     got = b"".join(texts)
     assert got and data.startswith(got) and got.endswith(b"\n")  # no half line taken as final
+
+
+def test_ahead_fetches_the_next_item_while_this_one_is_used_and_cleans_up() -> None:
+    fetched: list[int] = []
+    closed = threading.Event()
+
+    def numbers() -> Iterator[int]:
+        try:
+            for i in range(5):
+                fetched.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    seen = []
+    for i in ahead(numbers()):
+        deadline = time.monotonic() + 5
+        while len(fetched) < min(i + 2, 5) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the next one is fetched while this one is in our hands
+        seen.append((i, len(fetched)))
+    assert seen == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 5)] and closed.is_set()
+
+    closed.clear()
+    for i in ahead(numbers()):
+        if i == 1:
+            break
+    assert closed.is_set()  # left early: the fetch under way ended, the generator is closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("difusor-copia")]
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise OSError("disco")
+
+    with pytest.raises(OSError, match="disco"):
+        list(ahead(failing()))

@@ -1,8 +1,9 @@
 """Access logs into the analytics database: fast, in bounded memory, never counting a line twice.
 
 A log is read in chunks of whole lines (≤ ``logfile.CHUNK`` bytes, see logfile.py for a file's
-identity, offsets and rotation). Each chunk is spooled to a private temporary file that DuckDB's
-CSV reader parses with the format's SQL (formats.py) into a temp table, grouped once per
+identity, offsets and rotation). Each chunk is spooled (by a thread, while DuckDB parses the one
+before) to a private temporary file that DuckDB's CSV reader parses with the format's SQL
+(formats.py) into a temp table, grouped once per
 address/agent, referrer and path, then written straight into ``requests`` with the per-distinct
 results joined back; only per-DISTINCT work happens in Python
 — geolocation per address, user-agent classification per agent — in a worker thread that runs
@@ -41,7 +42,16 @@ from difusor.analytics import agents, formats
 from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo
 from difusor.analytics.localday import local_day_sql
-from difusor.analytics.logfile import HEAD, Chunk, chunks, fingerprint, nothing_new, read_head, source_name
+from difusor.analytics.logfile import (
+    HEAD,
+    Chunk,
+    ahead,
+    chunks,
+    fingerprint,
+    nothing_new,
+    read_head,
+    source_name,
+)
 from difusor.analytics.views import page_rules, view_rules
 from difusor.config import Config
 from difusor.errors import LogFormatError
@@ -228,19 +238,16 @@ class Ingestor:
             result.already = 1
             return result
         state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
-        # Chunk n+1 is parsed while chunk n's new addresses and agents are looked up: asked
-        # once chunk n+1 is copied, as the copy (a system call per piece) would wait for the
-        # GIL behind them; the last chunk's, as soon as it is parsed.
+        # While DuckDB parses chunk n, chunk n+1 is copied (``ahead``) and chunk n-1's new
+        # addresses and agents are looked up; chunk n is stored after.
         pending: _Parsed | None = None
         parsed: _Parsed | None = None
+        spools = (self.tmp / "trozo0.log", self.tmp / "trozo1.log")
         try:
-            spool = self.tmp / "trozo.log"
-            for n, chunk in enumerate(chunks(path, offset, final, result.warnings, spool)):
-                if pending is not None:
-                    self._ask(pending)
-                parsed = self._parse(chunk, spool, spec, fields, zone, f"_c{n % 2}")
-                if chunk.last:
-                    self._ask(parsed)
+            for n, chunk in enumerate(ahead(chunks(path, offset, final, result.warnings,
+                                                   spools))):
+                parsed = self._parse(chunk, spec, fields, zone, f"_c{n % 2}")
+                self._ask(parsed)
                 if pending is not None:
                     self._store(pending, state, result, on_bytes)
                 pending, parsed = parsed, None
@@ -248,8 +255,6 @@ class Ingestor:
                     break
             else:
                 if pending is not None:
-                    if pending.lookups is None:
-                        self._ask(pending)
                     self._store(pending, state, result, on_bytes)
                     pending = None
         finally:
@@ -269,14 +274,15 @@ class Ingestor:
 
     # -- one chunk --------------------------------------------------------------------
 
-    def _parse(self, chunk: Chunk, spool: Path, spec: formats.Format,
-               fields: list[str] | None, zone: str | None, slot: str) -> _Parsed:
-        """A chunk (in ``spool``) → a temp table of its rows (``<slot>``) and their
+    def _parse(self, chunk: Chunk, spec: formats.Format, fields: list[str] | None,
+               zone: str | None, slot: str) -> _Parsed:
+        """A chunk (in its spool file) → a temp table of its rows (``<slot>``) and their
         per-distinct groups (``_g<slot>``); the new addresses and agents are handed to the
         worker to look up (per distinct value: the only per-value work done in Python).
         Combined lines are read by DuckDB's CSV reader as typed columns
         (``formats.csv_sql``), the lines it refuses the general way, appended after the
         others; with an escaped quote about (Apache) the whole chunk goes the general way."""
+        spool = chunk.spool
         if not chunk.utf8:  # DuckDB drops lines that are not UTF-8: mend them instead
             spool.write_bytes(spool.read_bytes().decode("utf-8", "replace").encode("utf-8"))
         con = self.con

@@ -14,10 +14,13 @@ import hashlib
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+T = TypeVar("T")
 
 CHUNK = 128 << 20
 PIECE = 1 << 20   # the copy buffer: stays in the CPU's cache
@@ -88,15 +91,33 @@ class Chunk:
     utf8: bool            # the bytes are valid UTF-8 (almost always: logs are ASCII)
     escaped_quote: bool   # a backslash before a quote somewhere (Apache escapes quotes so)
     last: bool = False    # the log ended after it (for now)
+    spool: Path = Path()  # where it was written
 
 
-def chunks(path: Path, offset: int, final: bool, warnings: list[str], spool: Path,
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each next one fetched in a thread while the caller works on this one (the
+    chunk n+1 is copied while DuckDB parses chunk n; give ``chunks`` two spools). Leaving
+    early waits for the fetch under way, then closes ``items``."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="difusor-copia")
+    coming = pool.submit(next, items, None)
+    try:
+        while (item := coming.result()) is not None:
+            coming = pool.submit(next, items, None)
+            yield item
+    finally:
+        wait([coming])  # a fetch under way finishes (its error, if any, is not news now)
+        pool.shutdown()
+        if isinstance(items, Generator):
+            items.close()
+
+
+def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Sequence[Path],
            chunk: int = CHUNK, piece: int = PIECE) -> Iterator[Chunk]:
-    """From ``offset`` on, chunks of whole lines of at most ``chunk`` bytes, each written to
-    ``spool`` (replacing the previous one) before it is yielded; ``final`` also takes a last line
-    without newline (and adds one). The bytes pass through one small buffer: copying a chunk
-    piece by piece and looking at each piece while it is hot costs a third of reading the
-    chunk into memory and writing it out again."""
+    """From ``offset`` on, chunks of whole lines of at most ``chunk`` bytes, the n-th written
+    to ``spools[n % len(spools)]`` (replacing what was there) before it is yielded; ``final``
+    also takes a last line without newline (and adds one). The bytes pass through one small
+    buffer: copying a chunk piece by piece and looking at each piece while it is hot costs a
+    third of reading the chunk into memory and writing it out again."""
     dropped = 0
     with open_log(path) as f:
         if isinstance(f, gzip.GzipFile):
@@ -110,8 +131,9 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spool: Pat
             f.seek(offset)
         copier = _Copier(f, min(piece, chunk), path, warnings)
         carry = b""
+        n = 0
         while True:
-            with open(spool, "w+b") as out:
+            with open(spools[n % len(spools)], "w+b") as out:
                 size, cut, eof = copier.fill(out, carry, chunk)
                 out.flush()
                 written = cut
@@ -129,8 +151,9 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spool: Pat
             if not cut:
                 return
             offset += cut
-            yield Chunk(offset, written, dropped, copier.utf8, copier.escaped_quote, eof)
-            dropped = 0
+            yield Chunk(offset, written, dropped, copier.utf8, copier.escaped_quote, eof,
+                        spools[n % len(spools)])
+            dropped, n = 0, n + 1
             if eof:
                 return
 
