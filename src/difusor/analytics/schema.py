@@ -41,7 +41,7 @@ files — how far each log has been read (idempotent re-ingest, rotation):
     fingerprint   VARCHAR      sha256 of the file's first line(s): the file's identity
     source, path  VARCHAR      where it was last seen
     offset        UBIGINT      bytes consumed (only whole lines)
-    lines         UBIGINT      lines consumed
+    lines         UBIGINT      lines read (empty lines are not counted)
     updated_at    TIMESTAMPTZ
 
 salts — the daily key; a day's row is deleted salt_grace_hours after its midnight.
