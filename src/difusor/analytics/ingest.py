@@ -126,8 +126,6 @@ class _Parsed:
     lines: int        # non-empty lines read
     bad: int          # of them, not understood
     own: int          # of them, our own agents
-    # its distinct addresses and agents: (value, DuckDB's hash), until asked (see _ask)
-    seen: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
     lookups: Future[tuple[str, str]] | None = None  # TSV rows for _geo and _agent
     asked: tuple[list[str], list[str]] = ([], [])    # the addresses and agents looked up
     span: tuple[datetime | None, datetime | None] = (None, None)  # first, last kept instant
@@ -239,7 +237,8 @@ class Ingestor:
             return result
         state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
         # While DuckDB parses chunk n, chunk n+1 is copied (``ahead``) and chunk n-1's new
-        # addresses and agents are looked up; chunk n is stored after.
+        # addresses and agents are looked up (asked as each chunk is parsed); then chunk n-1
+        # is stored.
         pending: _Parsed | None = None
         parsed: _Parsed | None = None
         spools = (self.tmp / "trozo0.log", self.tmp / "trozo1.log")
@@ -247,7 +246,6 @@ class Ingestor:
             for n, chunk in enumerate(ahead(chunks(path, offset, final, result.warnings,
                                                    spools))):
                 parsed = self._parse(chunk, spec, fields, zone, f"_c{n % 2}")
-                self._ask(parsed)
                 if pending is not None:
                     self._store(pending, state, result, on_bytes)
                 pending, parsed = parsed, None
@@ -314,16 +312,17 @@ class Ingestor:
         parsed = _Parsed(slot, chunk.end, chunk.dropped, chunk.size, lines, lines - good, own)
         if parsed.expected:
             parsed.span = (first, last)
-            parsed.seen = tuple(con.execute(  # type: ignore[assignment]
+            ips, uas = (con.execute(
                 f"SELECT DISTINCT {v}, hash({v}) FROM _g{slot} WHERE gid = {_PEOPLE} "
                 f"AND ip IS NOT NULL").fetchall() for v in ("ip", "ua"))
+            self._ask(parsed, ips, uas)
         return parsed
 
-    def _ask(self, parsed: _Parsed) -> None:
-        """Hands the chunk's new addresses and agents to the worker to look up."""
-        ips = [(ip, h) for ip, h in parsed.seen[0] if ip not in self._known_ips]
-        uas = [(ua, h) for ua, h in parsed.seen[1] if ua not in self._known_uas]
-        parsed.seen = ([], [])
+    def _ask(self, parsed: _Parsed, ips: list[tuple[str, int]], uas: list[tuple[str, int]]
+             ) -> None:
+        """Hands the chunk's new addresses and agents, (value, DuckDB's hash), to the worker."""
+        ips = [(ip, h) for ip, h in ips if ip not in self._known_ips]
+        uas = [(ua, h) for ua, h in uas if ua not in self._known_uas]
         self._known_ips.update(ip for ip, _ in ips)
         self._known_uas.update(ua for ua, _ in uas)
         parsed.asked = ([ip for ip, _ in ips], [ua for ua, _ in uas])

@@ -90,8 +90,8 @@ class Chunk:
     dropped: int          # lines longer than a chunk skipped before them
     utf8: bool            # the bytes are valid UTF-8 (almost always: logs are ASCII)
     escaped_quote: bool   # a backslash before a quote somewhere (Apache escapes quotes so)
-    last: bool = False    # the log ended after it (for now)
-    spool: Path = Path()  # where it was written
+    last: bool            # the log ended after it (for now)
+    spool: Path           # where it was written
 
 
 def ahead(items: Iterator[T]) -> Iterator[T]:
@@ -165,18 +165,20 @@ class _Copier:
         self.f, self.path, self.warnings = f, path, warnings
         self.buf = bytearray(piece)
         self.view = memoryview(self.buf)
+        self.damaged = False  # a compressed log ended in an error: its tail is not a line
+        self._restart()
+
+    def _restart(self) -> None:
+        """A new chunk: nothing seen in it yet."""
         self.utf8, self.escaped_quote = True, False
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._last = 0
-        self.damaged = False  # a compressed log ended in an error: its tail is not a line
 
     def fill(self, out: BinaryIO, carry: bytes, chunk: int) -> tuple[int, int, bool]:
         """Writes ``carry`` then the log's next bytes to ``out`` until ``chunk`` bytes or the
         end: (bytes written, bytes up to the last newline, whether the log ended)."""
         out.write(carry)
-        self.utf8, self.escaped_quote = True, False
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._last = 0
+        self._restart()
         self._look(carry)
         size, cut = len(carry), 0
         while size < chunk:
