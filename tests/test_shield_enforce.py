@@ -155,27 +155,41 @@ class Nginx:
         for path in [root, *root.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-        include = root / "difusor-nginx.conf"
-        include.write_text(NginxConfig(self.site.cfg).render()
-                           + "limit_rate_after 64k;\n")  # so a download stays in flight a while
+        self.include = root / "difusor-nginx.conf"
+        self._listen(self.port)
         user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(user + standalone(include, self.prefix).replace(
+        self.conf.write_text(user + standalone(self.include, self.prefix).replace(
             "worker_processes 1;", "worker_processes 1;\nworker_shutdown_timeout 30s;"))
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def _listen(self, port: int) -> None:
+        self.port = port
+        cfg = self.site.cfg.model_copy(update={"nginx": self.site.cfg.nginx.model_copy(
+            update={"listen": port})})
+        self.include.write_text(NginxConfig(cfg).render()
+                                + "limit_rate_after 64k;\n")  # a download stays in flight
+
     def start(self) -> Nginx:
-        check = subprocess.run([*self.argv, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
-        self.proc = subprocess.Popen([*self.argv, "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                get_from("127.0.0.1", self.port, "/", timeout=1)
-                return self
-            except OSError:
-                assert time.monotonic() < deadline and self.proc.poll() is None
-                time.sleep(0.05)
+        # A free port can be taken by another socket before nginx binds it: then another one.
+        for attempt in range(3):
+            check = subprocess.run([*self.argv, "-t"], capture_output=True, text=True,
+                                   timeout=30)
+            assert check.returncode == 0, check.stderr
+            self.proc = subprocess.Popen([*self.argv, "-g", "daemon off;"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)
+            deadline = time.monotonic() + 10
+            while self.proc.poll() is None:
+                try:
+                    get_from("127.0.0.1", self.port, "/", timeout=1)
+                    return self
+                except OSError:
+                    assert time.monotonic() < deadline, "nginx no contesta"
+                    time.sleep(0.05)
+            log = (self.prefix / "error.log").read_text(errors="replace")
+            assert "Address already in use" in log and attempt < 2, log[-2000:]
+            self._listen(free_port())
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
