@@ -149,6 +149,25 @@ def wait_serving(child: Child, url: str, timeout: float = 30.0) -> None:
         raise
 
 
+def wait_ssh(child: Child, port: int, timeout: float = 30.0) -> None:
+    """Return once ``port`` sends an SSH banner."""
+
+    def ready() -> bool:
+        if not child.alive():
+            raise BenchError(f"{child.name} exited while starting:\n{child.tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                return s.recv(64).startswith(b"SSH-2.0-")
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, timeout, child.name)
+    except BaseException:
+        child.stop()
+        raise
+
+
 # -- nginx ------------------------------------------------------------------------------------
 
 _TYPES = {"html": "text/html", "json": "application/json", "css": "text/css",

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from harness import (
     machine_load,
     print_load,
     wait_serving,
-    wait_until,
+    wait_ssh,
 )
 from publish_latency import MAIN_JSON, Poller
 from report import percentile, table, write_result
@@ -52,14 +51,6 @@ from difusor import config as config_mod
 from difusor.demo.authority import make_key
 
 NAME = "receive_latency"
-
-
-def listens(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -109,16 +100,11 @@ class Path_:
                            root / "run.out")
         wait_serving(self.child, self.url + "/_difusor/health")
         if own_sftp:  # the web server can answer before the SFTP part listens
-            try:
-                wait_until(lambda: listens(self.sftp), 30, f"{name}: SFTP")
-            except BaseException:
-                self.child.stop()
-                raise
+            wait_ssh(self.child, self.sftp)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web}"
-
 
     def upload(self, name: str, data: bytes) -> float:
         """Upload as NAME.part, rename to NAME; returns when the rename is acknowledged."""

@@ -24,7 +24,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import BenchError, Child, free_port, guard, machine_load, print_load, wait_until
+from harness import BenchError, Child, free_port, guard, machine_load, print_load, wait_ssh
 from report import table, write_result
 
 from difusor.receive.sftp import CIPHERS
@@ -187,25 +186,6 @@ LogLevel ERROR
 
 
 # -- measuring -----------------------------------------------------------------------------------
-
-def wait_ssh(child: Child, port: int, timeout: float = 30.0) -> None:
-    """Return once ``port`` sends an SSH banner."""
-
-    def ready() -> bool:
-        if not child.alive():
-            raise BenchError(f"{child.name} exited while starting:\n{child.tail()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                return s.recv(64).startswith(b"SSH-2.0-")
-        except OSError:
-            return False
-
-    try:
-        wait_until(ready, timeout, child.name)
-    except BaseException:
-        child.stop()
-        raise
-
 
 def upload(port: int, user: str, key: Path, local: Path, remote: str, work: Path,
            *, verbose: bool = False) -> tuple[float, str]:
