@@ -167,7 +167,8 @@ class Ingestor:
         self.keep_ip = a.keep_ip_days > 0
         self._salted: set[date] = set()
         # Rows keep the log's order: sessions break ties within one second by rowid (which view
-        # came first), and the same log must always give the same numbers (measured: no cost).
+        # came first), and the same log must always give the same numbers. A chunk's table
+        # keeps the file's order, and requests are inserted ORDER BY it (_insert_sql).
         self.con.execute("SET preserve_insertion_order = true")
         # Checkpoint once when the ingest closes, not after every chunk's commit (the WAL
         # keeps each commit durable meanwhile).
@@ -405,6 +406,7 @@ class Ingestor:
         needed for the visitors, after that write, so the worker has had it to finish them."""
         con = self.con
         stored = 0
+        lines = state.lines + parsed.dropped + parsed.lines
         try:
             con.execute("BEGIN")
             try:
@@ -412,8 +414,7 @@ class Ingestor:
                     stored = self._write(parsed, state)
                 else:
                     self._take_lookups(parsed)
-                self._save_offset(state.fp, state.source, state.path, parsed.end,
-                                  state.lines + parsed.dropped + parsed.lines)
+                self._save_offset(state.fp, state.source, state.path, parsed.end, lines)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -421,7 +422,7 @@ class Ingestor:
                 raise
         finally:
             self._drop(parsed.slot)
-        state.lines += parsed.dropped + parsed.lines
+        state.lines = lines
         result.lines += parsed.lines
         result.own += parsed.own
         result.rows += stored
