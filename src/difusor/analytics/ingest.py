@@ -60,7 +60,7 @@ BEACON_PATH = "/_difusor/b"
 COMBINED_SHAPED = frozenset({"combined", "varnishncsa"})
 _BEACON = f"(method = 'POST' AND path = '{BEACON_PATH}')"
 # A chunk's groups (see Ingestor._group): GROUPING(ip, ua, quarter, referer, path) of each set.
-_PEOPLE, _REFERERS, _PATHS, _ALL = 0b00011, 0b11101, 0b11110, 0b11111
+_PEOPLE, _REFERERS, _PATHS = 0b00011, 0b11101, 0b11110
 _TABLES = {
     "_geo": "{'h': 'UBIGINT', 'country': 'VARCHAR', 'state': 'VARCHAR'}",
     "_agent": "{'h': 'UBIGINT', 'browser': 'VARCHAR', 'os': 'VARCHAR', 'device': 'VARCHAR', "
@@ -308,14 +308,15 @@ class Ingestor:
         finally:
             spool.unlink(missing_ok=True)
         lines, good, own, first, last = con.execute(
-            f"SELECT n, good, own, first, last FROM _g{slot} WHERE gid = {_ALL}"
+            f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own), "
+            f"min(ts) FILTER (ok AND NOT own), max(ts) FILTER (ok AND NOT own) FROM {slot}"
         ).fetchone()  # type: ignore[misc]
         parsed = _Parsed(slot, chunk.end, chunk.dropped, chunk.size, lines, lines - good, own)
         if parsed.expected:
             parsed.span = (first, last)
             ips, uas = (con.execute(
-                f"SELECT DISTINCT {v}, hash({v}) FROM _g{slot} WHERE gid = {_PEOPLE} "
-                f"AND ip IS NOT NULL").fetchall() for v in ("ip", "ua"))
+                f"SELECT DISTINCT {v}, hash({v}) FROM _g{slot} WHERE gid = {_PEOPLE}"
+                ).fetchall() for v in ("ip", "ua"))
             self._ask(parsed, ips, uas)
         return parsed
 
@@ -338,23 +339,19 @@ class Ingestor:
                   FROM ({source}))"""
 
     def _group(self, slot: str) -> None:
-        """One pass over the rows, grouped several ways at once (``gid`` says which): per
-        address, agent and quarter hour (a local day never changes inside one: zone offsets
-        are whole quarter hours), per referrer, per path, and the totals."""
-        keep = "ok AND NOT own"
+        """One pass over the rows kept (understood, not our own), grouped several ways at once
+        (``gid`` says which): per address, agent and quarter hour (a local day never changes
+        inside one: zone offsets are whole quarter hours), per referrer, per path, and all."""
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _g{slot} AS
             SELECT GROUPING(ip, ua, quarter, referer, path) AS gid, ip, ua, referer, path,
-                   count(*) AS n, count(*) FILTER (ok) AS good, count(*) FILTER (own) AS own,
-                   min(ts) FILTER ({keep}) AS first, max(ts) FILTER ({keep}) AS last
-            FROM (SELECT ok, own, ts,
-                         CASE WHEN {keep} THEN ip END AS ip,
-                         CASE WHEN {keep} THEN ua END AS ua,
-                         CASE WHEN {keep} THEN epoch(ts) // 900 END AS quarter,
-                         CASE WHEN {keep} THEN referer END AS referer,
-                         CASE WHEN {keep} AND NOT {_BEACON} THEN path END AS path
-                  FROM {slot})
-            GROUP BY GROUPING SETS ((ip, ua, quarter), (referer), (path), ())""")
+                   max(ts) AS last
+            FROM (SELECT ts, ip, ua, referer,
+                         -- epoch_us: integer arithmetic (epoch() is a DOUBLE, 3× the cost)
+                         epoch_us(ts) // 900000000 AS quarter,
+                         CASE WHEN NOT {_BEACON} THEN path END AS path
+                  FROM {slot} WHERE ok AND NOT own)
+            GROUP BY GROUPING SETS ((ip, ua, quarter), (referer), (path))""")
 
     def _refused(self, rejects: str) -> bool:
         try:
@@ -438,7 +435,7 @@ class Ingestor:
         day = local_day_sql(self.zone, *parsed.span)  # of a row's ts; a group's day, of its last
         people = f"SELECT {local_day_sql(self.zone, *parsed.span, column='last')} AS day, " \
                  f"ip, ua, last FROM {g} " \
-                 f"WHERE gid = {_PEOPLE} AND ip IS NOT NULL"
+                 f"WHERE gid = {_PEOPLE}"
         self._ensure_salts([d for (d,) in con.execute(
             f"SELECT DISTINCT day FROM ({people})").fetchall()])
         # The visitor key: a keyed hash (the day's secret salt) per distinct (day, address);
