@@ -26,6 +26,7 @@ from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo, default_db
 from difusor.analytics.ingest import Ingestor, ingest_files
 from difusor.analytics.live import LiveIngest
+from difusor.analytics.lookups import Lookups
 from difusor.analytics.metrics import summary
 from difusor.errors import BusyError, LogFormatError
 
@@ -262,10 +263,12 @@ HITS_Q = ("SELECT ts, day, country, state, method, path, query, status, bytes, r
           "browser, os, device, bot, page, view FROM hits ORDER BY rowid")
 
 
+@pytest.mark.parametrize("helper", [False, True], ids=["aqui", "proceso-auxiliar"])
 def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunk boundaries, the lookups of one chunk done while the next is parsed, and chunks
-    read different ways (an Apache escaped quote, bytes that are not UTF-8) change nothing."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper: bool) -> None:
+    """Chunk boundaries, the lookups of one chunk done while the next is parsed (here or by
+    the helper process, as a large log is), and chunks read different ways (an Apache escaped
+    quote, bytes that are not UTF-8) change nothing."""
     log = tmp_path / "access.log"
     stamps = mixed_log(log)
     whole, small = make_site(tmp_path / "a"), make_site(tmp_path / "b")
@@ -273,7 +276,19 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
         assert ingest_files(whole.cfg, [log]).rows == 600
         monkeypatch.setattr(ingest_mod, "chunks", functools.partial(logfile.chunks, chunk=3000,
                                                                     piece=64))
+        asked_by: list[int | None] = []
+        real_ask = Lookups.ask
+
+        def ask(self: Lookups, ips: list, uas: list) -> tuple[str, str]:
+            asked_by.append(self.pid)
+            return real_ask(self, ips, uas)
+
+        monkeypatch.setattr(Lookups, "ask", ask)
+        if helper:
+            monkeypatch.setattr(ingest_mod, "HELPER_BYTES", 0)
         result = ingest_files(small.cfg, [log])
+        assert len(asked_by) > 10
+        assert all((pid is not None) == helper for pid in asked_by)
         assert (result.rows, result.bad) == (600, 0)
         assert rows(small, HITS_Q) == rows(whole, HITS_Q)
         assert [r["ts"] for r in rows(whole, HITS_Q)] == stamps  # in the log's order
@@ -459,8 +474,7 @@ def test_ip_kept_for_keep_ip_days_then_cleared(tmp_path: Path) -> None:
     try:
         ing.tidy(now + timedelta(days=2))
     finally:
-        ing.con.close()
-        ing.geo.close()
+        ing.close(tidy=False)
     assert {r["ip"] for r in rows(site)} == {None}
     site.ledger.close()
 
@@ -480,8 +494,7 @@ def test_salt_of_a_finished_day_is_deleted(site: Site, tmp_path: Path) -> None:
     try:
         ing.tidy(now + timedelta(days=2))
     finally:
-        ing.con.close()
-        ing.geo.close()
+        ing.close(tidy=False)
     assert rows(site, "SELECT * FROM salts") == []
 
 
@@ -670,8 +683,8 @@ def test_live_ingest_follows_growth_and_rotation(tmp_path: Path) -> None:
 
 
 def test_live_round_survives_a_busy_database(site: Site) -> None:
-    live = LiveIngest(site.cfg, log=lambda m: None)
-    assert live.round() == 0  # no log yet: nothing to do, no error
+    with LiveIngest(site.cfg, log=lambda m: None) as live:
+        assert live.round() == 0  # no log yet: nothing to do, no error
 
 
 def test_live_sources_and_restart_after_rotation(tmp_path: Path) -> None:
@@ -680,12 +693,14 @@ def test_live_sources_and_restart_after_rotation(tmp_path: Path) -> None:
         "\n[analytics]\naccess_log = false\n"
         f'[[analytics.sources]]\npath = "{edge}"\nformat = "varnishncsa"\nname = "borde"\n'))
     write(edge, combined(TELMEX_CDMX, "http://prep.example.mx/") * 2)
-    assert LiveIngest(site.cfg, log=lambda m: None).round() == 2
+    with LiveIngest(site.cfg, log=lambda m: None) as live:
+        assert live.round() == 2
     with open(edge, "a") as f:  # appended, then rotated while difusor run was stopped
         f.write(combined(US, "http://prep.example.mx/late.html"))
     edge.rename(tmp_path / "varnish.log.1")
     write(edge, combined(AXTEL_NL, "http://prep.example.mx/new.html"))
-    assert LiveIngest(site.cfg, log=lambda m: None).round() == 2  # a fresh start
+    with LiveIngest(site.cfg, log=lambda m: None) as live:
+        assert live.round() == 2  # a fresh start
     got = rows(site, "SELECT path, source, edge FROM hits ORDER BY path")
     assert [r["path"] for r in got] == ["/", "/", "/late.html", "/new.html"]
     assert {(r["source"], r["edge"]) for r in got} == {("borde", True)}

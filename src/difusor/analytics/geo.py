@@ -18,10 +18,12 @@ import socket
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from difusor.config import Config
 from difusor.errors import LogFormatError
+
+if TYPE_CHECKING:  # (not at run time: the lookup helper process starts without pydantic)
+    from difusor.config import Config
 
 STATES: dict[str, str] = {  # ISO 3166-2:MX code → canonical name
     "AGU": "Aguascalientes", "BCN": "Baja California", "BCS": "Baja California Sur",

@@ -6,8 +6,8 @@ before) to a private temporary file that DuckDB's CSV reader parses with the for
 (formats.py) into a temp table, grouped once per
 address/agent, referrer and path, then written straight into ``requests`` with the per-distinct
 results joined back; only per-DISTINCT work happens in Python
-— geolocation per address, user-agent classification per agent — in a worker thread that runs
-while DuckDB parses the next chunk (DuckDB releases the GIL), and comes back to DuckDB as a
+— geolocation per address, user-agent classification per agent — in a helper process
+(lookups.py) that answers while DuckDB parses the next chunk, and comes back to DuckDB as a
 small table. The chunk's rows and the file's new offset are committed together, so an
 interrupted ingest resumes where it was.
 
@@ -38,20 +38,21 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from difusor.analytics import agents, formats
+from difusor.analytics import formats
 from difusor.analytics.db import connect, database_path
-from difusor.analytics.geo import Geo
 from difusor.analytics.localday import local_day_sql
 from difusor.analytics.logfile import (
     HEAD,
     Chunk,
     ahead,
+    bytes_after,
     chunks,
     fingerprint,
     nothing_new,
     read_head,
     source_name,
 )
+from difusor.analytics.lookups import Lookups
 from difusor.analytics.views import page_rules, view_rules
 from difusor.config import Config
 from difusor.errors import LogFormatError
@@ -59,6 +60,9 @@ from difusor.errors import LogFormatError
 BEACON_PATH = "/_difusor/b"
 COMBINED_SHAPED = frozenset({"combined", "varnishncsa"})
 _BEACON = f"(method = 'POST' AND path = '{BEACON_PATH}')"
+# From this many new bytes on, the lookups go to their helper process (lookups.py): below, its
+# start and warm-up (≈ 0.3 s of CPU) would cost more than it saves.
+HELPER_BYTES = 32 << 20
 # A chunk's groups (see Ingestor._group): GROUPING(ip, ua, quarter, referer, path) of each set.
 _PEOPLE, _REFERERS, _PATHS = 0b00011, 0b11101, 0b11110
 _TABLES = {
@@ -140,16 +144,14 @@ class Ingestor:
     """One open database connection ingesting any number of files; ``close`` tidies up."""
 
     def __init__(self, cfg: Config, *, con: duckdb.DuckDBPyConnection | None = None,
-                 wait: float | None = None, geo: Geo | None = None) -> None:
+                 wait: float | None = None, lookups: Lookups | None = None) -> None:
         self.cfg = cfg
         a = cfg.analytics
         self.zone = ZoneInfo(cfg.site.timezone)
-        # Lookups run here, one at a time, while DuckDB works (it releases the GIL); opening
-        # the mmdb and warming ua-parser (≈ 0.3 s, holding the GIL) is its first job, given
-        # when DuckDB starts parsing the first chunk (see _warm).
+        self._own_lookups = lookups is None
+        self.lookups = lookups or Lookups.for_config(cfg)
+        # Waits for the lookups' answers (one chunk at a time) while DuckDB works.
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="difusor-ingesta")
-        self._own_geo = geo is None
-        self._geo = geo
         try:
             self.con = con or (connect(cfg) if wait is None else connect(cfg, wait=wait))
         except BaseException:
@@ -184,24 +186,6 @@ class Ingestor:
                                                  device VARCHAR, bot BOOLEAN);""")
         self._own = " OR ".join(f"starts_with(ua, {_lit(p)})" for p in a.own_agents if p) or "FALSE"
         self._insert = self._insert_sql(page_rules(cfg), view_rules(cfg))
-        self._opened: Future[None] | None = None
-
-    def _warm(self) -> None:
-        if self._opened is None:
-            self._opened = self._worker.submit(self._warm_up)
-
-    def _warm_up(self) -> None:
-        if self._geo is None:
-            self._geo = Geo.for_config(self.cfg)
-        agents.classify("Mozilla/5.0")
-
-    @property
-    def geo(self) -> Geo:
-        self._warm()
-        assert self._opened is not None
-        self._opened.result()
-        assert self._geo is not None
-        return self._geo
 
     # -- files ------------------------------------------------------------------------
 
@@ -236,6 +220,8 @@ class Ingestor:
         if offset and nothing_new(path, offset):
             result.already = 1
             return result
+        if bytes_after(path, offset) >= HELPER_BYTES:
+            self.lookups.start()
         state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
         # While DuckDB parses chunk n, chunk n+1 is copied (``ahead``) and chunk n-1's new
         # addresses and agents are looked up (asked as each chunk is parsed); then chunk n-1
@@ -285,7 +271,6 @@ class Ingestor:
         if not chunk.utf8:  # DuckDB drops lines that are not UTF-8: mend them instead
             spool.write_bytes(spool.read_bytes().decode("utf-8", "replace").encode("utf-8"))
         con = self.con
-        self._warm()
         try:
             if spec.name in COMBINED_SHAPED and not chunk.escaped_quote:
                 rejects = f"_rechazo{slot}"
@@ -328,7 +313,7 @@ class Ingestor:
         self._known_ips.update(ip for ip, _ in ips)
         self._known_uas.update(ua for ua, _ in uas)
         parsed.asked = ([ip for ip, _ in ips], [ua for ua, _ in uas])
-        parsed.lookups = self._worker.submit(self._lookups, ips, uas)
+        parsed.lookups = self._worker.submit(self.lookups.ask, ips, uas)
 
     def _flagged(self, source: str) -> str:
         """``source``'s rows with ``ok`` (understood) and ``own`` (our monitor's agents)."""
@@ -362,15 +347,6 @@ class Ingestor:
 
     def _drop(self, slot: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {slot}; DROP TABLE IF EXISTS _g{slot}")
-
-    def _lookups(self, ips: list[tuple[str, int]], uas: list[tuple[str, int]]) -> tuple[str, str]:
-        """(geo TSV, agents TSV) keyed by DuckDB's hash of the string: the strings themselves
-        never round-trip, so no escaping can make a row miss its join. Runs in the worker."""
-        lookup = self.geo.lookup  # opened by the worker's first job (or its error, raised here)
-        geo = "".join(f"{h}\t{_tsv(c)}\t{_tsv(s)}\n" for ip, h in ips for c, s in (lookup(ip),))
-        ag = "".join("\t".join(_tsv(v) for v in (h, *agents.classify(ua))) + "\n"
-                     for ua, h in uas)
-        return geo, ag
 
     def _take_lookups(self, parsed: _Parsed) -> None:
         if parsed.lookups is not None:
@@ -548,8 +524,8 @@ class Ingestor:
 
     def _close_worker(self) -> None:
         self._worker.shutdown(wait=True)
-        if self._own_geo and self._geo is not None:
-            self._geo.close()
+        if self._own_lookups:
+            self.lookups.close()
 
     def close(self, tidy: bool = True) -> None:
         """``tidy=False`` after a failed ingest: an old day's salt must survive until the
@@ -565,14 +541,6 @@ class Ingestor:
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _tsv(value: object) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
 def ingest_files(cfg: Config, files: list[Path], fmt: str = "auto", progress: bool = False

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from difusor.analytics.geo import Geo
 from difusor.analytics.ingest import Ingestor
 from difusor.analytics.logfile import HEAD, fingerprint, read_head
+from difusor.analytics.lookups import Lookups
 from difusor.config import Config
 from difusor.errors import BusyError, DifusorError
 from difusor.paths import StateLayout
@@ -53,7 +53,7 @@ class LiveIngest:
         for src in a.sources:
             path = cfg.path(src.path)
             self.followed.append(Followed(path, src.format, src.name or path.name))
-        self._geo: Geo | None = None
+        self._lookups: Lookups | None = None  # one helper process (and its caches) for all rounds
         self._complained: set[str] = set()
         self._last: tuple = ()
         self._tidied = -TIDY_SECONDS
@@ -66,8 +66,19 @@ class LiveIngest:
                 self.round(stop)
                 stop.wait(max(0.0, interval - (time.monotonic() - started)))
         finally:
-            if self._geo is not None:
-                self._geo.close()
+            self.close()
+
+    def close(self) -> None:
+        """Ends the lookup helper process (``run`` does it when it stops)."""
+        if self._lookups is not None:
+            self._lookups.close()
+            self._lookups = None
+
+    def __enter__(self) -> LiveIngest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def round(self, stop: threading.Event | None = None) -> int:
         """One pass over every followed log; returns the rows stored. Skipped (the database
@@ -75,10 +86,11 @@ class LiveIngest:
         signature = self._signature()
         if signature == self._last and time.monotonic() - self._tidied < TIDY_SECONDS:
             return 0
-        if self._geo is None:
-            self._geo = Geo.for_config(self.cfg)
+        if self._lookups is None:
+            self._lookups = Lookups.for_config(self.cfg)
         try:
-            ingestor = Ingestor(self.cfg, wait=min(self.cfg.analytics.interval, 5.0), geo=self._geo)
+            ingestor = Ingestor(self.cfg, wait=min(self.cfg.analytics.interval, 5.0),
+                                lookups=self._lookups)
         except BusyError:
             self._once("ocupada", "analítica: la base está ocupada por otro proceso; se reintenta "
                        "en la siguiente vuelta")

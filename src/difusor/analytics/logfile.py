@@ -74,6 +74,17 @@ def nothing_new(path: Path, offset: int) -> bool:
         return int.from_bytes(f.read(4), "little") == offset
 
 
+def bytes_after(path: Path, offset: int) -> int:
+    """About how many (uncompressed) bytes follow ``offset``: for a compressed log, by gzip's
+    trailer (its size mod 2³²), so only an estimate past 4 GB."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if f.read(2) != b"\x1f\x8b":
+            return size - offset
+        f.seek(-4, os.SEEK_END)
+        return (int.from_bytes(f.read(4), "little") - offset) % (1 << 32)
+
+
 def read_head(path: Path, size: int = HEAD) -> bytes:
     with open_log(path) as f:
         try:
