@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 from conftest import Site, make_site
 
@@ -28,6 +29,7 @@ from difusor.analytics.ingest import Ingestor, ingest_files
 from difusor.analytics.live import LiveIngest
 from difusor.analytics.lookups import Lookups
 from difusor.analytics.metrics import summary
+from difusor.analytics.schema import HITS_VIEW
 from difusor.errors import BusyError, LogFormatError
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -260,7 +262,7 @@ def mixed_log(log: Path) -> list[datetime]:
 
 
 HITS_Q = ("SELECT ts, day, country, state, method, path, query, status, bytes, referer_host, "
-          "browser, os, device, bot, page, view FROM hits ORDER BY rowid")
+          "browser, os, device, bot, page, view FROM hits ORDER BY seq")
 
 
 @pytest.mark.parametrize("helper", [False, True], ids=["aqui", "proceso-auxiliar"])
@@ -340,7 +342,8 @@ def test_an_ingest_that_fails_mid_log_resumes_where_it_stopped(
 def test_requests_keep_the_log_order_in_a_large_parallel_ingest(site: Site, tmp_path: Path
                                                                 ) -> None:
     """300,000 lines, 20 a second from 5,000 addresses: DuckDB inserts in parallel through hash
-    joins; the rows must still come out in the log's order (ties within a second go by it)."""
+    joins, which do not keep the order; each row's ``seq`` still is its place in the log (ties
+    within a second go by it), and a second log's rows come after the first's."""
     rng = random.Random(3)
     start = datetime(2024, 12, 9, 2, 0, tzinfo=UTC)
     ips = [f"189.130.{i // 250}.{i % 250 + 1}" for i in range(5000)]
@@ -354,9 +357,38 @@ def test_requests_keep_the_log_order_in_a_large_parallel_ingest(site: Site, tmp_
     out_of_order = rows(site, """
         SELECT count(*) AS n FROM (
             SELECT CAST(regexp_extract(path, '[0-9]+') AS INTEGER) AS i,
-                   lag(CAST(regexp_extract(path, '[0-9]+') AS INTEGER)) OVER (ORDER BY rowid) AS p
+                   lag(CAST(regexp_extract(path, '[0-9]+') AS INTEGER)) OVER (ORDER BY seq) AS p
             FROM requests) WHERE i < p""")
     assert out_of_order == [{"n": 0}]
+    seqs = rows(site, "SELECT count(DISTINCT seq) AS n, max(seq) AS last FROM requests")
+    assert seqs == [{"n": 300_000, "last": 299_999}]
+    more = tmp_path / "more.log"
+    more.write_text(f'{ips[0]} - - [09/Dec/2024:06:00:00 +0000] "GET /json/300000.json HTTP/1.1" '
+                    '200 10 "-" "Mozilla/5.0 agente 0"\n')
+    assert ingest_files(site.cfg, [more]).rows == 1
+    assert rows(site, "SELECT path FROM requests ORDER BY seq DESC LIMIT 1") == [
+        {"path": "/json/300000.json"}]
+
+
+def test_a_database_stored_before_seq_gets_it_in_its_rows_order(site: Site, tmp_path: Path
+                                                                ) -> None:
+    log = write(tmp_path / "access.log", "".join(
+        combined(ip, path) for ip, path in ((TELMEX_CDMX, "/a.html"), (US, "/b.html"),
+                                            (AXTEL_NL, "/c.html"))))
+    ingest_files(site.cfg, [log])
+    before = summary(site.cfg, None, None)
+    con = duckdb.connect(str(database_path(site.cfg)))  # the layout of earlier versions
+    con.execute("DROP VIEW hits; ALTER TABLE requests DROP COLUMN seq")
+    con.execute(HITS_VIEW.replace("r.seq", "r.rowid AS rowid"))
+    con.close()
+    assert summary(site.cfg, None, None) == before  # read as it is
+    connect(site.cfg).close()  # a writer opens it
+    assert [r["path"] for r in rows(site, "SELECT path FROM hits ORDER BY seq")] == [
+        "/a.html", "/b.html", "/c.html"]
+    assert summary(site.cfg, None, None) == before
+    more = write(tmp_path / "more.log", combined(MICH, "/d.html"))
+    ingest_files(site.cfg, [more])
+    assert [r["seq"] for r in rows(site, "SELECT seq FROM requests ORDER BY seq")] == [0, 1, 2, 3]
 
 
 def test_fast_combined_reader_agrees_with_the_general_one_on_odd_lines(

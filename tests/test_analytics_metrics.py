@@ -45,12 +45,13 @@ def load(con: duckdb.DuckDBPyConnection, rows: list[tuple], folder: Path) -> Non
     # A flat table shaped like the ``hits`` view, so that known rows can be written directly.
     con.execute(STORE_DDL)
     con.execute(HITS_VIEW.replace("VIEW hits AS", "VIEW hits_shape AS"))
-    con.execute("CREATE TABLE IF NOT EXISTS hits AS SELECT * EXCLUDE (rowid) FROM hits_shape LIMIT 0")
+    con.execute("CREATE TABLE IF NOT EXISTS hits AS SELECT * FROM hits_shape LIMIT 0")
+    (first,) = con.execute("SELECT count(*) FROM hits").fetchone()
     path = folder / f"rows-{len(list(folder.iterdir()))}.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        for row in rows:
-            writer.writerow(["\\N" if x is None else x for x in row])
+        for seq, row in enumerate(rows, start=first):  # seq: the rows' order, as an ingest's
+            writer.writerow(["\\N" if x is None else x for x in row] + [seq])
     con.execute(f"COPY hits FROM '{path}' (FORMAT csv, HEADER false, NULLSTR '\\N')")
 
 

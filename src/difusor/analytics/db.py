@@ -58,7 +58,13 @@ def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
             delay = min(delay * 2, 0.5)
     # Absolute instants throughout; local days are computed explicitly with the site's zone.
     con.execute("SET TimeZone = 'UTC'")
-    if not read_only:
+    if read_only:
+        if _has_table(con, "requests") and not _has_seq(con):
+            # Stored before ``seq`` (in the logs' order, by rowid) and not opened by a writer
+            # since: read through a view of this connection's own.
+            con.execute(HITS_VIEW.replace("VIEW hits", "TEMP VIEW hits")
+                        .replace("r.seq", "r.rowid AS seq"))
+    else:
         # A flat ``hits`` table (the layout before requests/visitors/paths) would stand in
         # the view's way: there is no deployed data in it to keep.
         kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
@@ -66,6 +72,22 @@ def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
         if kind and kind[0] != "VIEW":
             con.execute("DROP TABLE hits")
         con.execute(STORE_DDL)
-        if not kind or kind[0] != "VIEW":
+        fresh_view = not kind or kind[0] != "VIEW"
+        if not _has_seq(con):
+            # Requests stored before ``seq`` were stored in the logs' order (by rowid).
+            con.execute("ALTER TABLE requests ADD COLUMN seq UBIGINT; "
+                        "UPDATE requests SET seq = rowid")
+            fresh_view = True
+        if fresh_view:
             con.execute(HITS_VIEW)
     return con
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' "
+                       "AND table_name = ?", [name]).fetchone() is not None
+
+
+def _has_seq(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = 'main' "
+                       "AND table_name = 'requests' AND column_name = 'seq'").fetchone() is not None

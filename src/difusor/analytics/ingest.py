@@ -168,10 +168,13 @@ class Ingestor:
         self.site_host = (urlsplit(cfg.site.url).hostname or "").lower()
         self.keep_ip = a.keep_ip_days > 0
         self._salted: set[date] = set()
-        # Rows keep the log's order: sessions break ties within one second by rowid (which view
-        # came first), and the same log must always give the same numbers. A chunk's table
-        # keeps the file's order, and requests are inserted ORDER BY it (_insert_sql).
+        # Each request carries its place in the logs (``seq``): sessions break ties within one
+        # second by it (which view came first), and the same log must always give the same
+        # numbers. A chunk's table keeps the file's order (its rowid), and ``seq`` is that
+        # plus the rows before the chunk, so the order the joins emit rows in does not matter.
         self.con.execute("SET preserve_insertion_order = true")
+        (self._seq,) = self.con.execute(
+            "SELECT coalesce(max(seq) + 1, 0) FROM requests").fetchone()  # type: ignore[misc]
         # Checkpoint once when the ingest closes, not after every chunk's commit (the WAL
         # keeps each commit durable meanwhile).
         self.con.execute("SET checkpoint_threshold = '1GB'")
@@ -396,6 +399,7 @@ class Ingestor:
         finally:
             self._drop(parsed.slot)
         state.lines = lines
+        self._seq += parsed.lines  # the chunk table's rowids, used or not
         result.lines += parsed.lines
         result.own += parsed.own
         result.rows += stored
@@ -423,7 +427,7 @@ class Ingestor:
         requests, visitors = (sql.replace("__C__", parsed.slot).replace("__G__", g)
                               .replace("__DAY__", day).replace("__PEOPLE__", people)
                               for sql in self._insert)
-        (stored,) = con.execute(requests, [state.source, state.edge]
+        (stored,) = con.execute(requests, [state.source, state.edge, self._seq]
                                 ).fetchone()  # type: ignore[misc]
         self._take_lookups(parsed)
         ip = "coalesce(excluded.ip, visitors.ip)" if self.keep_ip else "NULL"
@@ -478,17 +482,13 @@ class Ingestor:
                    CASE WHEN r.rh <> '' AND r.rh <> {site} THEN r.rh END,
                    CASE WHEN b THEN try_cast(regexp_extract(c.query, '(?:^|&)v=([0-9]+)', 1)
                                              AS UINTEGER) END,
-                   $1, $2
+                   $1, $2, $3 + c.seq
             FROM (SELECT c.rowid AS seq, c.*, __DAY__ AS day, {_BEACON} AS b
                   FROM __C__ AS c WHERE ok AND NOT own) AS c
             JOIN _ipday AS k USING (day, ip)
             JOIN (SELECT referer, hash(referer) AS rk, {ref} AS rh
                   FROM __G__ WHERE gid = {_REFERERS}) AS r
-                ON r.rk = hash(c.referer) AND r.referer = c.referer
-            -- the log's order (the chunk table keeps it): hash joins do not, quite (measured:
-            -- a few rows out of place per chunk, or all of them grouped by address when DuckDB
-            -- builds on the chunk), and ties within a second are ordered by rowid. Free here.
-            ORDER BY c.seq"""
+                ON r.rk = hash(c.referer) AND r.referer = c.referer"""
         visitors = f"""
             INSERT INTO visitors
             SELECT d.day, hash(k.key, d.ua), {"d.ip" if self.keep_ip else "NULL"}, d.last,

@@ -4,8 +4,7 @@ Stored normalised (``STORE_DDL``): a narrow ``requests`` table holds only what v
 request; what is a function of the visitor-day (place, agent, address) lives once in
 ``visitors`` and what is a function of the path (page, view) once in ``paths``. Writing ~12
 columns instead of 21 per row is most of what makes the ingest fast. ``hits`` is a VIEW joining
-them back with exactly the columns below, which is what metrics.py and sessions.py read (plus
-``rowid``, the request's own, which a view would not have and sessions.py orders ties by).
+them back with exactly the columns below, which is what metrics.py and sessions.py read.
 
 Written only by ``ingest``; read by ``metrics``. One process writes at a time (DuckDB's file
 lock): ``difusor run`` opens the file for each ingest round and closes it, so a ``summary`` from
@@ -30,9 +29,11 @@ hits — one request from any source (origin or edge):
     visible_ms    UINTEGER     beacon (POST /_difusor/b): visible time reported, else NULL
     source        VARCHAR      the log's name
     edge          BOOLEAN      the source is a CDN/edge log (varnishncsa, CloudFront, …)
+    seq           UBIGINT      the request's place in the logs as ingested (increasing; gaps
+                               where lines were not stored): sessions.py orders ties by it
 
 requests — hits' per-request columns (ts, day, visitor, method, path, query, status, bytes,
-    referer_host, visible_ms, source, edge).
+    referer_host, visible_ms, source, edge, seq).
 visitors — per (day, visitor): ip, last_ts (the visitor-day's latest request, for keep_ip_days),
     country, state, browser, os, device, bot.
 paths — per path: page, view (rows of method 'BEACON' are never pages nor views).
@@ -77,7 +78,8 @@ CREATE TABLE IF NOT EXISTS requests (
     referer_host VARCHAR,
     visible_ms UINTEGER,
     source VARCHAR,
-    edge BOOLEAN
+    edge BOOLEAN,
+    seq UBIGINT
 );
 CREATE TABLE IF NOT EXISTS visitors (
     day DATE NOT NULL,
@@ -105,7 +107,7 @@ SELECT r.ts, r.day, r.visitor, v.ip, v.country, v.state, r.method, r.path, r.que
        r.bytes, r.referer_host, v.browser, v.os, v.device, v.bot,
        CASE WHEN r.method = 'BEACON' THEN FALSE ELSE coalesce(p.page, FALSE) END AS page,
        CASE WHEN r.method = 'BEACON' THEN NULL ELSE p.view END AS view,
-       r.visible_ms, r.source, r.edge, r.rowid AS rowid
+       r.visible_ms, r.source, r.edge, r.seq
 FROM requests AS r
 LEFT JOIN visitors AS v ON v.day = r.day AND v.visitor = r.visitor
 LEFT JOIN paths AS p ON p.path = r.path

@@ -88,7 +88,7 @@ def prepare(con: duckdb.DuckDBPyConnection, start: datetime | None, end: datetim
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE r AS
         WITH b AS (
-            SELECT h.rowid AS rid, h.ts, h.day, h.visitor, h.bytes, h.referer_host,
+            SELECT h.seq AS rid, h.ts, h.day, h.visitor, h.bytes, h.referer_host,
                    CASE WHEN h.status < 400 THEN h.view END AS shown,
                    coalesce(h.page, FALSE) AND h.status < 400 AS page_ok,
                    CASE WHEN coalesce(h.page, FALSE) AND h.status < 400 THEN h.path END AS page_path,
