@@ -23,6 +23,7 @@ from conftest import Site, make_site
 
 from difusor.analytics import agents, formats, logfile
 from difusor.analytics import ingest as ingest_mod
+from difusor.analytics import lookups as lookups_mod
 from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo, default_db
 from difusor.analytics.ingest import Ingestor, ingest_files
@@ -287,7 +288,7 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
 
         monkeypatch.setattr(Lookups, "ask", ask)
         if helper:
-            monkeypatch.setattr(ingest_mod, "HELPER_BYTES", 0)
+            monkeypatch.setattr(lookups_mod, "HELPER_BYTES", 0)
         result = ingest_files(small.cfg, [log])
         assert len(asked_by) > 10
         assert all((pid is not None) == helper for pid in asked_by)

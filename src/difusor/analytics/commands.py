@@ -27,13 +27,21 @@ def ingest_command(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Ingiere registros de acceso; volver a ingerir un archivo nunca cuenta dos veces."""
-    from difusor.analytics.ingest import ingest_files
+    from difusor.analytics.lookups import Lookups
 
     if fmt not in config_mod.LOG_FORMATS:
         raise DifusorError(f"formato desconocido «{fmt}»; usa uno de: "
                            + ", ".join(config_mod.LOG_FORMATS))
     cfg = config_mod.load(config)
-    result = ingest_files(cfg, files, fmt=fmt, progress=True)
+    lookups = Lookups.for_config(cfg)
+    try:
+        # Before DuckDB is even imported: the helper warms up while this process gets ready.
+        lookups.start_for(sum(p.stat().st_size for p in files if p.is_file()))
+        from difusor.analytics.ingest import ingest_files
+
+        result = ingest_files(cfg, files, fmt=fmt, progress=True, lookups=lookups)
+    finally:
+        lookups.close()
     out.print(result.describe(), markup=False)
 
 

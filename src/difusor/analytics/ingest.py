@@ -60,9 +60,6 @@ from difusor.errors import LogFormatError
 BEACON_PATH = "/_difusor/b"
 COMBINED_SHAPED = frozenset({"combined", "varnishncsa"})
 _BEACON = f"(method = 'POST' AND path = '{BEACON_PATH}')"
-# From this many new bytes on, the lookups go to their helper process (lookups.py): below, its
-# start and warm-up (≈ 0.3 s of CPU) would cost more than it saves.
-HELPER_BYTES = 32 << 20
 # A chunk's groups (see Ingestor._group): GROUPING(ip, ua, quarter, referer, path) of each set.
 _PEOPLE, _REFERERS, _PATHS = 0b00011, 0b11101, 0b11110
 _TABLES = {
@@ -223,8 +220,7 @@ class Ingestor:
         if offset and nothing_new(path, offset):
             result.already = 1
             return result
-        if bytes_after(path, offset) >= HELPER_BYTES:
-            self.lookups.start()
+        self.lookups.start_for(bytes_after(path, offset))
         state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
         # While DuckDB parses chunk n, chunk n+1 is copied (``ahead``) and chunk n-1's new
         # addresses and agents are looked up (asked as each chunk is parsed); then chunk n-1
@@ -543,8 +539,8 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def ingest_files(cfg: Config, files: list[Path], fmt: str = "auto", progress: bool = False
-                 ) -> IngestResult:
+def ingest_files(cfg: Config, files: list[Path], fmt: str = "auto", progress: bool = False,
+                 lookups: Lookups | None = None) -> IngestResult:
     """Ingest logs given by the operator (``difusor analytics ingest``)."""
     from difusor.clikit import progress as progress_bar
 
@@ -554,7 +550,7 @@ def ingest_files(cfg: Config, files: list[Path], fmt: str = "auto", progress: bo
     missing = [p for p in files if not p.is_file()]
     if missing:
         raise LogFormatError(f"no existe el registro {missing[0]}")
-    ingestor = Ingestor(cfg)
+    ingestor = Ingestor(cfg, lookups=lookups)
     done_ok = False
     try:
         with progress_bar("ingiriendo") if progress else _no_bar() as bar:
