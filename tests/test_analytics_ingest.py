@@ -371,6 +371,31 @@ def test_requests_keep_the_log_order_in_a_large_parallel_ingest(site: Site, tmp_
         {"path": "/json/300000.json"}]
 
 
+def test_a_log_written_to_while_read_in_place_is_read_again_from_a_copy(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small log is parsed where it lies; if it grows between its scan and DuckDB's read,
+    DuckDB may read lines past the offset that is saved: that parse is dropped and the log
+    read from a copy, so each line is stored once."""
+    log = write(tmp_path / "access.log",
+                combined(TELMEX_CDMX, "/a.html") + combined(US, "/b.html"))
+    real_csv_sql = formats.csv_sql
+    grown: list[str] = []
+
+    def growing(path: str, *args: object) -> str:
+        if path == str(log) and not grown:  # read in place, and written to just now
+            with open(log, "a") as f:
+                f.write(combined(AXTEL_NL, "/c.html"))
+            grown.append(path)
+        return real_csv_sql(path, *args)
+
+    monkeypatch.setattr(formats, "csv_sql", growing)
+    assert ingest_files(site.cfg, [log]).rows == 3
+    assert grown == [str(log)]
+    assert ingest_files(site.cfg, [log]).rows == 0
+    assert [r["path"] for r in rows(site, "SELECT path FROM hits ORDER BY seq")] == [
+        "/a.html", "/b.html", "/c.html"]
+
+
 def test_a_database_stored_before_seq_gets_it_in_its_rows_order(site: Site, tmp_path: Path
                                                                 ) -> None:
     log = write(tmp_path / "access.log", "".join(

@@ -1,5 +1,6 @@
 """A log read in chunks of whole lines: boundaries, partial lines, resumes, long lines, gzip,
-and what the copy notices on the way (UTF-8, Apache's escaped quotes)."""
+what the copy notices on the way (UTF-8, Apache's escaped quotes), and a small log read in
+place."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from difusor.analytics.logfile import Chunk, ahead, chunks
 
 
 def read_all(log: Path, tmp: Path, offset: int = 0, final: bool = False, chunk: int = 100,
-             piece: int = 7) -> tuple[list[Chunk], list[bytes], list[str]]:
+             piece: int = 7, in_place: bool = False
+             ) -> tuple[list[Chunk], list[bytes], list[str]]:
     spool, found, texts, warnings = tmp / "spool", [], [], []
-    for c in chunks(log, offset, final, warnings, [spool], chunk=chunk, piece=piece):
+    for c in chunks(log, offset, final, warnings, [spool], chunk=chunk, piece=piece,
+                    in_place=in_place):
         found.append(c)
-        texts.append(spool.read_bytes())
+        assert c.spool == (log if c.in_place else spool)
+        texts.append(c.spool.read_bytes()[:c.size])
     return found, texts, warnings
 
 
@@ -134,3 +138,43 @@ def test_ahead_fetches_the_next_item_while_this_one_is_used_and_cleans_up() -> N
 
     with pytest.raises(OSError, match="disco"):
         list(ahead(failing()))
+
+
+def test_a_small_clean_log_from_its_start_is_read_in_place(tmp_path: Path) -> None:
+    """Up to two chunks' worth is one chunk; from the start of a plain, clean log ending in a
+    newline it is the log itself, scanned but not copied."""
+    data = lines(60)
+    log = tmp_path / "access.log"
+    log.write_bytes(data)
+    found, texts, _ = read_all(log, tmp_path, chunk=len(data) // 2 + 1, in_place=True)
+    assert texts == [data] and len(found) == 1
+    c = found[0]
+    assert c.in_place and c.end == c.size == len(data) and c.last and c.utf8
+    assert not (tmp_path / "spool").exists()  # nothing copied
+    found, _, _ = read_all(log, tmp_path, chunk=len(data) // 2 - 1, in_place=True)
+    assert len(found) > 1 and not any(c.in_place for c in found)  # more than two chunks' worth
+
+
+@pytest.mark.parametrize("case", ["resumed", "partial-line", "gzip", "not-utf8", "escaped-quote",
+                                  "pattern-name"])
+def test_what_cannot_be_read_in_place_is_copied_as_one_chunk(tmp_path: Path, case: str
+                                                             ) -> None:
+    data = lines(30)
+    log = tmp_path / {"gzip": "access.log.1.gz", "pattern-name": "acceso[1].log"}.get(
+        case, "access.log")
+    offset, expected = 0, data
+    if case == "resumed":
+        offset = data.index(b"\n") + 1
+        expected = data[offset:]
+    elif case == "partial-line":
+        data += b"a medias"
+        expected = lines(30)
+    elif case == "not-utf8":
+        data = expected = data + b"mal \xff\n"
+    elif case == "escaped-quote":
+        data = expected = data + b'"GET /\\"a\\" HTTP/1.1"\n'
+    log.write_bytes(gzip.compress(data) if case == "gzip" else data)
+    found, texts, _ = read_all(log, tmp_path, offset, chunk=len(data), in_place=True)
+    assert texts == [expected] and not found[0].in_place
+    assert found[0].utf8 == (case != "not-utf8")
+    assert found[0].escaped_quote == (case == "escaped-quote")

@@ -2,7 +2,8 @@
 
 A log is read in chunks of whole lines (≤ ``logfile.CHUNK`` bytes, see logfile.py for a file's
 identity, offsets and rotation). Each chunk is spooled (by a thread, while DuckDB parses the one
-before) to a private temporary file that DuckDB's CSV reader parses with the format's SQL
+before) to a private temporary file — a small log read from its start is one chunk, parsed
+where it lies — that DuckDB's CSV reader parses with the format's SQL
 (formats.py) into a temp table, grouped once per
 address/agent, referrer and path, then written straight into ``requests`` with the per-distinct
 results joined back; only per-DISTINCT work happens in Python
@@ -51,6 +52,7 @@ from difusor.analytics.logfile import (
     nothing_new,
     read_head,
     source_name,
+    stamp,
 )
 from difusor.analytics.lookups import Lookups
 from difusor.analytics.views import page_rules, view_rules
@@ -116,6 +118,21 @@ class _FileState:
     source: str
     edge: bool
     lines: int              # lines committed
+
+
+@dataclass
+class _Reading:
+    """One file being read: what ``ingest_file`` found out before its first chunk."""
+    state: _FileState
+    spec: formats.Format
+    fields: list[str] | None   # CloudFront's field names
+    zone: str | None           # the usual zone offset of combined-shaped lines
+    offset: int
+    final: bool
+
+
+class _Changed(Exception):
+    """A log read in place was written to while DuckDB read it."""
 
 
 @dataclass
@@ -222,32 +239,41 @@ class Ingestor:
             return result
         self.lookups.start_for(bytes_after(path, offset))
         state = _FileState(fp, path, source or source_name(path), spec.edge, done_lines)
-        # While DuckDB parses chunk n, chunk n+1 is copied (``ahead``) and chunk n-1's new
-        # addresses and agents are looked up (asked as each chunk is parsed); then chunk n-1
-        # is stored.
+        reading = _Reading(state, spec, fields, zone, offset, final)
+        try:
+            self._read(reading, result, on_bytes, should_stop)
+        except _Changed:  # written to while it was read in place: read a copy instead
+            self._read(reading, result, on_bytes, should_stop, in_place=False)
+        if not result.bytes:
+            result.already = 1
+        return result
+
+    def _read(self, r: _Reading, result: IngestResult, on_bytes: Callable[[int], None] | None,
+              should_stop: Callable[[], bool] | None, in_place: bool = True) -> None:
+        """The file's chunks into the database. While DuckDB parses chunk n, chunk n+1 is
+        copied (``ahead``) and chunk n-1's new addresses and agents are looked up (asked as
+        each chunk is parsed); then chunk n-1 is stored."""
         pending: _Parsed | None = None
         parsed: _Parsed | None = None
         spools = (self.tmp / "trozo0.log", self.tmp / "trozo1.log")
         try:
-            for n, chunk in enumerate(ahead(chunks(path, offset, final, result.warnings,
-                                                   spools))):
-                parsed = self._parse(chunk, spec, fields, zone, f"_c{n % 2}")
+            for n, chunk in enumerate(ahead(chunks(r.state.path, r.offset, r.final,
+                                                   result.warnings, spools,
+                                                   in_place=in_place))):
+                parsed = self._parse(chunk, r, f"_c{n % 2}")
                 if pending is not None:
-                    self._store(pending, state, result, on_bytes)
+                    self._store(pending, r.state, result, on_bytes)
                 pending, parsed = parsed, None
                 if should_stop and should_stop():
                     break
             else:
                 if pending is not None:
-                    self._store(pending, state, result, on_bytes)
+                    self._store(pending, r.state, result, on_bytes)
                     pending = None
         finally:
             for left in (pending, parsed):  # not stored: asked lookups belong in _geo / _agent
                 if left is not None:
                     self._discard(left)
-        if not result.bytes:
-            result.already = 1
-        return result
 
     def _save_offset(self, fp: str, source: str, path: Path, offset: int, lines: int) -> None:
         self.con.execute("""
@@ -258,15 +284,16 @@ class Ingestor:
 
     # -- one chunk --------------------------------------------------------------------
 
-    def _parse(self, chunk: Chunk, spec: formats.Format, fields: list[str] | None,
-               zone: str | None, slot: str) -> _Parsed:
+    def _parse(self, chunk: Chunk, r: _Reading, slot: str) -> _Parsed:
         """A chunk (in its spool file) → a temp table of its rows (``<slot>``) and their
         per-distinct groups (``_g<slot>``); the new addresses and agents are handed to the
         worker to look up (per distinct value: the only per-value work done in Python).
         Combined lines are read by DuckDB's CSV reader as typed columns
         (``formats.csv_sql``), the lines it refuses the general way, appended after the
-        others; with an escaped quote about (Apache) the whole chunk goes the general way."""
-        spool = chunk.spool
+        others; with an escaped quote about (Apache) the whole chunk goes the general way.
+        A chunk read in place (the log itself) raises ``_Changed`` if the log was written to
+        meanwhile: DuckDB may have read more than the chunk."""
+        spec, spool = r.spec, chunk.spool
         if not chunk.utf8:  # DuckDB drops lines that are not UTF-8: mend them instead
             spool.write_bytes(spool.read_bytes().decode("utf-8", "replace").encode("utf-8"))
         con = self.con
@@ -275,7 +302,7 @@ class Ingestor:
                 rejects = f"_rechazo{slot}"
                 try:
                     con.execute(f"CREATE OR REPLACE TEMP TABLE {slot} AS " + self._flagged(
-                        formats.csv_sql(str(spool), rejects, zone)))
+                        formats.csv_sql(str(spool), rejects, r.zone)))
                     if self._refused(rejects):
                         con.execute(f"INSERT INTO {slot} "
                                     + self._flagged(formats.rejected_sql(rejects)))
@@ -284,13 +311,16 @@ class Ingestor:
                                 f"DROP TABLE IF EXISTS {rejects}_scan")
             else:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {slot} AS " + self._flagged(
-                    formats.source_sql(spec, str(spool), fields)))
+                    formats.source_sql(spec, str(spool), r.fields)))
+            if chunk.in_place and stamp(spool) != chunk.stamp:
+                raise _Changed
             self._group(slot)
         except BaseException:
             self._drop(slot)
             raise
         finally:
-            spool.unlink(missing_ok=True)
+            if not chunk.in_place:
+                spool.unlink(missing_ok=True)
         lines, good, own, first, last = con.execute(
             f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own), "
             f"min(ts) FILTER (ok AND NOT own), max(ts) FILTER (ok AND NOT own) FROM {slot}"

@@ -23,6 +23,7 @@ from typing import BinaryIO, TypeVar
 T = TypeVar("T")
 
 CHUNK = 128 << 20
+_GLOB = re.compile(r"[*?\[\]{}~]")
 PIECE = 1 << 20   # the copy buffer: stays in the CPU's cache
 HEAD = 4096
 
@@ -95,14 +96,26 @@ def read_head(path: Path, size: int = HEAD) -> bytes:
 
 @dataclass
 class Chunk:
-    """Whole lines of a log, just written to the spool file given to ``chunks``."""
+    """Whole lines of a log, just written to the spool file given to ``chunks`` — or, read in
+    place, the log itself from its start (``stamp`` says which file that was)."""
     end: int              # the file's offset after them (uncompressed bytes)
     size: int             # bytes in the spool
     dropped: int          # lines longer than a chunk skipped before them
     utf8: bool            # the bytes are valid UTF-8 (almost always: logs are ASCII)
     escaped_quote: bool   # a backslash before a quote somewhere (Apache escapes quotes so)
     last: bool            # the log ended after it (for now)
-    spool: Path           # where it was written
+    spool: Path           # where it was written (or the log, read in place)
+    stamp: tuple[int, ...] | None = None  # read in place: the log's ``stamp`` when scanned
+
+    @property
+    def in_place(self) -> bool:
+        return self.stamp is not None
+
+
+def stamp(path: Path) -> tuple[int, ...]:
+    """A file's identity and state: any write, truncation or replacement changes it."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def ahead(items: Iterator[T]) -> Iterator[T]:
@@ -123,12 +136,26 @@ def ahead(items: Iterator[T]) -> Iterator[T]:
 
 
 def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Sequence[Path],
-           chunk: int = CHUNK, piece: int = PIECE) -> Iterator[Chunk]:
+           chunk: int = CHUNK, piece: int = PIECE, in_place: bool = True) -> Iterator[Chunk]:
     """From ``offset`` on, chunks of whole lines of at most ``chunk`` bytes, the n-th written
     to ``spools[n % len(spools)]`` (replacing what was there) before it is yielded; ``final``
     also takes a last line without newline (and adds one). The bytes pass through one small
     buffer: copying a chunk piece by piece and looking at each piece while it is hot costs a
-    third of reading the chunk into memory and writing it out again."""
+    third of reading the chunk into memory and writing it out again.
+
+    A log with at most two chunks' worth left is one chunk (the memory of two chunks in
+    flight, fewer and larger statements). Read from its start, plain, ending in a newline
+    (or ``final``) and clean (UTF-8, no escaped quote), it is not even copied: the chunk is
+    the log itself (``in_place``), only scanned; whoever parses it checks its ``stamp``
+    afterwards, since a log may grow while it is read."""
+    first = chunk
+    if bytes_after(path, offset) <= 2 * chunk:
+        first = 2 * chunk
+        if in_place and offset == 0:
+            whole = _in_place(path, final, first, piece, warnings)
+            if whole is not None:
+                yield whole
+                return
     dropped = 0
     with open_log(path) as f:
         if isinstance(f, gzip.GzipFile):
@@ -144,8 +171,9 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Se
         carry = b""
         n = 0
         while True:
+            cap = first if n == 0 else chunk
             with open(spools[n % len(spools)], "w+b") as out:
-                size, cut, eof = copier.fill(out, carry, chunk)
+                size, cut, eof = copier.fill(out, carry, cap)
                 out.flush()
                 written = cut
                 if eof and final and not copier.damaged and size > cut:  # no newline yet
@@ -154,7 +182,7 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Se
                 elif cut:
                     carry = os.pread(out.fileno(), size - cut, cut)
                     out.truncate(cut)
-                elif size >= chunk:  # one "line" longer than a chunk: dropped, to its end
+                elif size >= cap:  # one "line" longer than a chunk: dropped, to its end
                     skipped, carry = copier.skip_line()
                     offset += size + skipped
                     dropped += 1
@@ -167,6 +195,29 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Se
             dropped, n = 0, n + 1
             if eof:
                 return
+
+
+def _in_place(path: Path, final: bool, limit: int, piece: int, warnings: list[str]
+              ) -> Chunk | None:
+    """The whole log as one chunk read where it lies, when it may be (see ``chunks``)."""
+    if _GLOB.search(str(path)):  # DuckDB would take its name for a pattern
+        return None
+    before = stamp(path)
+    size = before[2]
+    if not 0 < size <= limit:
+        return None
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            return None
+        f.seek(size - 1)
+        if f.read(1) != b"\n" and not final:
+            return None
+        f.seek(0)
+        copier = _Copier(f, min(piece, limit), path, warnings)
+        copier.scan(size)
+    if not copier.utf8 or copier.escaped_quote or copier.damaged:
+        return None  # copied instead: the copy mends or reads it the general way
+    return Chunk(size, size, 0, True, False, True, path, before)
 
 
 class _Copier:
@@ -204,6 +255,14 @@ class _Copier:
                 cut = size + newline + 1
             size += got
         return size, cut, False
+
+    def scan(self, limit: int) -> None:
+        """Looks at the log's next ``limit`` bytes without copying them anywhere."""
+        self._restart()
+        left = limit
+        while left and (got := self._read(min(len(self.buf), left))):
+            self._look(self.buf if got == len(self.buf) else bytes(self.view[:got]))
+            left -= got
 
     def skip_line(self) -> tuple[int, bytes]:
         """Reads on to the end of the current line: (bytes skipped, what follows it read)."""
