@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from difusor.analytics import agents
-from difusor.analytics.geo import Geo
+from difusor.analytics.geo import Geo, default_db
 from difusor.errors import DifusorError, LogFormatError
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ def _tsv(value: object) -> str:
 
 
 def geo_db(cfg: Config) -> Path:
-    from difusor.analytics.geo import default_db
-
     return cfg.path(cfg.analytics.geoip_db) if cfg.analytics.geoip_db else default_db()
 
 
