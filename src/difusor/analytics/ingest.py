@@ -131,8 +131,8 @@ class _Reading:
     final: bool
 
 
-class _Changed(Exception):
-    """A log read in place was written to while DuckDB read it."""
+class _NotInPlace(Exception):
+    """A log read in place was not clean, or was written to while DuckDB read it."""
 
 
 @dataclass
@@ -242,7 +242,7 @@ class Ingestor:
         reading = _Reading(state, spec, fields, zone, offset, final)
         try:
             self._read(reading, result, on_bytes, should_stop)
-        except _Changed:  # written to while it was read in place: read a copy instead
+        except _NotInPlace:  # read again, from a copy (which mends, or notices what changed)
             self._read(reading, result, on_bytes, should_stop, in_place=False)
         if not result.bytes:
             result.already = 1
@@ -291,8 +291,9 @@ class Ingestor:
         Combined lines are read by DuckDB's CSV reader as typed columns
         (``formats.csv_sql``), the lines it refuses the general way, appended after the
         others; with an escaped quote about (Apache) the whole chunk goes the general way.
-        A chunk read in place (the log itself) raises ``_Changed`` if the log was written to
-        meanwhile: DuckDB may have read more than the chunk."""
+        A chunk read in place (the log itself) raises ``_NotInPlace`` if its scan found it not
+        clean, or if the log was written to meanwhile (DuckDB may have read more than the
+        chunk)."""
         spec, spool = r.spec, chunk.spool
         if not chunk.utf8:  # DuckDB drops lines that are not UTF-8: mend them instead
             spool.write_bytes(spool.read_bytes().decode("utf-8", "replace").encode("utf-8"))
@@ -312,8 +313,8 @@ class Ingestor:
             else:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {slot} AS " + self._flagged(
                     formats.source_sql(spec, str(spool), r.fields)))
-            if chunk.in_place and stamp(spool) != chunk.stamp:
-                raise _Changed
+            if chunk.in_place and not (_clean(chunk) and stamp(spool) == chunk.stamp):
+                raise _NotInPlace
             self._group(slot)
         except BaseException:
             self._drop(slot)
@@ -563,6 +564,14 @@ class Ingestor:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._close_worker()
             self.con.close()
+
+
+def _clean(chunk: Chunk) -> bool:
+    assert chunk.clean is not None
+    try:
+        return chunk.clean.result()
+    except OSError:
+        return False
 
 
 def _lit(text: str) -> str:

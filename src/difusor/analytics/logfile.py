@@ -13,9 +13,10 @@ import gzip
 import hashlib
 import os
 import re
+import threading
 import zlib
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -97,7 +98,8 @@ def read_head(path: Path, size: int = HEAD) -> bytes:
 @dataclass
 class Chunk:
     """Whole lines of a log, just written to the spool file given to ``chunks`` — or, read in
-    place, the log itself from its start (``stamp`` says which file that was)."""
+    place, the log itself from its start (``stamp`` says which file that was, ``clean``
+    whether it is clean: UTF-8 and no escaped quote, found out while it is parsed)."""
     end: int              # the file's offset after them (uncompressed bytes)
     size: int             # bytes in the spool
     dropped: int          # lines longer than a chunk skipped before them
@@ -105,7 +107,8 @@ class Chunk:
     escaped_quote: bool   # a backslash before a quote somewhere (Apache escapes quotes so)
     last: bool            # the log ended after it (for now)
     spool: Path           # where it was written (or the log, read in place)
-    stamp: tuple[int, ...] | None = None  # read in place: the log's ``stamp`` when scanned
+    stamp: tuple[int, ...] | None = None  # read in place: the log's ``stamp`` before
+    clean: Future[bool] | None = None     # read in place: the scan's verdict, when it ends
 
     @property
     def in_place(self) -> bool:
@@ -144,10 +147,11 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Se
     third of reading the chunk into memory and writing it out again.
 
     A log with at most two chunks' worth left is one chunk (the memory of two chunks in
-    flight, fewer and larger statements). Read from its start, plain, ending in a newline
-    (or ``final``) and clean (UTF-8, no escaped quote), it is not even copied: the chunk is
-    the log itself (``in_place``), only scanned; whoever parses it checks its ``stamp``
-    afterwards, since a log may grow while it is read."""
+    flight, fewer and larger statements). Read from its start, plain and ending in a newline
+    (or ``final``), it is not even copied: the chunk is the log itself (``in_place``), yielded
+    at once and scanned by a thread meanwhile. Whoever parses it must then wait for ``clean``
+    and check the ``stamp`` (a log may grow while it is read), and read it again with
+    ``in_place=False`` if either fails."""
     first = chunk
     if bytes_after(path, offset) <= 2 * chunk:
         first = 2 * chunk
@@ -212,12 +216,27 @@ def _in_place(path: Path, final: bool, limit: int, piece: int, warnings: list[st
         f.seek(size - 1)
         if f.read(1) != b"\n" and not final:
             return None
-        f.seek(0)
-        copier = _Copier(f, min(piece, limit), path, warnings)
-        copier.scan(size)
-    if not copier.utf8 or copier.escaped_quote or copier.damaged:
-        return None  # copied instead: the copy mends or reads it the general way
-    return Chunk(size, size, 0, True, False, True, path, before)
+    return Chunk(size, size, 0, True, False, True, path, before,
+                 _scanning(path, size, min(piece, limit), warnings))
+
+
+def _scanning(path: Path, size: int, piece: int, warnings: list[str]) -> Future[bool]:
+    """Whether the log's first ``size`` bytes are clean (UTF-8, no escaped quote), found out
+    by a thread: DuckDB parses the log meanwhile (a copy would mend or read it the general
+    way, so a log that is not clean is read again from one)."""
+    verdict: Future[bool] = Future()
+
+    def scan() -> None:
+        try:
+            with open(path, "rb") as f:
+                copier = _Copier(f, piece, path, warnings)
+                copier.scan(size)
+            verdict.set_result(copier.utf8 and not copier.escaped_quote and not copier.damaged)
+        except BaseException as exc:  # (an OSError: the caller reads a copy instead)
+            verdict.set_exception(exc)
+
+    threading.Thread(target=scan, name="difusor-revisa", daemon=True).start()
+    return verdict
 
 
 class _Copier:
