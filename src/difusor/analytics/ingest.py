@@ -3,10 +3,9 @@
 A log is read in chunks of whole lines (≤ ``logfile.CHUNK`` bytes, see logfile.py for a file's
 identity, offsets and rotation). Each chunk is spooled (by a thread, while DuckDB parses the one
 before) to a private temporary file — a small log read from its start is one chunk, parsed
-where it lies — that DuckDB's CSV reader parses with the format's SQL
-(formats.py) into a temp table, grouped once per
-address/agent, referrer and path, then written straight into ``requests`` with the per-distinct
-results joined back; only per-DISTINCT work happens in Python
+where it lies — that DuckDB's CSV reader parses with the format's SQL (formats.py) into a temp
+table, grouped once per address/agent, referrer and path, then written straight into
+``requests`` with the per-distinct results joined back; only per-DISTINCT work happens in Python
 — geolocation per address, user-agent classification per agent — in a helper process
 (lookups.py) that answers while DuckDB parses the next chunk, and comes back to DuckDB as a
 small table. The chunk's rows and the file's new offset are committed together, so an

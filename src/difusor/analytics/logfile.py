@@ -156,7 +156,7 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Se
     if bytes_after(path, offset) <= 2 * chunk:
         first = 2 * chunk
         if in_place and offset == 0:
-            whole = _in_place(path, final, first, piece, warnings)
+            whole = _in_place(path, final, first, piece)
             if whole is not None:
                 yield whole
                 return
@@ -201,8 +201,7 @@ def chunks(path: Path, offset: int, final: bool, warnings: list[str], spools: Se
                 return
 
 
-def _in_place(path: Path, final: bool, limit: int, piece: int, warnings: list[str]
-              ) -> Chunk | None:
+def _in_place(path: Path, final: bool, limit: int, piece: int) -> Chunk | None:
     """The whole log as one chunk read where it lies, when it may be (see ``chunks``)."""
     if _GLOB.search(str(path)):  # DuckDB would take its name for a pattern
         return None
@@ -217,19 +216,20 @@ def _in_place(path: Path, final: bool, limit: int, piece: int, warnings: list[st
         if f.read(1) != b"\n" and not final:
             return None
     return Chunk(size, size, 0, True, False, True, path, before,
-                 _scanning(path, size, min(piece, limit), warnings))
+                 _scanning(path, size, min(piece, limit)))
 
 
-def _scanning(path: Path, size: int, piece: int, warnings: list[str]) -> Future[bool]:
+def _scanning(path: Path, size: int, piece: int) -> Future[bool]:
     """Whether the log's first ``size`` bytes are clean (UTF-8, no escaped quote), found out
     by a thread: DuckDB parses the log meanwhile (a copy would mend or read it the general
-    way, so a log that is not clean is read again from one)."""
+    way, so a log that is not clean is read again from one, which also tells of any read
+    error: the scan keeps its own to itself)."""
     verdict: Future[bool] = Future()
 
     def scan() -> None:
         try:
             with open(path, "rb") as f:
-                copier = _Copier(f, piece, path, warnings)
+                copier = _Copier(f, piece, path, [])
                 copier.scan(size)
             verdict.set_result(copier.utf8 and not copier.escaped_quote and not copier.damaged)
         except BaseException as exc:  # (an OSError: the caller reads a copy instead)

@@ -17,6 +17,7 @@ agents) as lists of (value, DuckDB's hash of it). Answered: ("ok", geo TSV, agen
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import signal
@@ -82,15 +83,14 @@ class Lookups:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-            try:
-                # Its own session: a Ctrl-C reaches the ingest, which ends the helper; if the
-                # ingest dies, the helper's stdin closes and it ends by itself.
+            # Its own session: a Ctrl-C reaches the ingest, which ends the helper; if the
+            # ingest dies, the helper's stdin closes and it ends by itself. If it cannot
+            # start, answers stay here.
+            with contextlib.suppress(OSError):
                 self._proc = subprocess.Popen(
                     [sys.executable, "-m", "difusor.analytics.lookups", str(self.db)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                     env=env, start_new_session=True)
-            except OSError:
-                self._proc = None
 
     def start_for(self, new_bytes: int) -> None:
         """Starts the helper if reading ``new_bytes`` makes it worth it."""
@@ -134,11 +134,9 @@ class Lookups:
         if proc is None:
             return
         for stream in (proc.stdin, proc.stdout):
-            try:
-                if stream is not None:
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a dead helper's pipe
                     stream.close()
-            except OSError:
-                pass
         proc.kill()  # it holds nothing worth a goodbye (and may still be warming up)
         proc.wait()
 
