@@ -28,7 +28,7 @@ from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo, default_db
 from difusor.analytics.ingest import Ingestor, ingest_files
 from difusor.analytics.live import LiveIngest
-from difusor.analytics.lookups import Lookups
+from difusor.analytics.lookups import HELPER_BYTES, Lookups
 from difusor.analytics.metrics import summary
 from difusor.analytics.schema import HITS_VIEW
 from difusor.errors import BusyError, LogFormatError
@@ -687,6 +687,43 @@ def test_cli_ingest_exit_codes_and_spanish_output(site: Site, tmp_path: Path) ->
     assert junk.returncode == LogFormatError.exit_code and "no reconozco" in junk.stderr
     bad_fmt = _cli(site, str(log), "--format", "apache")
     assert bad_fmt.returncode != 0 and "formato desconocido" in bad_fmt.stderr
+
+
+def _helpers() -> set[int]:
+    """Lookup helper processes now alive (not zombies)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if (b"difusor.analytics.lookups" in (proc / "cmdline").read_bytes()
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+                found.add(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_cli_ingest_of_a_large_log_through_the_prestarted_helper(site: Site,
+                                                                 tmp_path: Path) -> None:
+    """A log large enough has its helper started before the CLI's imports (the launcher):
+    the rows come out as in-process, and no helper outlives the command — nor one whose
+    command failed."""
+    line = combined(TELMEX_CDMX, "/json/main.json", IPAD)
+    copies = HELPER_BYTES // len(line.encode()) + 1
+    log = write(tmp_path / "grande.log", line * copies + combined(US, "/", CHROME))
+    before = _helpers()
+    ok = _cli(site, str(log), "--format", "combined")
+    assert ok.returncode == 0, ok.stderr
+    assert f"{copies + 1:,} filas guardadas" in ok.stdout
+    places = rows(site, "SELECT country, state, count(*) AS n FROM hits GROUP BY ALL "
+                        "ORDER BY n DESC")
+    assert places == [{"country": "MX", "state": "Ciudad de México", "n": copies},
+                      {"country": "US", "state": None, "n": 1}]
+    bad = _cli(site, str(log), "--format", "apache")
+    assert bad.returncode != 0 and "formato desconocido" in bad.stderr
+    deadline = time.monotonic() + 10
+    while _helpers() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _helpers() - before
 
 
 def test_live_ingest_follows_growth_and_rotation(tmp_path: Path) -> None:

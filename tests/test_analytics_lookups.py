@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from difusor.analytics import lookups as lookups_mod
 from difusor.analytics.geo import Geo, default_db
-from difusor.analytics.lookups import Lookups, answer
+from difusor.analytics.lookups import HELPER_BYTES, Lookups, answer, prestart
 from difusor.errors import LogFormatError
 
 AGENTS = [
@@ -121,3 +122,57 @@ def test_the_helper_ends_when_its_ingest_dies(tmp_path: Path) -> None:
             ingest.wait()
         if ingest.stdout is not None:
             ingest.stdout.close()
+
+
+def big_log(tmp_path: Path, size: int = HELPER_BYTES) -> Path:
+    log = tmp_path / "grande.log"
+    with log.open("wb") as f:
+        f.truncate(size)  # (sparse: only its size matters to prestart)
+    return log
+
+
+def test_a_large_ingest_prestarts_the_helper_and_start_takes_it(tmp_path: Path) -> None:
+    """The launcher starts the helper before the CLI's imports; ``start`` takes that one
+    (tells it the mmdb only then) and it answers as this process would."""
+    log = big_log(tmp_path)
+    prestart(["analytics", "ingest", "--format", "combined", str(log), "--config", "x.toml"])
+    early = lookups_mod._prestarted
+    assert early is not None
+    lookups = Lookups(default_db())
+    try:
+        lookups.start()
+        assert lookups.pid == early.pid and lookups_mod._prestarted is None
+        ips, uas = asked()
+        geo = Geo(default_db())
+        try:
+            assert lookups.ask(ips, uas) == answer(geo, ips, uas)
+        finally:
+            geo.close()
+    finally:
+        lookups.close()
+    assert wait_gone(early.pid)
+
+
+@pytest.mark.parametrize("argv", [["analytics", "ingest", "{small}"],
+                                  ["analytics", "summary", "{big}"],
+                                  ["analytics", "ingest", "no-existe.log", "--format", "combined"]],
+                         ids=["small-log", "other-command", "no-file"])
+def test_nothing_is_prestarted_for_small_logs_or_other_commands(tmp_path: Path,
+                                                               argv: list[str]) -> None:
+    small = tmp_path / "chico.log"
+    small.write_text("x\n")
+    names = {"small": str(small), "big": str(big_log(tmp_path))}
+    prestart([a.format(**names) for a in argv])
+    assert lookups_mod._prestarted is None
+
+
+def test_a_prestarted_helper_not_needed_is_ended(tmp_path: Path) -> None:
+    """The files turned out to hold little new (already ingested): the warm helper goes."""
+    prestart(["analytics", "ingest", str(big_log(tmp_path))])
+    early = lookups_mod._prestarted
+    assert early is not None
+    lookups = Lookups(default_db())
+    lookups.start_for(1000)
+    assert lookups.pid is None and lookups_mod._prestarted is None
+    assert wait_gone(early.pid)
+    lookups.close()
