@@ -11,8 +11,9 @@ process's peak memory (``ru_maxrss`` from ``wait4``). GoAccess runs twice: as it
 ``--geoip-database`` on the same DB-IP mmdb difusor reads — the same work (the convocatoria asks for
 visitors' geolocation, so an operator would run it that way); the target ratio is against that run,
 and the ratio against plain GoAccess is printed too. The three run in turn for R rounds (default
-3; each ingest into a fresh database) and each one's median round is compared: on shared cores a
-4-second run is thrown about more than a 30-second one. Unique visitors per day of both are
+5; each ingest into a fresh database) and each one's median round is compared: on shared cores a
+3-second run is thrown about more than a 30-second one (single rounds measured 2.9–3.6 s for
+the same ingest), so the median needs a few. Unique visitors per day of both are
 compared (GoAccess keys a visitor by IP + date + user agent, crawlers included: ``--include-bots``).
 Part 2: a log of M lines (default 10,000,000; 0 skips it) is ingested, then ``difusor analytics
 summary --json`` runs on it: ingest and summary times apart (target: summary ≤ 120 s), peak memory.
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary-lines", type=int, help="lines of the summarised log "
                     "(default 10,000,000; 0 = skip)")
     ap.add_argument("--repeat", type=int, help="rounds of the comparison; each side's median "
-                    "round counts (default 3; --quick: 1)")
+                    "round counts (default 5; --quick: 1)")
     args = ap.parse_args(argv)
     lines = args.lines or (5_000 if args.quick else 1_000_000)
     big = args.summary_lines if args.summary_lines is not None else (
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = machine_load()
     print_load("before", load_before)
     with tempfile.TemporaryDirectory(prefix="difusor-bench-") as tmp:
-        compare = part_compare(Path(tmp), lines, args.repeat or (1 if args.quick else 3))
+        compare = part_compare(Path(tmp), lines, args.repeat or (1 if args.quick else 5))
         summary = part_summary(Path(tmp), big) if big else None
     load_after = machine_load()
     print_load("after", load_after)
