@@ -32,6 +32,7 @@ from difusor.demo.packages import archive_bytes
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 from difusor.pipeline import Publisher
+from difusor.ports import unused_port
 from difusor.store.layout import StoreLayout
 
 BENCH = Path(__file__).resolve().parent
@@ -63,9 +64,8 @@ def guard(max_seconds: int) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1 outside the range clients take theirs from (difusor.ports)."""
+    return unused_port()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from difusor.demo.packages import archive_bytes
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 from difusor.pipeline import Publisher
+from difusor.ports import unused_port
 from difusor.store.layout import StoreLayout
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -37,9 +37,8 @@ def realdata(name: str) -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1 outside the range clients take theirs from (difusor.ports)."""
+    return unused_port()
 
 
 @dataclass
