@@ -35,6 +35,7 @@ import httpx
 from harness import (
     BENCH,
     MAIN_CACHE_CONTROL,
+    POLLER_ALLOWED,
     BenchError,
     Child,
     DifusorSite,
@@ -314,7 +315,8 @@ def ledger_timings(site: DifusorSite, samples: list[Sample]) -> None:
 
 def run(root: Path, cases: list[Case], args: argparse.Namespace) -> list[Sample]:
     open_for_nginx(root)
-    site = make_site(root / "difusor", "\n[store]\nfsync = false\n" if args.no_fsync else "")
+    site = make_site(root / "difusor", POLLER_ALLOWED
+                     + ("\n[store]\nfsync = false\n" if args.no_fsync else ""))
     anchor_port = free_port()
     anchor = AnchorSide(root / "anchor", anchor_port)
     difusor = DifusorSide(site, root / "drop-difusor")

