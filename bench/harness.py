@@ -32,7 +32,7 @@ from difusor.demo.packages import archive_bytes
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 from difusor.pipeline import Publisher
-from difusor.ports import unused_port
+from difusor.ports import unused_port as free_port  # (below the clients' port range)
 from difusor.store.layout import StoreLayout
 
 BENCH = Path(__file__).resolve().parent
@@ -61,11 +61,6 @@ def guard(max_seconds: int) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGALRM, stop)
     signal.alarm(max_seconds)
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1 outside the range clients take theirs from (difusor.ports)."""
-    return unused_port()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:

@@ -22,7 +22,7 @@ from difusor.demo.packages import archive_bytes
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 from difusor.pipeline import Publisher
-from difusor.ports import unused_port
+from difusor.ports import unused_port as free_port  # (below the clients' port range)
 from difusor.store.layout import StoreLayout
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -34,11 +34,6 @@ def realdata(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"datos reales ausentes: {path}")
     return path
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1 outside the range clients take theirs from (difusor.ports)."""
-    return unused_port()
 
 
 @dataclass

@@ -138,7 +138,6 @@ class Lookups:
 
     def close(self) -> None:
         self._end_helper()
-        _end(_take_prestarted())
         if self._here is not None:
             self._here.close()
             self._here = None
@@ -152,8 +151,8 @@ def prestart(argv: list[str]) -> None:
     typer, rich and pydantic on one core): for ``analytics ingest`` with enough bytes in the
     files named, the helper starts now and warms up on the other core meanwhile; ``start``
     takes it. Only a guess from the arguments: files are whatever names exist; a wrong guess
-    costs a helper that ends when it is not taken (``start_for``, ``close``, or this process
-    ending: its stdin closes)."""
+    costs a helper that ends when it is not taken (``start_for`` with too little to read, or
+    this process ending: its stdin closes)."""
     global _prestarted
     if argv[:2] != ["analytics", "ingest"] or _prestarted is not None:
         return
