@@ -6,15 +6,38 @@ BIN := $(VENV)/bin
 DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish \
 	goaccess nftables iproute2
 
-.PHONY: demo demo-fast test lint deps install bench clean docs
+.PHONY: demo demo-fast test lint deps install lock upgrade bench clean docs
 
-$(BIN)/difusor: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+# The whole dependency graph is locked in uv.lock; uv itself is pinned in pyproject.toml's test
+# extra (one place). A first install bootstraps that uv with the machine's pip into .uv-boot/ and
+# lets it create the venv: `uv sync --locked` refuses a lock out of date with pyproject.toml and
+# makes the venv equal the lock, package for package (a venv made by `python -m venv`, with pip and
+# setuptools beside the lock, is made anew).
+UV_VERSION := $(shell sed -n 's/.*"uv==\([0-9.]*\)".*/\1/p' pyproject.toml)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+$(BIN)/uv: pyproject.toml
+	@if [ -e $(BIN)/pip ]; then rm -rf $(VENV); fi
+	@if ! $(BIN)/uv --version 2>/dev/null | grep -qx "uv $(UV_VERSION)"; then \
+	  rm -rf .uv-boot && \
+	  $(PY) -m pip install -q --disable-pip-version-check --target .uv-boot uv==$(UV_VERSION) && \
+	  .uv-boot/bin/uv sync --locked --extra test --python $(PY) -q && rm -rf .uv-boot; fi
+	@touch $@
+
+$(BIN)/difusor: pyproject.toml uv.lock $(BIN)/uv
+	$(BIN)/uv sync --locked --extra test --python $(PY) -q
 	@touch $@
 
 install: $(BIN)/difusor
+
+# Refresh the lock on purpose: `make lock` after editing pyproject.toml (keeps every version it
+# can), `make upgrade` to take the newest releases the ranges allow. Commit uv.lock with the change.
+lock: $(BIN)/uv
+	$(BIN)/uv lock
+
+upgrade: $(BIN)/uv
+	$(BIN)/uv lock --upgrade
 
 demo: install
 	$(BIN)/difusor demo $(DEMO_ARGS)
@@ -44,7 +67,7 @@ bench: install deps
 	$(BIN)/python bench/publish_latency.py
 
 clean:
-	rm -rf $(VENV) demo-state bench/out .pytest_cache
+	rm -rf $(VENV) .uv-boot demo-state bench/out .pytest_cache
 
 docs: install
 	$(BIN)/python -c "import re, pathlib; from difusor.config import settings_reference as s; \

@@ -19,11 +19,12 @@ def test_demo_publishes_cortes_and_stops_cleanly(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
-        url = None
+        url, head = None, []
         deadline = time.monotonic() + 30
         assert proc.stdout is not None
         while url is None and time.monotonic() < deadline:
             line = proc.stdout.readline()
+            head.append(line)
             m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
             url = m.group(1) if m else None
         assert url, "la demostración no imprimió su URL"
@@ -45,6 +46,7 @@ def test_demo_publishes_cortes_and_stops_cleanly(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "Demostración terminada" in out
+    assert "Warning" not in "".join(head) + out  # no third-party library noise for the operator
     # The server it started is gone too.
     try:
         httpx.get(url, timeout=1)

@@ -123,6 +123,7 @@ def test_sftp_upload_goes_live_byte_identical_and_run_stops_cleanly(running: Run
     assert seconds < 10, out
     assert running.proc is not None and running.proc.returncode == 0, out
     assert "difusor detenido" in out
+    assert "Warning" not in out, out  # no third-party library noise on the operator's terminal
     with pytest.raises(httpx.TransportError):
         httpx.get(running.url, timeout=1)
 
