@@ -19,9 +19,9 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 $(BIN)/uv: pyproject.toml
 	@if [ -e $(BIN)/pip ]; then rm -rf $(VENV); fi
-	@if ! $(BIN)/uv --version 2>/dev/null | grep -qx "uv $(UV_VERSION)"; then \
+	@if [ "$$($(BIN)/uv --version 2>/dev/null | cut -d' ' -f2)" != "$(UV_VERSION)" ]; then \
 	  rm -rf .uv-boot && \
-	  $(PY) -m pip install -q --disable-pip-version-check --target .uv-boot uv==$(UV_VERSION) && \
+	  $(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target .uv-boot uv==$(UV_VERSION) && \
 	  .uv-boot/bin/uv sync --locked --extra test --python $(PY) -q && rm -rf .uv-boot; fi
 	@touch $@
 
