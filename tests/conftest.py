@@ -115,6 +115,32 @@ def stop_group(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait()
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (read from /proc: parents are field 4 of stat)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+
 class ServerProcess:
     """``difusor serve`` as operators run it, on a free loopback port."""
 

@@ -36,8 +36,9 @@ def test_lock_is_current_with_pyproject() -> None:
 
 def test_lock_check_fails_when_pyproject_asks_for_something_else(tmp_path: Path) -> None:
     # The check above can fail: a project whose pyproject no longer matches its lock is refused.
-    (tmp_path / "pyproject.toml").write_text(
-        (ROOT / "pyproject.toml").read_text().replace('dependencies = [\n', 'dependencies = [\n    "six",\n', 1))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    stale = pyproject.replace("dependencies = [\n", 'dependencies = [\n    "six",\n', 1)
+    (tmp_path / "pyproject.toml").write_text(stale)
     (tmp_path / "uv.lock").write_text((ROOT / "uv.lock").read_text())
     result = uv("lock", "--check", "--offline", cwd=tmp_path)
     assert result.returncode != 0 and "needs to be updated" in result.stderr, result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import paramiko
 import pytest
-from conftest import free_port, make_site
+from conftest import alive, descendants, free_port, make_site
 
 from difusor.demo.authority import make_key
 from difusor.demo.election import SyntheticElection
@@ -155,3 +155,31 @@ def test_a_package_that_arrived_while_stopped_is_published_on_start(running: Run
     running.start()
     running.wait(lambda: running.corte() == corte.when.isoformat(), 20, "publicado al arrancar")
     running.stop()
+
+
+def test_sigkill_of_run_leaves_no_web_server_behind(running: Running) -> None:
+    running.start()
+    assert running.proc is not None
+    below = running.wait(lambda: len(descendants(running.proc.pid)) >= 3 and descendants(running.proc.pid),
+                         20, "el servidor web y sus procesos")
+    started = time.monotonic()
+    running.proc.kill()  # SIGKILL to `difusor run` alone, as the OOM killer would
+    running.wait(lambda: not any(alive(pid) for pid in below), 10, "los procesos del servidor terminan")
+    gone_after = time.monotonic() - started
+    running.proc.communicate()
+    assert gone_after < 3, gone_after  # measured here: well under a second (PDEATHSIG + watch ½ s)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(running.url + "_difusor/health", timeout=1)
+    running.start()  # a new run binds the port it left and answers alone
+    _, out = running.stop()
+    assert running.proc.returncode == 0, out
+
+
+def test_a_second_run_on_the_same_state_is_refused(running: Running) -> None:
+    running.start()
+    second = subprocess.run([sys.executable, "-m", "difusor", "run", "--config", str(running.config)],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 5, second.stderr
+    assert "ya hay un «difusor run» en marcha" in second.stderr and str(running.proc.pid) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert running._answers()  # the first one is untouched

@@ -3,10 +3,15 @@ it stops cleanly."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
-from conftest import ServerProcess, Site
+import pytest
+from conftest import ServerProcess, Site, alive, descendants
 
 from difusor.demo.packages import write_package
 
@@ -45,3 +50,47 @@ def test_stop_is_clean_and_quick(site: Site, server: ServerProcess, cortes: list
     assert time.monotonic() - started < 10
     assert server.proc is not None and server.proc.returncode is not None
     assert list(site.store.served.iterdir()) == []  # workers took their reports with them
+
+
+def test_a_port_served_by_anyone_else_is_refused(site: Site, tmp_path: Path) -> None:
+    from conftest import make_site
+
+    from difusor import config as config_mod
+
+    _host, port = config_mod.parse_address(site.cfg.web.listen)
+    first = ServerProcess(site.config_path, port).start()
+    try:
+        other = make_site(tmp_path / "otro", port=port)  # another state folder, the same port
+        other.ledger.close()
+        second = subprocess.run([sys.executable, "-m", "difusor", "serve", "--config",
+                                 str(other.config_path)],
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode == 3, second.stderr
+        assert f"el puerto 127.0.0.1:{port} ya está en uso" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert httpx.get(first.url + "/_difusor/health").status_code == 503  # still the first, alone
+    finally:
+        first.stop()
+    # A listener that is not a difusor at all (reusing the port as granian does) is refused too.
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        third = subprocess.run([sys.executable, "-m", "difusor", "serve", "--config", str(site.config_path)],
+                               capture_output=True, text=True, timeout=30)
+    assert third.returncode == 3 and str(port) in third.stderr, third.stderr
+
+
+def test_workers_end_when_their_server_process_is_killed(site: Site, server: ServerProcess) -> None:
+    assert server.proc is not None
+    deadline = time.monotonic() + 10
+    while len(workers := descendants(server.proc.pid)) < 2:  # [web] workers = 2
+        assert time.monotonic() < deadline, "los procesos del servidor no aparecieron"
+        time.sleep(0.05)
+    started = time.monotonic()
+    server.proc.kill()  # the server process alone: its workers are orphaned
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() - started < 5, "un proceso del servidor quedó huérfano"
+        time.sleep(0.05)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.url + "/_difusor/health", timeout=1)

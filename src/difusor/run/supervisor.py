@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -24,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from difusor.config import Config
+from difusor.errors import BusyError
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 from difusor.run.consumer import InboxConsumer
+from difusor.serve.lifeline import PARENT_ENV
 
 STOP_BUDGET = 9.0  # seconds: the contract promises a clean stop within 10
 _BACKOFF_MAX = 30.0
@@ -50,6 +53,7 @@ class Supervisor:
         self.config_path = config_path
         self.state = StateLayout(cfg.state_dir)
         self.state.create()
+        self._lock = _hold_run_lock(self.state.root / "run.lock")
         self.ledger = Ledger(self.state.ledger)
         self.stop = threading.Event()
         self.consumer = InboxConsumer(cfg, self.ledger, log=log.info)
@@ -141,6 +145,7 @@ class Supervisor:
         self._web = subprocess.Popen(
             [sys.executable, "-m", "difusor", "serve", "--config", str(self.config_path)],
             start_new_session=True,  # our SIGINT is ours to relay, not the terminal's
+            env={**os.environ, PARENT_ENV: str(os.getpid())},  # it dies with us, even by SIGKILL
         )
         try:
             while self._web.poll() is None:
@@ -198,6 +203,7 @@ class Supervisor:
         self.ledger.event("run_stopped", message)
         log.info(message)
         self.ledger.close()
+        os.close(self._lock)
 
     def run_forever(self) -> None:
         def _signal(signum: int, _frame: object) -> None:
@@ -213,6 +219,22 @@ class Supervisor:
             self.shutdown()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def _hold_run_lock(path: Path) -> int:
+    """One ``difusor run`` per state folder (two would receive, publish and serve twice). The lock
+    dies with the process, SIGKILL included; the server it starts does not inherit it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise BusyError(f"ya hay un «difusor run» en marcha con el estado {path.parent} (pid {holder}); "
+                        "detenlo antes de iniciar otro") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:

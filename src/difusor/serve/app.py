@@ -13,6 +13,7 @@ redirect) and files not held in memory a 503, so a flood cannot reach the disk.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from difusor.paths import StateLayout
 from difusor.serve.accesslog import AccessLog
 from difusor.serve.decisions import decisions_path
 from difusor.serve.gate import BUSY, Gate, GateWatcher, refusal
+from difusor.serve.lifeline import watch_parent
 from difusor.serve.live import LiveRelease
 from difusor.serve.negotiation import accepted_encodings, byte_range, etag_matches
 from difusor.serve.policy import HeaderPolicy
@@ -42,6 +44,7 @@ _BEACON_JS = (Path(__file__).with_name("beacon.js")).read_bytes()
 _BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8"),
                       ("Cache-Control", "public, max-age=300"),
                       ("Access-Control-Allow-Origin", "*"), ("X-Content-Type-Options", "nosniff")]
+_SAFE_QUERY = re.compile(r"[!#-~]{1,1024}")  # what may be echoed in a Location header
 _perf = time.perf_counter
 
 
@@ -110,7 +113,7 @@ class DifusorApp:
                 proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
                 status, sent = 404, len(_NOT_FOUND)
             else:
-                status, sent = self._miss(table, path, headers, proto)
+                status, sent = self._miss(table, path, scope.query_string, proto)
         elif method == "POST" and path == "/_difusor/b":
             # The beacon: nothing to read, nothing to store here (the access log has p and v).
             proto.response_empty(204, _BEACON_HEADERS)
@@ -180,15 +183,20 @@ class DifusorApp:
             proto.response_file_range(206, out, rep.file, first, last + 1)
         return 206, last + 1 - first
 
-    def _miss(self, table: Table, path: str, headers: Any, proto: Any) -> tuple[int, int]:
+    def _miss(self, table: Table, path: str, query: str, proto: Any) -> tuple[int, int]:
         if path.startswith("/_difusor/"):
             return self._internal(table, path, proto)
         if "//" in path:
+            # Never served under a second name (a CDN would cache it apart): sent, in one hop,
+            # to the canonical path, or to the folder's slash form.
             while "//" in path:
                 path = path.replace("//", "/")
-            res = table.resources.get(path)
-            if res is not None:
-                return self._file(table, res, headers, proto)
+            target = path if path in table.resources else table.redirects.get(path)
+            if target is not None:
+                if query and _SAFE_QUERY.fullmatch(query):
+                    target += "?" + query
+                proto.response_empty(301, [SERVER, ("Location", target), table.corte_header])
+                return 301, 0
         target = table.redirects.get(path)
         if target is not None:
             proto.response_empty(301, [SERVER, ("Location", target), table.corte_header])
@@ -232,4 +240,5 @@ def build_app(cfg: config_mod.Config) -> DifusorApp:
 
 def load_app(config_path: str, _target: str = "") -> DifusorApp:
     """Granian's loader: each worker builds its own app from the config file."""
+    watch_parent()  # a worker never outlives its server process (SIGKILL included)
     return build_app(config_mod.load(Path(config_path)))

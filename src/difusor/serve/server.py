@@ -16,6 +16,7 @@ from granian.log import LogLevels
 from difusor.config import Config, parse_address
 from difusor.errors import ConfigError
 from difusor.serve.app import load_app
+from difusor.serve.lifeline import claim_port, die_with_parent
 
 HEADER_TIMEOUT_MS = 5000  # a client that takes longer to send its headers is cut (slowloris)
 
@@ -40,7 +41,9 @@ def tls_files(cfg: Config) -> tuple[Path, Path] | None:
 
 def serve(cfg: Config, config_path: Path) -> None:
     """Serve the live corte (and each new one as it is activated) until SIGINT/SIGTERM."""
+    die_with_parent()
     host, port = parse_address(cfg.web.listen)
+    claim_port(host, port)
     tls = tls_files(cfg)
     server = Granian(
         "difusor.serve.app:load_app",
