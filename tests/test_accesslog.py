@@ -106,3 +106,20 @@ def test_removing_the_logs_folder_under_load_leaks_nothing_into_responses(
         assert time.monotonic() < deadline, "el registro de accesos no se reanudó"
         httpx.get(server.url + "/json/main.json")  # the next tick (½ s) flushes it
         time.sleep(0.1)
+
+
+def test_workers_rotate_the_shared_log_by_size_without_losing_or_overwriting(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "access.log"
+    workers = [AccessLog(path, max_bytes=2000) for _ in range(3)]
+    for i in range(300):
+        log = workers[i % 3]
+        record(log, f"/p{i}")
+        if i % 5 == 0:
+            log.tick()
+    for log in workers:
+        log.close()
+    files = sorted(path.parent.glob("access.log*"))
+    assert len(files) >= 5  # rotated several times, each time under a new name
+    seen = [json.loads(line)["path"] for f in files for line in f.read_text().splitlines()]
+    assert sorted(seen) == sorted(f"/p{i}" for i in range(300))
+    assert all(f.stat().st_size < 2000 + 16 * 200 for f in files)  # a rotation is at most a tick late

@@ -777,6 +777,41 @@ def test_live_ingest_follows_growth_and_rotation(tmp_path: Path) -> None:
     assert any("rotó" in m for m in messages)
 
 
+def test_live_ingest_loses_nothing_across_the_servers_own_rotations(tmp_path: Path) -> None:
+    from difusor.serve.accesslog import AccessLog
+
+    site = make_site(tmp_path / "d", extra_toml="\n[analytics]\ninterval = 0.3\n")
+    workers = [AccessLog(site.state.access_log, max_bytes=5000) for _ in range(2)]  # two workers
+    stop = threading.Event()
+    live = LiveIngest(site.cfg, log=lambda m: None)
+    thread = threading.Thread(target=live.run, args=(stop,))
+    thread.start()
+
+    def ingested() -> int:
+        return rows(site, "SELECT count(*) AS n FROM hits")[0]["n"] if database_path(
+            site.cfg).exists() else 0
+
+    try:
+        for batch in range(4):  # ≈ 7 KB a batch: one rotation each, at the second worker's tick
+            for i in range(batch * 30, batch * 30 + 30):
+                workers[i % 2].record(f"{US}:4000", "GET", f"/p{i}", "", 200, 10, None, CHROME, 0.001,
+                                      "20241208_2030")
+            for n, log in enumerate(workers):  # the second tick passes 5,000 bytes: rotated
+                log.tick()
+                deadline = time.monotonic() + 15
+                while ingested() < batch * 30 + 15 * (n + 1):
+                    assert time.monotonic() < deadline, f"lote {batch}: {ingested()} peticiones"
+                    time.sleep(0.1)
+        for log in workers:
+            log.close()
+        assert len(list(site.state.logs.glob("access.log.*"))) >= 3  # rotated along the way
+    finally:
+        stop.set()
+        thread.join(10)
+        site.ledger.close()
+    paths = sorted(r["path"] for r in rows(site, "SELECT path FROM hits"))
+    assert paths == sorted(f"/p{i}" for i in range(120))  # each once: none lost, none twice
+
 def test_live_round_survives_a_busy_database(site: Site) -> None:
     with LiveIngest(site.cfg, log=lambda m: None) as live:
         assert live.round() == 0  # no log yet: nothing to do, no error

@@ -3,6 +3,7 @@ it stops cleanly."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,3 +95,21 @@ def test_workers_end_when_their_server_process_is_killed(site: Site, server: Ser
         time.sleep(0.05)
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/_difusor/health", timeout=1)
+
+
+def test_the_state_folder_deleted_under_a_running_server(site: Site, server: ServerProcess,
+                                                         cortes: list) -> None:
+    site.publisher.publish(write_package(cortes[0], site.root / "pk"))
+    main = cortes[0].files["json/main.json"]
+    assert httpx.get(server.url + "/json/main.json").content == main
+    shutil.rmtree(site.cfg.state_dir)
+    deadline = time.monotonic() + 10
+    while httpx.get(server.url + "/_difusor/health").status_code == 200:  # the next check (1 s)
+        assert time.monotonic() < deadline, "el servidor no reportó el problema"
+        time.sleep(0.1)
+    health = httpx.get(server.url + "/_difusor/health")
+    assert health.status_code == 503 and health.text.startswith(f"degradado {cortes[0].stamp}")
+    for _ in range(20):  # ...while every visitor still gets the corte it had
+        r = httpx.get(server.url + "/json/main.json", headers={"Accept-Encoding": "identity"})
+        assert r.status_code == 200 and r.content == main
+    assert server.proc is not None and server.proc.poll() is None

@@ -103,6 +103,10 @@ class WebSettings(_Section):
         "uvloop", description="Bucle de eventos de cada proceso (uvloop: algo más rápido)."
     )
     access_log: bool = Field(True, description="Registrar cada visita (líneas JSON).")
+    access_log_max_mb: int = Field(
+        256, ge=0, description="Al pasar de este tamaño (MB) el registro de accesos se rota "
+        "(access.log.AAAAMMDD-HHMMSS-PID, nunca se borra; la analítica lo termina de leer). "
+        "0 = nunca (si lo rota logrotate).")
     memory_max_file: int = Field(
         8 * 1024 * 1024,
         ge=0,

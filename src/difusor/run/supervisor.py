@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import logging.handlers
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from pathlib import Path
 from difusor.config import Config
 from difusor.errors import BusyError
 from difusor.ledger import Ledger
-from difusor.paths import StateLayout
+from difusor.paths import StateLayout, private_file
 from difusor.run.consumer import InboxConsumer
 from difusor.serve.lifeline import PARENT_ENV
 
@@ -249,14 +250,35 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
     proc.wait()
 
 
+# Control characters a client could smuggle into a logged value (ANSI escapes, BEL, CR) are
+# written as \xNN: the operator's terminal and difusor.log show them, never obey them.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c not in (9, 10)}
+LOG_MAX_BYTES = 64 * 1024 * 1024
+LOG_BACKUPS = 10
+
+
+class _Escaping(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_CONTROLS)
+
+
+class _PrivateRotatingLog(logging.handlers.RotatingFileHandler):
+    """difusor.log rotated by size (difusor.log.1 … .10), each file 0640: it names addresses."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        private_file(Path(self.baseFilename))
+        return super()._open()
+
+
 def setup_logging(logfile: Path, *, verbose: bool = False) -> None:
     """Operator lines on stderr and in the state's log file, each with its time."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt = _Escaping("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S")
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(fmt)
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
-    file = logging.FileHandler(logfile, encoding="utf-8")
+    file = _PrivateRotatingLog(logfile, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS,
+                               encoding="utf-8")
     file.setFormatter(fmt)
     log.handlers[:] = [console, file]
     log.setLevel(logging.DEBUG)

@@ -15,12 +15,18 @@ one Spanish line a minute says so, and every tick tries again (the folder is mad
 
 Fields a client controls are capped (``CAPS``): a request cannot write 64 KB into the log.
 
+Past ``max_bytes`` the file is rotated by whichever worker sees it first: under an exclusive
+``flock`` of the file (the other workers skip), it is renamed ``access.log.AAAAMMDD-HHMMSS-PID``
+(with ``-N`` after it when taken: no rotation ever replaces another) and every worker reopens at its next
+tick. The analytics find the rotated file among ``access.log``'s siblings and finish it.
+
 Fields: time (UTC, ms), ip, method, path, query, status, bytes, referer, user_agent,
 duration_ms, corte.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -37,8 +43,9 @@ _LINE = '{"time":"%s.%03dZ","ip":"%s",%s,"duration_ms":%.3f}\n'
 
 
 class AccessLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 0) -> None:
         self.path = path
+        self.max_bytes = max_bytes  # 0: never rotated here (logrotate may do it)
         self._fd: int | None = None  # None while paused
         self.lost = 0  # lines that could not be written since the last warning
         self._warned = -WARN_EVERY
@@ -141,11 +148,38 @@ class AccessLog:
             self._reopen()
             return
         try:
-            rotated = os.stat(self.path).st_ino != os.fstat(fd).st_ino
+            st = os.fstat(fd)
+            rotated = os.stat(self.path).st_ino != st.st_ino
         except OSError:
             rotated = True
         if rotated:
             self._reopen()
+        elif self.max_bytes and st.st_size >= self.max_bytes:
+            self._rotate(fd)
+
+    def _rotate(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another worker is rotating it
+        try:
+            if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
+                return  # rotated meanwhile: reopened at the next tick
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            name = f"{self.path.name}.{stamp}-{os.getpid()}"
+            for n in range(1, 1000):  # link, not rename: an existing rotation is never replaced
+                try:
+                    os.link(self.path, self.path.with_name(name if n == 1 else f"{name}-{n}"))
+                    break
+                except FileExistsError:
+                    continue
+            os.unlink(self.path)
+        except OSError as exc:
+            log.error("registro de accesos %s: no pude rotarlo: %s", self.path, exc.strerror or exc)
+            return
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._reopen()
 
     def close(self) -> None:
         self.flush()

@@ -213,6 +213,10 @@ class DifusorApp:
                 body = b"sin corte publicado\n"
                 proto.response_bytes(503, self._text_headers, body)
                 return 503, len(body)
+            if self.live.problem is not None:  # still serving from memory, but say so
+                body = f"degradado {table.release_id} w{self.worker}: {self.live.problem}\n".encode()
+                proto.response_bytes(503, self._text_headers, body)
+                return 503, len(body)
             body = f"ok {table.release_id} w{self.worker}\n".encode()
             proto.response_bytes(200, self._text_headers, body)
             return 200, len(body)
@@ -232,7 +236,8 @@ def build_app(cfg: config_mod.Config) -> DifusorApp:
     builder = TableBuilder(ObjectStore(layout.objects, packs=layout.packs), policy,
                            cfg.web.memory_max_file, cfg.store.compress_min_bytes)
     live = LiveRelease(layout, builder)
-    log = AccessLog(state.access_log) if cfg.web.access_log else None
+    log = (AccessLog(state.access_log, cfg.web.access_log_max_mb * 1024 * 1024)
+           if cfg.web.access_log else None)
     shield = GateWatcher(decisions_path(cfg.state_dir), cfg.shield.allow, cfg.web.workers,
                          lambda _g: None)
     return DifusorApp(live, policy, log, shield)

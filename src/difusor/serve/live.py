@@ -51,6 +51,8 @@ class LiveRelease:
         self._report: Path | None = None  # set once serving for real (start)
         self._to_settle: list[str] = []
         self._failed: tuple[str, float] = ("", 0.0)  # the last load error and when it was said
+        self.problem: str | None = None  # why this worker is unhealthy (state folder unusable)
+        self._said = 0.0
         self.refresh()
 
     def stale(self) -> bool:
@@ -117,19 +119,32 @@ class LiveRelease:
         n = 0
         while not self._stop.wait(POLL_SECONDS):
             n += 1
-            if self.stale():
-                self.refresh()
-            elif self._to_settle:
-                self._settle_some()
-            if tick and n % polls_per_tick == 0:
-                tick()
-            if watch and n % polls_per_watch == 0:
-                try:
-                    watch()
-                except Exception as exc:  # the shield must never stop the corte's updates
-                    log.error("escudo: no pude leer las decisiones: %s", exc)
-            if n % polls_per_fallback == 0:
-                self._fallback()
+            try:  # nothing may end this thread: it is how new cortes reach this worker
+                if self.stale():
+                    self.refresh()
+                elif self._to_settle:
+                    self._settle_some()
+                if tick and n % polls_per_tick == 0:
+                    tick()
+                if watch and n % polls_per_watch == 0:
+                    try:
+                        watch()
+                    except Exception as exc:  # the shield must never stop the corte's updates
+                        log.error("escudo: no pude leer las decisiones: %s", exc)
+                if n % polls_per_fallback == 0:
+                    self._fallback()
+            except Exception as exc:
+                self._trouble(f"{type(exc).__name__}: {exc}")
+
+    def _trouble(self, problem: str) -> None:
+        """Something under the state folder is unusable: keep serving what is in memory, report
+        unhealthy (``problem``), say it once a minute."""
+        now = time.monotonic()
+        if problem != self.problem or now - self._said > 60:
+            log.error("servidor web: %s; sigo sirviendo desde memoria el corte %s", problem,
+                      self.table.release_id or "(ninguno)")
+            self._said = now
+        self.problem = problem
 
     def _settle_some(self) -> None:
         with self._lock:
@@ -142,8 +157,15 @@ class LiveRelease:
 
     def _fallback(self) -> None:
         """``current`` moved but the counter never did (a publisher died in between): after
-        seeing it twice in a row, a second apart, load it anyway."""
+        seeing it twice in a row, a second apart, load it anyway. Also the health check: the
+        store must still be there (deleted, it must not take the site down with it)."""
+        if not self.layout.generation.is_file():
+            self._trouble(f"el almacén {self.layout.root} ya no existe o no se puede leer")
+            return
         live = live_release(self.layout)
+        self.problem = None
+        if live is None and self.table.release_id is not None:
+            return  # a take-down bumps the counter: a lone missing `current` is no reason to go dark
         if live == self.table.release_id:
             self._suspect = None
             return
