@@ -38,14 +38,15 @@ def read(tmp_path: Path) -> Read:
     staging = ObjectStore(tmp_path / "objects", fsync=False).staging(tmp_path / "tmp")
 
     def run(files: dict[str, bytes] | bytes, name: str, *, pointers: tuple[str, ...] = (),
-            zone: str = "America/Mexico_City") -> VerifiedPackage:
+            zone: str = "America/Mexico_City", **corte_options: object) -> VerifiedPackage:
         data = files if isinstance(files, bytes) else archive_bytes(files, "zip")
         path = tmp_path / "in" / name
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)
         return read_package(
             path, name=name, package_sha256=hashlib.sha256(data).hexdigest(), sidecar_text=None,
-            settings=PackageSettings(), corte_settings=CorteSettings(json_pointers=list(pointers)),
+            settings=PackageSettings(),
+            corte_settings=CorteSettings(json_pointers=list(pointers), **corte_options),
             zone=ZoneInfo(zone), sink=staging,
         )
     return run
@@ -168,6 +169,103 @@ def test_csv_in_a_package(read: Read) -> None:
     v = read({"base/PUE_GUB_2019.csv": csv}, "envio.zip")
     assert v.corte.when == datetime(2019, 6, 3, 9, 15, tzinfo=UTC_5)
     assert "CSV" in v.corte.source
+
+
+# Every order authorities write the corte line in; the zone with or without spaces.
+CSV_LINES = {
+    "2019/06/03 05:47 (UTC-5)": datetime(2019, 6, 3, 5, 47, tzinfo=UTC_5),  # year first
+    "2019-06-03 05:47 (UTC-5)": datetime(2019, 6, 3, 5, 47, tzinfo=UTC_5),
+    "2019/6/3 05:47 (UTC -5)": datetime(2019, 6, 3, 5, 47, tzinfo=UTC_5),
+    "03-06-2019 05:47 (UTC-5)": datetime(2019, 6, 3, 5, 47, tzinfo=UTC_5),
+    "3/6/2019 09:15 (UTC - 5)": datetime(2019, 6, 3, 9, 15, tzinfo=UTC_5),
+    "25/12/2024 23:10 (UTC-6)": datetime(2024, 12, 25, 23, 10, tzinfo=UTC_6),
+    "2024/12/25 23:10:05 (GMT-06:00)": datetime(2024, 12, 25, 23, 10, 5, tzinfo=UTC_6),
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), list(CSV_LINES.items()), ids=list(CSV_LINES))
+def test_csv_line_in_every_order(line: str, expected: datetime) -> None:
+    head = f"sep=|\nGUBERNATURA\n{line}\nACTAS_ESPERADAS|ACTAS_REGISTRADAS\n".encode("latin-1")
+    assert corte.from_csv_head(head) == expected
+
+
+def csv_with(line: str) -> dict[str, bytes]:
+    return {"base/PUE_GUB_2019.csv": f"sep=|\nGUBERNATURA\n{line}\nACTAS|CAT\u00c1LOGO\n".encode("latin-1")}
+
+
+def test_day_and_month_both_twelve_or_less_are_never_guessed(read: Read) -> None:
+    """3/6 is 3 June in Mexico and 6 March elsewhere: with ``date_order = "auto"`` the line is
+    refused rather than guessed; a day over twelve settles it."""
+    with pytest.raises(PackageRefused) as caught:
+        read(csv_with("3/6/2019 09:15 (UTC-5)"), "envio.zip", date_order="auto")
+    assert caught.value.code == "ambiguous_date"
+    assert "3/6/2019" in caught.value.message and "corte.date_order" in caught.value.message
+    late = read(csv_with("13/6/2019 09:15 (UTC-5)"), "envio.zip", date_order="auto")
+    assert late.corte.when == datetime(2019, 6, 13, 9, 15, tzinfo=UTC_5)
+    us = read(csv_with("6/13/2019 09:15 (UTC-5)"), "envio.zip", date_order="auto")
+    assert us.corte.when == datetime(2019, 6, 13, 9, 15, tzinfo=UTC_5)
+
+
+def test_configured_month_first_order(read: Read) -> None:
+    v = read(csv_with("3/6/2019 09:15 (UTC-5)"), "envio.zip", date_order="mdy")
+    assert v.corte.when == datetime(2019, 3, 6, 9, 15, tzinfo=UTC_5)
+    # year first is never read month/day swapped, whatever the order configured for D/M
+    v = read(csv_with("2019/06/03 05:47 (UTC-5)"), "envio.zip", date_order="mdy")
+    assert v.corte.when == datetime(2019, 6, 3, 5, 47, tzinfo=UTC_5)
+
+
+def test_line_impossible_in_the_configured_order_is_refused(read: Read) -> None:
+    with pytest.raises(PackageRefused) as caught:
+        read(csv_with("6/13/2019 09:15 (UTC-5)"), "envio.zip")  # not day/month/year
+    assert caught.value.code == "corte_invalid"
+    assert "6/13/2019" in caught.value.message
+
+
+def test_configured_order_applies_to_json_dates_too(read: Read) -> None:
+    files = {"index.html": INDEX, "json/main.json": ine2024("03/06/2024", "20:30")}
+    assert read(files, "p.zip").corte.when.month == 6
+    assert read(files, "p.zip", date_order="mdy").corte.when.month == 3
+    with pytest.raises(PackageRefused) as caught:
+        read(files, "p.zip", date_order="auto")
+    assert caught.value.code == "ambiguous_date"
+
+
+@pytest.mark.parametrize(("hora", "code"), [("20:30 UTC+99", "corte_invalid"),
+                                            ("20:30 (UTC-25:00)", "corte_invalid")])
+def test_impossible_offset_is_refused(read: Read, hora: str, code: str) -> None:
+    files = {"index.html": INDEX, "json/main.json": ine2018("08 de diciembre de 2024", hora)}
+    with pytest.raises(PackageRefused) as caught:
+        read(files, "20241208_2030_PREP.zip")
+    assert caught.value.code == code
+    assert "UTC" in caught.value.message
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59-12:00", "0001-01-01T00:10+05:00"])
+def test_corte_outside_the_calendar_is_refused(read: Read, text: str) -> None:
+    files = {"index.html": INDEX, "json/main.json": js({"ultimoCorte": text})}
+    with pytest.raises(PackageRefused) as caught:
+        read(files, "p.zip")
+    assert caught.value.code == "corte_invalid"
+
+
+def test_broken_iso_offset_is_not_read_as_local_time(read: Read) -> None:
+    files = {"index.html": INDEX, "json/main.json": js({"ultimoCorte": "2024-12-08T20:30+99:00"})}
+    with pytest.raises(PackageRefused) as caught:
+        read(files, "20241208_2030_PREP.zip")
+    assert caught.value.code == "corte_invalid"
+
+
+def test_bad_corte_in_a_file_that_is_not_the_source_does_not_matter(read: Read) -> None:
+    files = {"index.html": INDEX, "json/main.json": ine2024("08/12/2024", "20:30"),
+             "json/viejo.json": ine2018("08 de diciembre de 2024", "20:30 UTC+99")}
+    assert read(files, "p.zip").corte.when == datetime(2024, 12, 8, 20, 30, tzinfo=UTC_6)
+
+
+def test_hostile_json_beside_the_site_does_not_stop_the_corte_scan() -> None:
+    deep = b'{"fechaCorte": "01 de julio de 2018", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert corte.from_json_conventions(deep, MX) == []
+    huge = b'{"fechaCorte": "01 de julio de 2018", "n": ' + b"9" * 100_000 + b"}"
+    assert corte.from_json_conventions(huge, MX) == []
 
 
 # -- configured pointers ----------------------------------------------------------------------
@@ -371,3 +469,18 @@ def test_puebla_database_nested_in_a_package(read: Read) -> None:
         assert v.corte.when == PUEBLA, z.name
         assert v.corte.source.startswith("datos/base.zip/")
         assert "CSV" in v.corte.source
+
+
+def test_real_database_csv_with_year_first(read: Read) -> None:
+    """A real authority's database CSV (sep=|, Latin-1) whose corte line puts the year first,
+    sent under a name without a date: the line alone gives the corte."""
+    for z in _puebla():
+        with zipfile.ZipFile(z) as zf:
+            files = {i.filename.split("/", 1)[1]: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+        for path, data in files.items():
+            if path.lower().endswith(".csv") and b"(UTC-5)" in data[:200]:
+                files[path] = data.replace(b"3/6/2019 09:15 (UTC-5)", b"2019/06/03 05:47 (UTC-5)", 1)
+                assert files[path] != data
+        v = read(files, "base-de-datos.zip")
+        assert v.corte.when == datetime(2019, 6, 3, 5, 47, tzinfo=UTC_5), z.name
+        assert ".csv" in v.corte.source

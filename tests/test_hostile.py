@@ -329,6 +329,27 @@ def _reserved_in_wrapper() -> bytes:
     return zip_bytes(zip_entries({f"{NAME}/{p}": d for p, d in files.items()}))
 
 
+def _with_main(main: bytes) -> bytes:
+    return zip_bytes(zip_entries({**site_files(), "json/main.json": main}))
+
+
+def _deep_main() -> bytes:
+    depth = 100_000
+    return _with_main(b'{"ultimoCorte": {"fecha": "08/12/2024", "hora": "20:40"}, "x": '
+                      + b"[" * depth + b"]" * depth + b"}")
+
+
+def _huge_number_main() -> bytes:
+    return _with_main(b'{"ultimoCorte": {"fecha": "08/12/2024", "hora": "20:40"}, "total": '
+                      + b"7" * 100_000 + b"}")
+
+
+def _concatenated_tar(gz: bool) -> bytes:
+    """A good newer site, then a second archive glued after its end marker."""
+    second = tar_bytes(tar_entries({"json/main.json": b'{"otro": 1}', "extra.html": b"x"}), gz=gz)
+    return tar_bytes(tar_entries(site_files()), gz=gz) + second
+
+
 def _many(n: int, size: int = 1) -> list[tuple[str, bytes]]:
     return [(f"datos/{i}.bin", noise(size, i)) for i in range(n)]
 
@@ -388,6 +409,8 @@ CASES: dict[str, Case] = {
     "truncated-targz-at-header": Case("truncated", T, _truncated_targz_at_header),
     "truncated-tar-at-header": Case("truncated", f"{NAME}.tar", _truncated_tar_at_header),
     "tar-bad-header": Case("corrupt", f"{NAME}.tar", _tar_bad_header),
+    "tar-concatenated": Case("trailing_data", f"{NAME}.tar", lambda: _concatenated_tar(False)),
+    "targz-concatenated": Case("trailing_data", T, lambda: _concatenated_tar(True)),
     "targz-bad-crc": Case("corrupt", T, _targz_bad_crc),
     "corrupt-zip-member": Case("corrupt", Z, _corrupt_member),
     "zip-lying-size": Case("corrupt", Z, _lying_size),
@@ -413,6 +436,18 @@ CASES: dict[str, Case] = {
     "other-json-invalid": Case("json_invalid", Z, lambda: zipped(("json/distrito.json", b"{no es json")),
                                '[package]\nvalidate_json = "all"\n'),
     "full-without-main": Case("main_missing", Z, _no_main),
+    "main-json-nested-too-deep": Case("json_too_deep", Z, _deep_main),
+    "main-json-huge-number": Case("json_number", Z, _huge_number_main),
+    "hora-corte-impossible-offset": Case("corte_invalid", Z, lambda: _with_main(
+        b'{"fechaCorte": "08 de diciembre de 2024", "horaCorte": "20:40 UTC+99"}')),
+    "corte-out-of-range": Case("corte_invalid", Z, lambda: _with_main(
+        b'{"ultimoCorte": "9999-12-31T23:59-12:00"}')),
+    "future-corte": Case("future_corte", Z, lambda: _with_main(b'{"ultimoCorte": "9999-12-31T23:59"}')),
+    "ambiguous-day-month": Case("ambiguous_date", "envio.zip", lambda: _with_main(
+        b'{"ultimoCorte": {"fecha": "09/12/2024", "hora": "20:40"}}'), '[corte]\ndate_order = "auto"\n',
+        baseline=False),  # the baseline's own 08/12/2024 is just as ambiguous
+    "database-without-csv": Case("database_missing", Z, lambda: zip_bytes(zip_entries(
+        {"LEEME.txt": b"base de datos"})), '[package]\nkind = "database"\n', baseline=False),
     "no-corte": Case("no_corte", "paquete.zip", _no_corte),
     # corte order
     "older-corte": Case("older_corte", "20241208_2020_PREP.zip", lambda: zipped(hora="20:20")),

@@ -7,9 +7,13 @@ whatever archive format it came in.
 
 from __future__ import annotations
 
+import base64
+import bz2
 import gzip
 import hashlib
 import io
+import json
+import lzma
 import random
 import shutil
 import subprocess
@@ -386,3 +390,92 @@ def test_stored_and_deflated_members_read_alike(read: Read) -> None:
         zf.writestr(zipfile.ZipInfo("index.html"), files["index.html"])  # stored
         zf.writestr("json/main.json", files["json/main.json"], compress_type=zipfile.ZIP_DEFLATED)
     assert got(read(buf.getvalue(), "p.zip")) == digests(files)
+
+
+# -- large files the reader must look inside -------------------------------------------------
+
+
+def _big_main(hora: str = "20:30") -> bytes:
+    """A valid main.json past reader.SMALL_FILE, its corte inside (base64 noise: no bomb)."""
+    filler = base64.b64encode(random.Random(5).randbytes(7 * 1024 * 1024)).decode()
+    doc = {"ultimoCorte": {"fecha": "08/12/2024", "hora": hora}, "relleno": filler}
+    data = json.dumps(doc).encode()
+    assert len(data) > reader.SMALL_FILE
+    return data
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_large_main_json_is_validated_and_gives_the_corte(read: Read, fmt: str) -> None:
+    big = _big_main("20:50")
+    v = read(pack({**SITE, "json/main.json": big}, fmt), f"envio.{fmt}")
+    assert v.files["json/main.json"].sha256 == hashlib.sha256(big).hexdigest()
+    assert v.corte.when.hour == 20 and v.corte.when.minute == 50  # read from the large file
+    broken = big[:-1]
+    with pytest.raises(PackageRefused) as refused:
+        read(pack({**SITE, "json/main.json": broken}, fmt), f"envio.{fmt}")
+    assert refused.value.code == "json_invalid"
+
+
+def test_large_main_json_published_byte_identical(site: Site) -> None:
+    big = _big_main()
+    path = site.write_package("envio.zip", {**SITE, "json/main.json": big})
+    outcome = site.publisher.publish(path)
+    assert outcome.status == "published" and outcome.release_id == "20241208_2030"
+    assert (site.store.site / "json/main.json").read_bytes() == big
+
+
+def test_large_sha256sums_is_checked(read: Read) -> None:
+    # a long list (comments stand in for the lines of a national site's thousands of files)
+    comments = "".join(f"# {i:08d} {'x' * 60}\n" for i in range(140_000)).encode()
+    listing = comments + sums(SITE)
+    assert len(listing) > reader.SMALL_FILE
+    v = read(pack({**SITE, "SHA256SUMS": listing}), "p.zip")
+    assert "sha256sums" in v.checksums
+    wrong = comments + sums({**SITE, "index.html": b"otra"})
+    with pytest.raises(PackageRefused) as refused:
+        read(pack({**SITE, "SHA256SUMS": wrong}), "p.zip")
+    assert refused.value.code == "checksum_inner"
+
+
+# -- other compressions (documented in docs/paquetes.md) ---------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["tar.bz2", "tar.xz"])
+def test_bzip2_and_xz_tars_are_read_like_the_others(read: Read, fmt: str) -> None:
+    raw = pack(SITE, "tar")
+    data = bz2.compress(raw) if fmt == "tar.bz2" else lzma.compress(raw)
+    v = read(data, f"20241208_2030_PREP.{fmt}")
+    assert v.format == fmt and got(v) == digests(SITE)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_bzip2_and_lzma_zip_members_are_read(read: Read, method: int) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for p, d in SITE.items():
+            zf.writestr(p, d)
+    assert got(read(buf.getvalue(), "p.zip")) == digests(SITE)
+
+
+def test_concatenated_tar_is_refused(read: Read) -> None:
+    data = pack(SITE, "tar") + pack({"extra.html": b"<p>segunda mitad</p>"}, "tar")
+    with pytest.raises(PackageRefused) as refused:
+        read(data, "20241208_2030_PREP.tar")
+    assert refused.value.code == "trailing_data"
+    # the second archive glued right after the end marker, inside the first one's last record
+    first = pack(SITE, "tar")
+    with tarfile.open(fileobj=io.BytesIO(first)) as tf:
+        last = tf.getmembers()[-1]
+    marker_end = last.offset_data + -(-last.size // 512) * 512 + 1024
+    with pytest.raises(PackageRefused) as refused:
+        read(first[:marker_end] + pack({"extra.html": b"x"}, "tar"), "20241208_2030_PREP.tar")
+    assert refused.value.code == "trailing_data"
+    padded = first + bytes(20 * 512)  # zero padding after the end marker is normal
+    assert got(read(padded, "20241208_2030_PREP.tar")) == digests(SITE)
+
+
+def test_formats_refusal_names_every_accepted_format(read: Read) -> None:
+    with pytest.raises(PackageRefused) as refused:
+        read(b"Rar!\x1a\x07\x01\x00" + bytes(600), "p.rar")
+    for suffix in (".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"):
+        assert suffix in refused.value.message

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import Site, minimal_site
+from conftest import Site, minimal_site, realdata
 
-from difusor.demo.packages import write_package
+from difusor.demo.packages import archive_bytes, write_package
 from difusor.errors import NotFound, PackageRefused
 from difusor.publish.activate import live_release, read_generation
 from difusor.store.manifest import ManifestStore
@@ -155,3 +156,74 @@ def test_publishing_needs_no_original_after_intake(site: Site) -> None:
     pkg.unlink()
     kept = Path(site.ledger.package(out.package_id)["kept_at"])
     assert kept.exists() and kept.parent == site.state.packages
+
+
+# -- database packages (CSV + LEEME, no site) ---------------------------------------------------
+
+DATABASE = '[store]\nfsync = false\n[package]\nkind = "database"\n'
+
+
+def database(tmp_path: Path, extra: str = "") -> Site:
+    from conftest import make_site
+
+    return make_site(tmp_path / "bd", extra_toml=DATABASE + extra)
+
+
+def csv_at(line: str, rows: str = "1|2\n") -> bytes:
+    return f"sep=|\nGUBERNATURA\n{line}\nACTAS|CAT\u00c1LOGO\n{rows}".encode("latin-1")
+
+
+def test_real_database_package_is_a_first_publication(tmp_path: Path) -> None:
+    pkg = sorted(realdata("puebla2019-extraordinaria").glob("*GUB*.zip"))[0]
+    site = database(tmp_path)
+    renamed = site.root / "base-de-datos.zip"  # no date in the name: the CSV line decides
+    renamed.write_bytes(pkg.read_bytes())
+    out = site.publisher.publish(renamed)
+    assert out.status == "published" and out.kind == "database"
+    assert out.corte_time == "2019-06-03T09:15:00-05:00"
+    with zipfile.ZipFile(pkg) as zf:
+        for info in zf.infolist():
+            if not info.is_dir():
+                inner = info.filename.split("/", 1)[1]
+                assert (site.store.site / inner).read_bytes() == zf.read(info), inner
+    site.ledger.close()
+
+
+def test_newer_database_package_replaces_the_previous_one(tmp_path: Path) -> None:
+    site = database(tmp_path)
+    site.publisher.publish(site.write_package("a.zip", {
+        "PUE_GUB_0915.csv": csv_at("3/6/2019 09:15 (UTC-5)"), "LEEME.txt": b"v1"}))
+    out = site.publisher.publish(site.write_package("b.zip", {
+        "PUE_GUB_0930.csv": csv_at("3/6/2019 09:30 (UTC-5)"), "LEEME.txt": b"v2"}))
+    assert out.release_id == "20190603_0930"  # Mexico City kept summer time (UTC-5) in 2019
+    served = served_files(site)
+    assert set(served) == {"PUE_GUB_0930.csv", "LEEME.txt"}  # the 09:15 file is gone
+    assert not (site.store.site / "PUE_GUB_0915.csv").exists()
+    site.ledger.close()
+
+
+def test_database_package_of_zips_takes_the_corte_from_inside(tmp_path: Path) -> None:
+    inner = archive_bytes({"GUB/PUE_GUB.csv": csv_at("2019/06/03 05:47 (UTC-5)")}, "zip")
+    site = database(tmp_path, 'database_required = ["*.zip"]\n')
+    out = site.publisher.publish(site.write_package("envio.zip", {"PUE_GUB.zip": inner,
+                                                                  "LEEME.txt": b"leeme"}))
+    assert out.corte_time == "2019-06-03T05:47:00-05:00"
+    assert (site.store.site / "PUE_GUB.zip").read_bytes() == inner
+    site.ledger.close()
+
+
+def test_database_package_without_what_is_required_is_refused(tmp_path: Path) -> None:
+    site = database(tmp_path)
+    with pytest.raises(PackageRefused) as caught:
+        site.publisher.publish(site.write_package("20190603_0915_PREP.zip", {"LEEME.txt": b"x"}))
+    assert caught.value.code == "database_missing"
+    assert "*.csv" in caught.value.message and "package.database_required" in caught.value.message
+    assert not site.store.current.exists()
+    site.ledger.close()
+
+
+def test_site_packages_still_full_or_incremental_by_default(site: Site) -> None:
+    site.publisher.publish(site.write_package("a.zip", minimal_site()))
+    out = site.publisher.publish(site.write_package("b.zip", {
+        "json/main.json": minimal_site(hora="20:40")["json/main.json"]}))
+    assert out.kind == "incremental" and (site.store.site / "index.html").exists()

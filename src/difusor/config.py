@@ -198,10 +198,16 @@ class StateSettings(_Section):
 
 
 class PackageSettings(_Section):
-    kind: Literal["auto", "full", "incremental"] = Field(
+    kind: Literal["auto", "full", "incremental", "database"] = Field(
         "auto",
         description="Tipo de paquete: «auto» decide por `full_marker`; «full» o «incremental» "
-        "lo fijan.",
+        "lo fijan; «database»: cada paquete es la base de datos del PREP completa (CSV, LEEME), "
+        "reemplaza al corte anterior y en vez de json/main.json exige `database_required`.",
+    )
+    database_required: list[str] = Field(
+        default_factory=lambda: ["*.csv"],
+        description="Con kind = «database»: patrones (glob, sobre la ruta o el nombre) que deben "
+        "aparecer cada uno en el paquete, p. ej. «*.csv», «LEEME.txt» o «*.zip».",
     )
     full_marker: str = Field(
         "index.html", description="Un paquete que contiene esta ruta es completo (modo auto)."
@@ -235,6 +241,19 @@ class CorteSettings(_Section):
         default_factory=list,
         description="Dónde leer la hora del corte antes que las convenciones conocidas: "
         "«ruta#/puntero/json», p. ej. «json/main.json#/corte/fechaHora».",
+    )
+    date_order: Literal["dmy", "mdy", "auto"] = Field(
+        "dmy",
+        description="Orden de las fechas numéricas con el año al final: «dmy» día/mes/año (el "
+        "de México y del INE), «mdy» mes/día/año, o «auto»: decide un número mayor que 12 y se "
+        "rechaza una fecha ambigua como 3/6/2019. Con el año al inicio siempre es año/mes/día.",
+    )
+    max_ahead_minutes: int = Field(
+        15,
+        ge=0,
+        le=24 * 60,
+        description="Minutos que el corte puede ir adelante del reloj de esta máquina; un corte "
+        "más adelantado se rechaza (future_corte).",
     )
 
     @field_validator("json_pointers")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from difusor.ledger import Ledger, ReleaseRow, utcnow
 from difusor.package.corte import corte_id
 from difusor.package.names import check_conflicts, folders
 from difusor.package.reader import Progress, VerifiedPackage, read_package
+from difusor.package.verdict import check_clock, repeats, resent_message
 from difusor.paths import StateLayout
 from difusor.publish.activate import (
     activate,
@@ -62,6 +63,7 @@ from difusor.store.objects import ObjectStore, Staging, fsync_dir, sync_filesyst
 from difusor.store.releases import ReleaseDirs
 
 LOCK_TIMEOUT = 120.0
+KIND_NAMES = {"full": "completo", "incremental": "incremental", "database": "base de datos"}
 
 
 @dataclass
@@ -322,7 +324,7 @@ class Publisher:
         self.ledger.event(
             "verified",
             f"paquete verificado: corte {when} ({v.corte.source}), {len(v.files)} archivos, "
-            f"{'completo' if v.kind == 'full' else 'incremental'}",
+            f"{KIND_NAMES.get(v.kind, v.kind)}",
             package_id=package_id,
             detail={"files": len(v.files), "kind": v.kind, "format": v.format,
                     "corte_source": v.corte.source, "checksums": v.checksums,
@@ -339,20 +341,21 @@ class Publisher:
         live: Manifest | None,
         t: _Timer,
     ) -> PublishOutcome:
-        files, changes = self._merged(v, live)
         corte_iso = v.corte.when.isoformat()
-        duplicate = self._judge(v, files, live, force)
+        duplicate = self._judge(v, live, force)
         if duplicate is not None:
             staging.discard()
             self.ledger.package_update(
-                package_id, state="duplicate", release_id=duplicate,
+                package_id, state="duplicate", release_id=duplicate.release_id,
                 kept_at=str(self.state.packages / intake.copy_name),
             )
             intake.keep(self.state.packages)
-            msg = f"el corte {duplicate} ya está publicado con estos mismos archivos; sin cambios"
-            self.ledger.event("duplicate", msg, package_id=package_id, release_id=duplicate)
-            return PublishOutcome("unchanged", duplicate, corte_iso, package_id, v.kind,
-                                  len(files), 0, msg, t.laps)
+            msg = resent_message(duplicate.release_id, live.release_id if live else None)
+            self.ledger.event("duplicate", msg, package_id=package_id,
+                              release_id=duplicate.release_id)
+            return PublishOutcome("unchanged", duplicate.release_id, corte_iso, package_id,
+                                  v.kind, len(duplicate.files), 0, msg, t.laps)
+        files, changes = self._merged(v, live)
 
         release_id = self._new_release_id(corte_id(v.corte.when, self.zone))
         staging.commit(release_id)
@@ -456,29 +459,32 @@ class Publisher:
         changed = sorted(p for p in v.files if live.files.get(p) != files[p])
         return files, (changed, [])
 
-    def _judge(self, v: VerifiedPackage, files: dict[str, FileEntry], live: Manifest | None,
-               force: bool) -> str | None:
-        """The release this package merely repeats (a no-op), None for a new corte; refuses an
-        older corte or the same corte with other content unless forced."""
+    def _judge(self, v: VerifiedPackage, live: Manifest | None, force: bool) -> Manifest | None:
+        """The published corte this package merely repeats (a no-op, forced or not), None for a
+        corte to publish; refuses a corte from the future, and an older corte or the same
+        corte with other content unless forced."""
         cid = corte_id(v.corte.when, self.zone)
+        check_clock(v.corte.when, datetime.now(UTC), self.cfg.corte.max_ahead_minutes, cid)
         # Only cortes that went live count: one stored by a run that died before activating it
         # is finished by publishing again.
         same = [r for r in self.ledger.releases_for_corte(v.corte.when.isoformat())
                 if self.ledger.ever_activated(r.id) and self.manifests.exists(r.id)]
+        package = {p: f.sha256 for p, f in v.files.items()}
         for row in same:
-            if self.manifests.load(row.id).files == files:
-                return row.id
-        if same and not force:
-            raise PackageRefused(
-                "same_corte_different",
-                f"ya se publicó el corte {cid} con otro contenido; si la autoridad lo "
-                "corrigió, publica con --force",
-            )
+            published = live if live and row.id == live.release_id else self.manifests.load(row.id)
+            if repeats(v.kind, package, {p: e.sha256 for p, e in published.files.items()}):
+                return published
         if live and not force and v.corte.when < datetime.fromisoformat(live.corte_time):
             raise PackageRefused(
                 "older_corte",
                 f"el corte del paquete ({cid}) es anterior al corte en línea ({live.release_id}); "
                 "usa --force solo si la autoridad lo pide",
+            )
+        if same and not force:
+            raise PackageRefused(
+                "same_corte_different",
+                f"ya se publicó el corte {cid} con otro contenido; si la autoridad lo "
+                "corrigió, publica con --force",
             )
         return None
 

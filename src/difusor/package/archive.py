@@ -1,4 +1,5 @@
-"""Archives as a uniform stream of members: ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``.
+"""Archives as a uniform stream of members: ``.zip`` (stored, deflate, bzip2 or LZMA members),
+``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2`` and ``.tar.xz``.
 
 The format is read from the file's first bytes, never trusted from its name. Members come in
 archive order with their declared type and size; the caller decides what is acceptable. Library
@@ -52,7 +53,7 @@ def sniff(path: Path) -> str:
         raise PackageRefused("empty", "el paquete está vacío (0 bytes)")
     raise PackageRefused(
         "unsupported_format",
-        "formato no reconocido: se aceptan .zip, .tar, .tar.gz y .tgz",
+        "formato no reconocido: se aceptan .zip, .tar, .tar.gz, .tgz, .tar.bz2 y .tar.xz",
     )
 
 
@@ -281,16 +282,27 @@ def _check_tar_end(tf: tarfile.TarFile, stream: IO[bytes]) -> None:
     if end == "invalid":
         raise PackageRefused("corrupt", "el archivo tar está dañado: un encabezado no es válido")
     # Read what follows the end marker, so a compressed stream's own checks (CRC, length) run.
-    extra = 0
+    # Only zero padding may follow: anything else is a second archive (``cat a.tar b.tar``) or
+    # a damaged one, and publishing the first half would serve a site with files missing.
+    # tarfile has already read past the marker into its own buffer (up to one record).
+    buffered = getattr(tf.fileobj, "buf", b"")
+    extra = len(buffered)
+    _only_padding(buffered, extra)
     try:
         while chunk := stream.read(64 * 1024):
             extra += len(chunk)
-            if extra > TRAILER_LIMIT:
-                raise PackageRefused(
-                    "corrupt", "hay datos de sobra después del final del archivo tar"
-                )
+            _only_padding(chunk, extra)
     except READ_ERRORS as exc:
         raise _tar_error(exc) from None
+
+
+def _only_padding(chunk: bytes, so_far: int) -> None:
+    if so_far > TRAILER_LIMIT or chunk.count(0) != len(chunk):
+        raise PackageRefused(
+            "trailing_data",
+            "hay datos después del final del archivo tar (¿dos archivos pegados?); "
+            "se publicaría solo la primera parte",
+        )
 
 
 def _tar_open(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> IO[bytes]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Protocol
@@ -27,6 +28,7 @@ SMALL_FILE = 8 * 1024 * 1024  # read whole; larger files stream in chunks
 CHUNK = 1024 * 1024
 RATIO_FLOOR = 16 * 1024 * 1024  # ratios are only judged past this many bytes
 MEMBER_RATIO_FLOOR = 1024 * 1024
+CSV_HEAD = 4096  # the corte line is among a database CSV's first lines
 _STAMP_WRAPPER = re.compile(r"^\d{8}_\d{4}")
 _INNER_LOWER = frozenset(n.lower() for n in checksums.INNER_NAMES)
 _SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
@@ -51,7 +53,7 @@ class PackageFile:
 @dataclass
 class VerifiedPackage:
     files: dict[str, PackageFile]
-    kind: str  # full | incremental
+    kind: str  # full | incremental | database (a whole PREP database: replaces, like full)
     corte: corte.CorteTime
     format: str
     wrapper: str | None
@@ -115,11 +117,12 @@ class _Scan:
         self.files: dict[str, PackageFile] = {}  # canonical archive path → content
         self.dirs: set[str] = set()
         self.seen: dict[str, str] = {}
-        self.kept: dict[str, bytes] = {}  # small files needed after the pass
-        self.conventions: list[tuple[str, int, int, corte.CorteTime]] = []  # path, rank, order
-        self.csv_times: list[tuple[int, corte.CorteTime]] = []
+        self.kept: dict[str, bytes] = {}  # files needed whole after the pass (see _needed)
+        self.conventions: list[tuple[str, int, int, Found]] = []  # path, rank, order, time
+        self.csv_times: list[Found] = []
         self.nested_zips: list[tuple[str, str]] = []
         self.total = 0
+        self.head = b""  # the first bytes of the last file streamed in chunks
         self.pointer_paths = {p.split("#/", 1)[0].lstrip("/") for p in corte_settings.json_pointers}
 
     # -- the streaming pass ------------------------------------------------------------
@@ -213,7 +216,10 @@ class _Scan:
         if member.read is not None and member.size <= SMALL_FILE:
             return self._accept(path, member.read())
         assert member.open is not None
-        return self._read(path, member.size, member.open())
+        taken = self._read(path, member.size, member.open())
+        if member.size > SMALL_FILE:  # streamed in chunks by _read, not inspected yet
+            self._inspect_large(path, taken)
+        return taken
 
     def _accept(self, path: str, data: bytes) -> PackageFile:
         self._count(len(data))
@@ -234,7 +240,10 @@ class _Scan:
             raise archive.member_read_error(self.arc.format, path, exc) from None
 
     def _chunks(self, stream: IO[bytes]) -> Iterator[bytes]:
+        self.head = b""
         while chunk := stream.read(CHUNK):
+            if not self.head:
+                self.head = chunk[:CSV_HEAD]  # where a database CSV states its corte
             self._count(len(chunk))
             yield chunk
 
@@ -254,29 +263,49 @@ class _Scan:
                 f"{self.s.max_ratio:.0f}:1: parece una bomba de descompresión",
             )
 
-    def _inspect(self, path: str, sha: str, data: bytes) -> None:
-        lower = path.lower()
-        if (
-            (path.count("/") <= 1 and lower.rsplit("/", 1)[-1] in _INNER_LOWER)
+    def _needed(self, path: str) -> bool:
+        """Whether the whole content is needed after the pass (checksums, main.json, pointers)."""
+        return (
+            (path.count("/") <= 1 and path.lower().rsplit("/", 1)[-1] in _INNER_LOWER)
             or self._maybe(path, self.s.main_json)
             or self._maybe_pointer(path)
-        ):
-            self.kept[path] = data  # needed after the pass (checksums, main.json, pointers)
+        )
+
+    def _inspect(self, path: str, sha: str, data: bytes) -> None:
+        lower = path.lower()
+        if self._needed(path):
+            self.kept[path] = data
         if lower.endswith(".json"):
             if self.s.validate_json == "all":
                 _parse_json(path, data)
-            for rank, when, which in corte.from_json_conventions(data, self.zone):
-                self.conventions.append(
-                    (path, rank, len(self.conventions), corte.CorteTime(when, f"{path}: {which}"))
-                )
+            for rank, when, which in corte.from_json_conventions(data, self.zone, self.cs.date_order):
+                self.conventions.append((path, rank, len(self.conventions),
+                                         _found(when, f"{path}: {which}")))
         elif lower.endswith(".csv"):
-            when = corte.from_csv_head(data[:4096])
-            if when:
-                self.csv_times.append(
-                    (len(self.csv_times), corte.CorteTime(when, f"{path}: línea de corte del CSV"))
-                )
+            self._csv_head(path, data[:CSV_HEAD])
         elif lower.endswith(".zip"):
             self.nested_zips.append((path, sha))
+
+    def _inspect_large(self, path: str, taken: PackageFile) -> None:
+        """A file streamed past SMALL_FILE: read back whole only when its content is judged
+        (a large main.json or SHA256SUMS is as binding as a small one); otherwise its head."""
+        lower = path.lower()
+        if self._needed(path) or (lower.endswith(".json") and self.s.validate_json == "all"):
+            self._inspect(path, taken.sha256, self.sink.read(taken.sha256))
+        elif lower.endswith(".csv"):
+            self._csv_head(path, self.head)
+        elif lower.endswith(".zip"):
+            self.nested_zips.append((path, taken.sha256))
+
+    def _csv_head(self, path: str, head: bytes) -> None:
+        source = f"{path}: línea de corte del CSV"
+        try:
+            when = corte.from_csv_head(head, self.cs.date_order)
+        except PackageRefused as exc:
+            self.csv_times.append(_found(exc, source))
+            return
+        if when:
+            self.csv_times.append(_found(when, source))
 
     @staticmethod
     def _maybe(path: str, target: str) -> bool:
@@ -319,11 +348,13 @@ class _Scan:
                 f"(package.require_checksum = «{required}»)",
             )
         kind = self._kind(files)
-        if kind == "full" and main not in files:
-            raise PackageRefused(
-                "main_missing",
-                f"el paquete es completo (trae {self.s.full_marker}) pero no trae {main}",
-            )
+        if kind == "database":
+            _check_database(files, self.s.database_required)
+        elif kind == "full" and main not in files:
+            why = (f"la configuración pide solo paquetes completos (package.kind = «full») y "
+                   f"este no trae {main}" if self.s.kind == "full"
+                   else f"el paquete es completo (trae {self.s.full_marker}) pero no trae {main}")
+            raise PackageRefused("main_missing", why)
         when = self._corte(name, kept, final)
         return VerifiedPackage(files, kind, when, self.arc.format, wrapper, verified)
 
@@ -356,6 +387,18 @@ class _Scan:
     def _corte(
         self, name: str, kept: dict[str, bytes], final: Callable[[str], str]
     ) -> corte.CorteTime:
+        found = self._find_corte(name, kept, final)
+        if isinstance(found, PackageRefused):
+            raise found
+        corte.check_calendar(found.when, self.zone, found.source)
+        return found
+
+    def _find_corte(
+        self, name: str, kept: dict[str, bytes], final: Callable[[str], str]
+    ) -> Found:
+        """The strongest source that states a corte; a source that states one that cannot be
+        used is returned as such (never skipped for a weaker one: that would be a guess)."""
+        order = self.cs.date_order
         for spec in self.cs.json_pointers:
             file, pointer = spec.split("#", 1)
             file = file.lstrip("/")
@@ -365,13 +408,22 @@ class _Scan:
                 value = corte.resolve_pointer(_parse_json(file, kept[file]), pointer)
             except (KeyError, IndexError, ValueError, TypeError):
                 continue
-            when = corte.from_value(value, self.zone)
+            source = f"{file}#{pointer}"
+            try:
+                when = corte.from_value(value, self.zone, order)
+            except PackageRefused as exc:
+                return _found(exc, source)
             if when:
-                return corte.CorteTime(when, f"{file}#{pointer}")
+                return corte.CorteTime(when, source)
+        if self.s.kind == "database":  # the database states its corte in its CSV line
+            from_csv = self._csv_corte(final)
+            if from_csv:
+                return from_csv
         main = self.s.main_json
         ranked = sorted(
-            (0 if final(path) == main else 1, rank, order, found)
-            for path, rank, order, found in self.conventions
+            ((0 if final(path) == main else 1, rank, n, found)
+             for path, rank, n, found in self.conventions),
+            key=lambda r: r[:3],
         )
         best = [r for r in ranked if r[1] < 2]  # dates before names
         if best:
@@ -381,18 +433,45 @@ class _Scan:
         when = corte.from_stamp(name, self.zone)
         if when:
             return corte.CorteTime(when, f"nombre del paquete «{name}»")
-        if self.csv_times:
-            return self.csv_times[0][1]
-        for path, sha in self.nested_zips:
-            found = _nested_csv_time(final(path), self.sink.read(sha))
-            if found:
-                return found
+        from_csv = self._csv_corte(final)
+        if from_csv:
+            return from_csv
         raise PackageRefused(
             "no_corte",
             "no encontré la fecha y hora del corte (ni en los JSON, ni en el nombre del "
             "paquete, ni en la base de datos CSV); configura corte.json_pointers si el "
             "formato es otro",
         )
+
+    def _csv_corte(self, final: Callable[[str], str]) -> Found | None:
+        """The corte line of a CSV in the package, or of one inside a zip it carries."""
+        if self.csv_times:
+            return self.csv_times[0]
+        for path, sha in self.nested_zips:
+            nested = _nested_csv_time(final(path), self.sink.read(sha), self.cs.date_order)
+            if nested:
+                return nested
+        return None
+
+
+Found = corte.CorteTime | PackageRefused  # a corte, or one stated but unusable
+
+
+def _found(when: datetime | PackageRefused, source: str) -> Found:
+    if isinstance(when, PackageRefused):
+        return PackageRefused(when.code, f"{source}: {when.message}")
+    return corte.CorteTime(when, source)
+
+
+def _check_database(files: Collection[str], required: list[str]) -> None:
+    for pattern in required:
+        if not any(fnmatchcase(p, pattern) or fnmatchcase(p.rsplit("/", 1)[-1], pattern)
+                   for p in files):
+            raise PackageRefused(
+                "database_missing",
+                f"el paquete de base de datos no trae ningún archivo «{pattern}» "
+                "(package.database_required)",
+            )
 
 
 def _parse_json(path: str, data: bytes) -> object:
@@ -405,6 +484,17 @@ def _parse_json(path: str, data: bytes) -> object:
             "json_invalid",
             f"«{path}» no es JSON válido (línea {exc.lineno}, columna {exc.colno}: {exc.msg})",
         ) from None
+    except RecursionError:
+        raise PackageRefused(
+            "json_too_deep",
+            f"«{path}» trae listas u objetos anidados a más de unos {sys.getrecursionlimit()} niveles; "
+            "ningún sitio PREP los necesita",
+        ) from None
+    except ValueError:  # the only other one json raises: an integer past Python's digit limit
+        raise PackageRefused(
+            "json_number",
+            f"«{path}» trae un número entero de más de {sys.get_int_max_str_digits()} cifras",
+        ) from None
 
 
 def _text(path: str, data: bytes) -> str:
@@ -414,16 +504,21 @@ def _text(path: str, data: bytes) -> str:
         raise PackageRefused("checksum_format", f"«{path}» no está en UTF-8") from None
 
 
-def _nested_csv_time(path: str, data: bytes) -> corte.CorteTime | None:
+def _nested_csv_time(path: str, data: bytes, order: str) -> Found | None:
     """The corte line of a database zip carried inside the package (INE LEEME layout)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             csvs = [i for i in zf.infolist() if i.filename.lower().endswith(".csv")][:20]
             for info in csvs:
                 with zf.open(info) as f:
-                    when = corte.from_csv_head(f.read(4096))
+                    head = f.read(CSV_HEAD)
+                source = f"{path}/{info.filename}: línea de corte del CSV"
+                try:
+                    when = corte.from_csv_head(head, order)
+                except PackageRefused as exc:
+                    return _found(exc, source)
                 if when:
-                    return corte.CorteTime(when, f"{path}/{info.filename}: línea de corte del CSV")
+                    return corte.CorteTime(when, source)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError):
         return None
     return None
