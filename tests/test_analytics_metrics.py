@@ -166,20 +166,94 @@ def test_edge_rows_replace_origin_misses(traffic: visitlog.Traffic, tmp_path: Pa
     assert data["sources"][1]["hits"] == len(misses)
 
 
+def people(con: duckdb.DuckDBPyConnection, day: str, n: int) -> list[int]:
+    """``n`` visitors of ``day`` that are people (they fetched something, no robot)."""
+    rows = con.execute("""SELECT visitor FROM hits WHERE day = ? GROUP BY visitor
+                          HAVING NOT bool_or(bot) AND NOT bool_or(lower(path) = '/robots.txt')
+                          ORDER BY visitor LIMIT ?""", [day, n]).fetchall()
+    assert len(rows) == n
+    return [v for (v,) in rows]
+
+
+def beacon(con: duckdb.DuckDBPyConnection, at: datetime, visitor: int, page: str,
+           ms: int | None, status: int = 204, bot: bool = False) -> None:
+    con.execute("INSERT INTO hits (ts, day, visitor, method, path, query, status, bytes, bot, "
+                "page, visible_ms, source, edge) VALUES (?, ?, ?, 'BEACON', ?, '', ?, 0, "
+                "?, FALSE, ?, 'difusor', FALSE)", [at, at.date(), visitor, page, status, bot, ms])
+
+
 def test_beacon_rows_are_reported_apart(con: duckdb.DuckDBPyConnection) -> None:
     before = compute(con, ZONE, None, None)
     at = visitlog.ts("2024-12-08 21:00")
-    # Visitor 99 hid the tab once and came back: two reports, one view of 30 + 20 s.
-    for visitor, page, ms in [(99, "/elecciones/prep", 30_000), (99, "/elecciones/prep", 20_000),
-                              (100, "/elecciones/prep", 90_000), (101, "/", 12_000)]:
-        con.execute("INSERT INTO hits (ts, day, visitor, method, path, query, status, bytes, bot, "
-                    "page, visible_ms, source, edge) VALUES (?, ?, ?, 'BEACON', ?, '', 204, 0, "
-                    "FALSE, FALSE, ?, 'difusor', FALSE)", [at, at.date(), visitor, page, ms])
+    a, b, c = people(con, "2024-12-08", 3)
+    # Visitor a hid the tab once and came back: two reports, one view of 30 + 20 s.
+    for visitor, page, ms in [(a, "/elecciones/prep", 30_000), (a, "/elecciones/prep", 20_000),
+                              (b, "/elecciones/prep", 90_000), (c, "/", 12_000)]:
+        beacon(con, at, visitor, page, ms)
     data = compute(con, ZONE, None, None)
     assert data["beacon"] == {"views": 3, "reports": 4, "avg_visible_seconds": 50.667, "pages": [
         {"page": "/elecciones/prep", "views": 2, "avg_visible_seconds": 70.0},
         {"page": "/", "views": 1, "avg_visible_seconds": 12.0}]}
     assert (data["hits"], data["unique_visitors"]) == (before["hits"], before["unique_visitors"])
+
+
+def test_forged_and_refused_beacons_are_not_views(con: duckdb.DuckDBPyConnection) -> None:
+    """1,000 POSTs from one address, each with a new user agent (a new visitor key) and the
+    largest time the field holds: none is a view. Nor is a report over the plausible maximum,
+    one the server refused (rate limit, shield), or one from a robot by behaviour."""
+    from difusor.analytics.sessions import MAX_VISIBLE_MS
+
+    at = visitlog.ts("2024-12-08 21:00")
+    a, b = people(con, "2024-12-08", 2)
+    robot = 2**40 + 7  # asked for /robots.txt, then reported
+    con.execute("INSERT INTO hits (ts, day, visitor, method, path, query, status, bytes, bot, "
+                "page, source, edge) VALUES (?, ?, ?, 'GET', '/robots.txt', '', 200, 10, FALSE, "
+                "FALSE, 'difusor', FALSE)", [at, at.date(), robot])
+    for i in range(1000):
+        beacon(con, at + timedelta(milliseconds=i), 2**41 + i, "/portal", 4_294_967_295)
+    beacon(con, at, a, "/portal", MAX_VISIBLE_MS + 1)
+    beacon(con, at, a, "/portal", 0)
+    beacon(con, at, a, "/portal", 30_000, status=429)
+    beacon(con, at, robot, "/portal", 30_000)
+    beacon(con, at, b, "/portal", MAX_VISIBLE_MS)  # the most a report may say: counted
+    got = compute(con, ZONE, None, None)["beacon"]
+    assert got == {"views": 1, "reports": 1, "avg_visible_seconds": MAX_VISIBLE_MS / 1000,
+                   "pages": [{"page": "/portal", "views": 1,
+                              "avg_visible_seconds": MAX_VISIBLE_MS / 1000}]}
+
+
+def test_the_beacon_cap_is_the_servers() -> None:
+    from difusor.analytics.sessions import MAX_VISIBLE_MS
+    from difusor.serve.app import BEACON_MAX_MS
+
+    assert MAX_VISIBLE_MS == BEACON_MAX_MS == 12 * 3600 * 1000
+
+
+MARKUP = ["[/x]", "[bold red]rojo[/bold red]", "[link=https://ataque.example]x[/link]", "\\[b]"]
+
+
+def test_user_supplied_strings_are_printed_as_they_are(con: duckdb.DuckDBPyConnection) -> None:
+    """Paths, views, pages, hosts, agents' families and sources come from the logs: rich
+    markup in any of them is text (no MarkupError, no styling, no link)."""
+    data = compute(con, ZONE, None, None)
+    m = iter(MARKUP * 10)
+    for row in data["top_pages"][:2]:
+        row["path"] = next(m)
+    for row in data["top_views"][:2]:
+        row["view"] = next(m)
+    for key, field in (("browsers", "browser"), ("devices", "device"), ("referrers", "host")):
+        data[key][0][field] = next(m)
+    data["geo"]["state"][0]["state"] = next(m)
+    data["geo"]["country"][0]["country"] = next(m)
+    data["beacon"] = {"views": 1, "reports": 1, "avg_visible_seconds": 1.0,
+                      "pages": [{"page": "[/x]", "views": 1, "avg_visible_seconds": 1.0}]}
+    data["sources"] = [{"source": "[bold]borde[/bold]", "edge": True, "hits": 1, "bytes": 1,
+                        "used": True}]
+    out, err = Console(record=True, width=200), Console(record=True, width=200)
+    print_summary(data, out=out, err=err)
+    text = out.export_text()
+    for raw in [*MARKUP, "[bold]borde[/bold]"]:
+        assert raw in text, raw  # printed literally: not read as markup
 
 
 def test_view_rules_defaults_and_configured() -> None:

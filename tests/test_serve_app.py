@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections import Counter
 
 import brotli
 import pytest
@@ -176,9 +177,20 @@ def test_query_strings_do_not_change_the_lookup(live) -> None:
     assert r.status == 200 and r.body == files["json/main.json"]
 
 
-def test_double_slashes_are_merged(live) -> None:
+def test_double_slashes_redirect_to_the_one_canonical_path(live) -> None:
+    """``//json///main.json`` would be another CDN cache key for the same bytes (one a flood
+    could keep cold): it is sent, once, to the canonical path; that path is untouched."""
     _, app, files = live
-    assert request(app, "//json//main.json").body == files["json/main.json"]
+    for method in ("GET", "HEAD"):
+        r = request(app, "//json///main.json", method=method)
+        assert (r.status, r.header("Location"), r.body) == (301, "/json/main.json", b"")
+    r = request(app, "//json//main.json", query="v=1")
+    assert (r.status, r.header("Location")) == (301, "/json/main.json?v=1")
+    r = request(app, "/json/main.json")
+    assert (r.status, r.body) == (200, files["json/main.json"])
+    assert r.header("Cache-Control") == MAIN_CC
+    assert request(app, "//index.html").header("Location") == "/index.html"
+    assert request(app, "//nada//aqui.json").status == 404
 
 
 def test_dotfiles_are_kept_but_not_served(tmp_path) -> None:
@@ -275,3 +287,44 @@ def test_switching_by_delta_gives_the_same_answers_as_a_full_build(site: Site, c
         assert all(r.settled for r in table.by_path.values())
         assert {url: r.identity.body for url, r in table.resources.items()} == {
             url: r.identity.body for url, r in fresh.resources.items()}
+
+
+def beacon(app, query: str, client: str = "198.51.100.7:40000", agent: str = "Mozilla/5.0 (X)"):
+    import asyncio
+
+    from rsgi_client import Headers, Proto, Scope
+
+    proto = Proto()
+    scope = Scope("/_difusor/b", "POST", query, client=client,
+                  headers=Headers({"user-agent": agent}))
+    asyncio.run(app.__rsgi__(scope, proto))
+    return proto.response
+
+
+def test_the_beacon_refuses_implausible_times(live) -> None:
+    from difusor.serve.app import BEACON_MAX_MS
+
+    _, app, _ = live
+    assert beacon(app, "p=/portal&v=45000").status == 204
+    assert beacon(app, f"p=/portal&v={BEACON_MAX_MS}").status == 204
+    for query in (f"p=/portal&v={BEACON_MAX_MS + 1}", "p=/portal&v=4294967295", "p=/portal&v=0",
+                  "p=/portal&v=-5", "p=/portal&v=1e9", "p=/portal", "v=1000", "p=/x&v=१२"):
+        r = beacon(app, query, client="198.51.100.8:40000")
+        assert r.status == 400, query
+
+
+def test_beacons_are_rate_limited_per_address(live) -> None:
+    """1,000 reports from one address, each with another user agent: the first few pass, the
+    rest get 429 (analytics counts only answers < 400); another address is not affected."""
+    import time
+
+    from difusor.serve.app import BEACON_BURST, BEACON_RATE
+
+    _, app, _ = live
+    started = time.monotonic()
+    answers = Counter(beacon(app, "p=/portal&v=30000", agent=f"Mozilla/5.0 (X{i})").status
+                      for i in range(1000))
+    elapsed = time.monotonic() - started
+    assert set(answers) == {204, 429}
+    assert answers[204] <= BEACON_BURST + BEACON_RATE * elapsed + 1
+    assert beacon(app, "p=/portal&v=30000", client="198.51.100.9:40000").status == 204

@@ -111,3 +111,13 @@ def test_bad_input_is_one_spanish_line(site: Site) -> None:
     assert r.returncode == 1 and "usa «on» u «off»" in r.stderr
     r = shield(site, "block", "203.0.113.1", "--minutes", "0")
     assert r.returncode == 1 and "--minutes" in r.stderr
+
+
+def test_a_reason_with_markup_is_printed_as_written(site: Site) -> None:
+    """The operator's --reason (and every ledger message) is text: rich markup in it neither
+    crashes ``status`` nor styles it."""
+    r = shield(site, "block", "203.0.113.9", "--reason", "[/x] [bold]escaneo[/bold]")
+    assert r.returncode == 0, r.stderr
+    r = shield(site, "status")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("[/x] [bold]escaneo[/bold]") == 2  # the ban, the recent decision

@@ -9,7 +9,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from difusor.config import ShieldSettings
-from difusor.shield.detector import Action, Detector
+from difusor.shield.detector import PERSIST, Action, Detector
+from difusor.shield.drill import browser_agents
+from difusor.shield.windows import RECENT
 
 ZONE = ZoneInfo("America/Mexico_City")
 CURL = "curl/8.5.0"
@@ -240,3 +242,60 @@ def test_throttles_lapse_when_the_source_calms_down() -> None:
     sim.run(flood("203.0.113.50", NOON, 8, 30), until=NOON + 40)
     assert sim.of("203.0.113.50", "throttle") and sim.of("203.0.113.50", "unthrottle")
     assert not sim.of("203.0.113.50", "ban")
+
+
+def rotating(ip: str, start: float, seconds: float, rate: float, agents: list[str],
+             path: str = "/json/main.json") -> list[tuple]:
+    """One address dealing its requests over ``agents`` in turn (evading per-agent limits)."""
+    n = int(seconds * rate)
+    return [(start + i / rate, ip, "GET", path, "", 200, agents[i % len(agents)])
+            for i in range(n)]
+
+
+def test_one_address_rotating_40_browser_agents_is_no_cgnat_and_is_contained() -> None:
+    ip = "198.51.100.40"
+    agents = browser_agents(40, random.Random(5))
+    det = detector()
+    sim = Sim(det, NOON)
+    sim.run(rotating(ip, NOON, 20, 150, agents), until=NOON + 21)
+    bans = sim.of(ip, "ban")
+    # Banned soon enough that a live run (log flush, reload) contains it within 10 s.
+    assert bans and bans[0][0] - NOON <= 8, [(t - NOON, a.action, a.rate) for t, a in sim.of(ip)]
+    assert ip not in det.shared
+    assert not any(a.key.startswith(ip + " ua:") for _t, a in sim.actions)  # the address, whole
+
+
+def test_a_bot_that_first_looks_like_a_cgnat_is_still_capped_when_it_floods() -> None:
+    """Two calm minutes of 40 'people' (shared address earned), then the same 40 agents at
+    150 req/s: being remembered as shared does not lift the cap. Their pace is judged on their
+    last RECENT seconds, so this takes longer than a fresh rotation, but not much."""
+    rng = random.Random(6)
+    ip = "198.51.100.41"
+    agents = browser_agents(40, random.Random(7))
+    events: list[tuple] = []
+    for ua in agents:
+        events += human(ip, ua, NOON, 120, rng, page_every=30)
+    flood_at = NOON + 120
+    events += rotating(ip, flood_at, 20, 150, agents)
+    det = detector()
+    sim = Sim(det, NOON)
+    sim.run(events, until=flood_at + 21)
+    assert not [a for t, a in sim.of(ip) if t < flood_at]  # calm: left alone
+    bans = [t for t, _a in sim.of(ip, "ban")]
+    assert bans and bans[0] - flood_at <= RECENT + PERSIST + 2
+
+
+def test_cgnat_pool_of_500_users_each_its_own_browser_is_never_limited() -> None:
+    """The drill's pool: one address, 500 distinct browsers, a page load now and then and
+    main.json once a minute each."""
+    rng = random.Random(8)
+    ip = "187.190.10.2"
+    events: list[tuple] = []
+    for ua in browser_agents(500, random.Random(9)):
+        events += human(ip, ua, NOON, 300, rng, page_every=150)
+    det = detector()
+    sim = Sim(det, NOON)
+    sim.run(events, until=NOON + 300)
+    assert len(events) / 300 > 20  # over the plain per-address limit
+    assert not sim.actions, [(t - NOON, a.action, a.key) for t, a in sim.actions][:5]
+    assert ip in det.shared

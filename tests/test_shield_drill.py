@@ -193,6 +193,22 @@ def test_a_server_that_never_refuses_is_never_contained() -> None:
     assert all(s[2].endswith(".php") for s in server.seen if s[0] == "127.30.0.1")
 
 
+def test_uarotate_is_one_address_dealing_browser_agents_at_its_rate() -> None:
+    with CountingServer() as server:
+        report = run_drill(DrillPlan(kind="uarotate", target=server.url, duration=4,
+                                     attack_after=1, visitors=2, cgnat_users=0))
+    attack = [s for s in server.seen if s[0].startswith("127.30.")]
+    assert {s[0] for s in attack} == {"127.30.0.1"} and report.attackers == 1
+    agents = Counter(s[1] for s in attack)
+    assert len(agents) == 40 and all(a.startswith("Mozilla/5.0 (") for a in agents)
+    assert "compatible" not in " ".join(agents)  # nothing gives it away as a tool
+    assert max(agents.values()) - min(agents.values()) <= 2  # dealt in turn
+    # Paced at 150 req/s in all over the 3 s of attack (never a burst above it).
+    assert 40 <= report.attack_sent <= 150 * 3 + 40
+    assert {s[2] for s in attack} <= {"/", "/assets/estilo.css", "/assets/app.js",
+                                      "/json/main.json"}
+
+
 @pytest.mark.parametrize("header_timeout, contained", [(1.0, True), (None, False)])
 def test_slowloris_is_contained_only_by_a_server_that_drops_idle_headers(
         header_timeout: float | None, contained: bool) -> None:
@@ -242,7 +258,8 @@ def running(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.parametrize(("kind", "duration", "min_sent", "contained_s"), [
     ("ip", 14, 1000, 5),             # a single address: contained within 5 s
     ("distributed", 24, 5000, 15),   # 200 addresses: contained within 15 s
-], ids=["single-address-within-5s", "200-addresses-within-15s"])
+    ("uarotate", 20, 1500, 10),      # one address posing as a CGNAT: contained within 10 s
+], ids=["single-address-within-5s", "200-addresses-within-15s", "agent-rotation-within-10s"])
 def test_a_flood_is_contained_in_time_by_difusor_run(running: str, kind: str, duration: int,
                                                       min_sent: int, contained_s: int) -> None:
     done = drill_cli("--kind", kind, "--target", running, "--duration", str(duration),

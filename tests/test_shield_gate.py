@@ -130,7 +130,7 @@ def test_attack_mode_serves_memory_only_and_plain_misses(tmp_path: Path) -> None
     app = build_app(site.cfg.model_copy(update={"web": web}))
     assert ask(app, "/json/big.json").status == 200  # from disk while calm
     assert ask(app, "/docs").status == 301
-    assert ask(app, "//json/main.json").status == 200
+    assert ask(app, "//json/main.json").status == 301  # to the canonical path
     decide(site, app, attack={"on": True, "since": time.time(), "by": "operator"})
     r = ask(app, "/json/big.json")
     assert r.status == 503 and int(r.header("Retry-After")) > 0

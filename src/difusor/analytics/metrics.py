@@ -202,13 +202,30 @@ def _series(con: duckdb.DuckDBPyConnection, zone: ZoneInfo, start: datetime | No
 def _beacon(con: duckdb.DuckDBPyConnection, scope: sessions.Scope) -> dict[str, Any]:
     """The portal page's beacon. The script reports each time the page is hidden, so one view
     may send several reports; without cookies they can only be joined by visitor-day: a view
-    is a (day, visitor, page) and its visible time the sum of its reports."""
+    is a (day, visitor, page) and its visible time the sum of its reports (at most a day).
+
+    Reports are held to the requests' rules: answered < 400 (not refused by the rate limit or
+    the shield), from the same logs as the rest (edge only when there are edge rows), no robot
+    (by agent or behaviour), a time within (0, MAX_VISIBLE_MS], and from a visitor who fetched
+    something else that day (at least the script itself): a POST with a made-up user agent is
+    a new visitor key with nothing else, not a view."""
     where, params = sessions.range_sql(scope.start, scope.end)
-    bots = "" if scope.include_bots else "AND NOT coalesce(bot, FALSE)"
+    bots = "" if scope.include_bots else """AND NOT coalesce(bot, FALSE)
+        AND (day, visitor) NOT IN (SELECT (day, visitor) FROM bots)"""
     rows = con.execute(f"""
+        WITH b AS (
+            SELECT path, day, visitor, visible_ms FROM hits
+            WHERE {where} AND method = '{sessions.BEACON}' AND status < 400
+              AND visible_ms BETWEEN 1 AND {sessions.MAX_VISIBLE_MS}
+              AND ({not scope.edge_only} OR edge) {bots}
+        ), seen AS (
+            SELECT DISTINCT day, visitor FROM hits
+            WHERE method <> '{sessions.BEACON}' AND day IN (SELECT DISTINCT day FROM b)
+        )
         SELECT path, count(*) AS views, sum(reports), coalesce(avg(ms), 0) / 1000.0 FROM (
-            SELECT path, day, visitor, count(*) AS reports, sum(visible_ms) AS ms FROM hits
-            WHERE {where} AND method = '{sessions.BEACON}' {bots}
+            SELECT path, day, visitor, count(*) AS reports,
+                   least(sum(visible_ms), 86400000) AS ms
+            FROM b SEMI JOIN seen USING (day, visitor)
             GROUP BY path, day, visitor)
         GROUP BY path ORDER BY views DESC, path""", params).fetchall()
     views = sum(n for _p, n, _r, _s in rows)

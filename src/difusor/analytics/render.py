@@ -1,10 +1,15 @@
-"""The summary as the operator reads it: rich tables, in Spanish (``difusor analytics summary``)."""
+"""The summary as the operator reads it: rich tables, in Spanish (``difusor analytics summary``).
+
+Paths, views, beacon pages, referrers, agents' families and source names come from the logs, so
+from anyone: every value is escaped before rich reads it (``[/x]`` is text, not markup).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from difusor.analytics.metrics import TOP
@@ -43,7 +48,7 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
         table.add_column(header, justify="left" if i == 0 else "right",
                          overflow="fold", max_width=60 if i == 0 else None)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     return table
 
 
@@ -57,7 +62,8 @@ def print_summary(data: dict[str, Any], out: Console, err: Console) -> None:
     who = "incluidos los robots" if data["include_bots"] else "sin robots"
     basis = ("registros del borde (CDN)" if data["basis"] == "borde"
              else "registros del origen")
-    out.print(f"[bold]Visitas del {data['from']} al {data['to']}[/bold] ({who}; {basis})")
+    out.print(f"[bold]Visitas del {escape(str(data['from']))} al {escape(str(data['to']))}"
+              f"[/bold] ({who}; {basis})")
     if not data["hits"]:
         err.print("No hay visitas registradas en ese periodo; ¿ya se ingirieron los registros? "
                   "(difusor analytics ingest)")
@@ -81,7 +87,7 @@ def print_summary(data: dict[str, Any], out: Console, err: Console) -> None:
     if points:
         peak = max(points, key=lambda p: (p["visitors"], p["hits"]))
         out.print(f"Momento de más visitantes (cada {data['series']['granularity']}): "
-                  f"{peak['t']}, {number(peak['visitors'])} visitantes, "
+                  f"{escape(peak['t'])}, {number(peak['visitors'])} visitantes, "
                   f"{number(peak['hits'])} peticiones")
     out.print(_table(f"Páginas más consultadas (hasta {TOP})", ["Página", "Vistas", "Visitantes"],
                      [[p["path"], number(p["pageviews"]), number(p["visitors"])]

@@ -31,6 +31,9 @@ import duckdb
 BOT_PATHS_PER_MINUTE = 40
 BOT_MINUTES = 3
 BEACON = "BEACON"
+# The most visible time one beacon report may claim (a screen left on all night); the server
+# refuses more (serve/app.py BEACON_MAX_MS), and a report over it is never counted.
+MAX_VISIBLE_MS = 12 * 3600 * 1000
 
 
 @dataclass(frozen=True)

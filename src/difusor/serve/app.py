@@ -45,6 +45,16 @@ _BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8")
                       ("Cache-Control", "public, max-age=300"),
                       ("Access-Control-Allow-Origin", "*"), ("X-Content-Type-Options", "nosniff")]
 _SAFE_QUERY = re.compile(r"[!#-~]{1,1024}")  # what may be echoed in a Location header
+# A beacon report: the page (p) and its visible milliseconds (v), at most 12 h (a screen left on
+# all night); analytics/sessions.py MAX_VISIBLE_MS is the same. Per address and worker, a
+# budget of BEACON_RATE reports/s with bursts of BEACON_BURST: one person reports when a page is
+# hidden, and a CGNAT address holds hundreds of people.
+BEACON_MAX_MS = 12 * 3600 * 1000
+BEACON_RATE = 5.0
+BEACON_BURST = 30
+_BEACON_PAGE = re.compile(r"(?:^|&)p=[^&]")
+_BEACON_TIME = re.compile(r"(?:^|&)v=([0-9]{1,12})(?:&|$)")
+_BEACON_LATER = [*_BEACON_HEADERS, ("Retry-After", "1")]
 _perf = time.perf_counter
 
 
@@ -63,6 +73,7 @@ class DifusorApp:
         self._json_headers = [*dynamic, ("Content-Type", "application/json")]
         self._text_headers = [*dynamic, ("Content-Type", "text/plain; charset=utf-8")]
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._beacons: dict[str, list[float]] = {}  # address → [tokens, when] (this worker's)
 
     # -- lifecycle (granian calls these in each worker) --------------------------------
 
@@ -116,8 +127,8 @@ class DifusorApp:
                 status, sent = self._miss(table, path, scope.query_string, proto)
         elif method == "POST" and path == "/_difusor/b":
             # The beacon: nothing to read, nothing to store here (the access log has p and v).
-            proto.response_empty(204, _BEACON_HEADERS)
-            status, sent = 204, 0
+            status, sent = self._beacon(scope.client, scope.query_string), 0
+            proto.response_empty(status, _BEACON_HEADERS if status != 429 else _BEACON_LATER)
         else:
             proto.response_bytes(405, _ALLOW, b"Metodo no permitido\n")
             status, sent = 405, 20
@@ -130,6 +141,29 @@ class DifusorApp:
                 headers.get("referer"), headers.get("user-agent"), _perf() - start,
                 table.corte_header[1],
             )
+
+    def _beacon(self, client: str, query: str) -> int:
+        """204 for a plausible report; 400 for an implausible one (no page, a time that is not
+        1..BEACON_MAX_MS); 429 past this address's budget. The analytics count only 204s."""
+        if not _BEACON_PAGE.search(query):
+            return 400
+        v = _BEACON_TIME.search(query)
+        if v is None or not 0 < int(v.group(1)) <= BEACON_MAX_MS:
+            return 400
+        cut = client.rfind(":")
+        ip = client[:cut].strip("[]") if cut > 0 else client
+        now = time.monotonic()
+        bucket = self._beacons.get(ip)
+        if bucket is None:
+            if len(self._beacons) > 100_000:
+                self._beacons.clear()
+            bucket = self._beacons[ip] = [BEACON_BURST, now]
+        bucket[0] = min(BEACON_BURST, bucket[0] + (now - bucket[1]) * BEACON_RATE)
+        bucket[1] = now
+        if bucket[0] < 1:
+            return 429
+        bucket[0] -= 1
+        return 204
 
     def _file(self, table: Table, res: Resource, headers: Any, proto: Any) -> tuple[int, int]:
         rep = res.identity

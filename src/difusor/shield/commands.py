@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from difusor import config as config_mod
@@ -58,15 +59,16 @@ def status_command(
         table = Table("llave", "motivo", "hasta", "por", title=title)
         for row in rows[:50]:
             label = row["key"] + (f" · {row['rate']:g} pet/s" if row.get("rate") else "")
-            table.add_row(label, row["reason"], _at(row["until"], zone),
+            # Reasons are the operator's words or carry what a client sent: text, not markup.
+            table.add_row(escape(label), escape(row["reason"]), _at(row["until"], zone),
                           "operador" if row["by"] == "operator" else "auto")
         out.print(table)
     if doc["allow"]:
-        out.print("Lista blanca: " + ", ".join(doc["allow"]))
+        out.print("Lista blanca: " + ", ".join(doc["allow"]), markup=False)
     if doc["recent"]:
         table = Table("hora", "decisión", title="decisiones recientes")
         for row in doc["recent"]:
-            table.add_row(_at(row["at"], zone), row["message"])
+            table.add_row(_at(row["at"], zone), escape(row["message"]))
         out.print(table)
 
 

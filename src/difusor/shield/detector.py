@@ -11,10 +11,14 @@ times a second turns the keys that crossed a threshold into actions:
   (never below ``attack_rate``) *and* most of it comes from sources above the tight per-address
   limit; limits become ``× attack_limit_factor``; it ends after ``attack_quiet`` calm seconds.
 
-Carrier-grade NAT: an address showing ``cgnat_agents`` or more browser user agents that each
-repeat (people, not a bot rotating agents per request) and mostly at human pace is *shared*: it
-may send ``ip_rate × cgnat_factor`` and is limited per address + user agent instead; network-wide
-limits skip it. The allowlist is checked before anything else.
+Carrier-grade NAT: an address showing ``cgnat_agents`` or more browser user agents that are
+human-paced (silent seconds between bursts; a bot dealing its requests over many agents keeps
+each busy every second), repeat (people, not a bot changing agent per request), are most of its
+agents and send most of its browser requests is *shared*; once that stops being true it is not,
+at once, so rotating agents buys a few seconds at most. A shared address's browsers may send up
+to ``ip_rate × cgnat_factor`` in all; what is not a browser's (scripts, tools) still gets one
+address's ``ip_rate``. It is limited per address + user agent as well; network-wide limits skip
+it. The allowlist is checked before anything else.
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ from difusor.config import ShieldSettings
 from difusor.serve.decisions import ua_tag
 from difusor.shield.asn import AsnLookup
 from difusor.shield.baseline import Baseline
-from difusor.shield.windows import AgentWindow, DistinctWindow, Window, network_of
+from difusor.shield.windows import AgentWindow, DistinctWindow, Window, machine_paced, network_of
 from difusor.useragent import bot_marker
 
 PERSIST = 3  # seconds a throttled key may ignore its 429s before it is banned
 SHARED_MEMORY = 600.0  # seconds an address stays known as shared (CGNAT) after last seen so
 STRIKE_MEMORY = 24 * 3600.0  # a ban counts as a previous offence for a day
+# An agent busy in ≥ 90 % of its seconds, 4 or more, is machine-paced: a person's page load
+# takes a second or two, then they read; even a few people sharing one agent leave gaps.
+MACHINE_ACTIVE = 4
+MACHINE_SHARE = 0.9
 SLOW_MS = 10_000.0
 SLOW_COUNT = 10
 BEACON = "/_difusor/b"
@@ -182,7 +190,7 @@ class Detector:
         if self.ipua.add(key) > self._n_ipua:
             cand.add(("ipua", key))
         if self.is_browser(ua):
-            self.agents.add(ip, tag)
+            self.agents.add(ip, tag, sec)
         shared = ip in self.shared
         if not shared:
             net = self._nets.get(ip)
@@ -244,7 +252,8 @@ class Detector:
             self._checked = int(now)
             out += self._attack_mode(now)
         cand, self.candidates = self.candidates, set()
-        for signal, key in sorted(cand):
+        # Agents first: a bot limited on its own no longer counts against its shared address.
+        for signal, key in sorted(cand, key=lambda c: (c[0] != "ipua", c)):
             out += self._signal(signal, key, now)
         out += self._persisting(now)
         return out
@@ -252,18 +261,11 @@ class Detector:
     def _signal(self, signal: str, key: str, now: float) -> list[Action]:
         w = self.w
         if signal == "ip":
-            n = self.ip.get(key)
-            limit = self.lim_ip
-            if self._is_shared(key, now):
-                limit *= self.s.cgnat_factor
-            if n <= limit * w:
-                return []
-            return self._respond(key, "ip", now, limit, {"rate": n / w, "limit": limit},
-                                 f"{n / w:.0f} pet/s en {w} s; límite {limit:g}")
+            return self._address(key, now)
         if signal == "ipua":
             ip = key.split(" ")[0]
             n = self.ipua.get(key)
-            if not self._is_shared(ip, now) or n <= self._n_ipua:
+            if n <= self._n_ipua or self._crowd(ip, now) is None:
                 return []  # a single-user address is limited as a whole
             return self._respond(key, "ipua", now, self.lim_ipua,
                                  {"rate": n / w, "limit": self.lim_ipua},
@@ -289,7 +291,7 @@ class Detector:
             return [Action("observe", key, "asn", f"sistema autónomo «{key}»: {n / w:.0f} pet/s "
                            f"en {w} s; límite {self.lim_asn:g}", {"rate": n / w}, w)]
         kind = "ipua" if " ua:" in key else "ip"
-        if kind == "ip" and self._is_shared(key, now):
+        if kind == "ip" and self._crowd(key, now) is not None:
             return []  # many people: from now on these signals are counted per user agent
         reasons = {"scan": (self.notfound, "rutas inexistentes (404) distintas: escaneo"),
                    "cachebust": (self.busting, "cadenas de consulta distintas en archivos "
@@ -301,12 +303,52 @@ class Detector:
         return self._respond(key, kind, now, self.tight, {"count": n, "signal": signal},
                              f"{n} {text} en {w} s")
 
+    def _address(self, ip: str, now: float) -> list[Action]:
+        """One address over ``ip_rate``: limited, unless it is shared and its browsers explain
+        the excess. Even then the total is capped, and what is not a browser's (scripts,
+        tools) still gets one address's ``ip_rate``."""
+        w = self.w
+        n = self.ip.get(ip)
+        if n <= self._n_ip:
+            return []
+        people = self._crowd(ip, now)
+        if people is None:
+            return self._respond(ip, "ip", now, self.lim_ip, {"rate": n / w, "limit": self.lim_ip},
+                                 f"{n / w:.0f} pet/s en {w} s; límite {self.lim_ip:g}")
+        cap = self.lim_ip * self.s.cgnat_factor
+        own = n - people - self._limited_agents(ip)
+        if n <= cap * w and own <= self._n_ip:
+            return []
+        # The throttle lets the people's pace through plus one address's worth.
+        rate = min(cap, self.lim_ip + people / w)
+        if n > cap * w:
+            reason = f"dirección compartida (CGNAT): {n / w:.0f} pet/s en {w} s; tope {cap:g}"
+        else:
+            reason = (f"dirección compartida (CGNAT): {own / w:.0f} pet/s en {w} s que no son de "
+                      f"navegadores; límite {self.lim_ip:g}")
+        return self._respond(ip, "ip", now, rate, {"rate": n / w, "people_rate": people / w,
+                                                   "limit": rate}, reason)
+
+    def _limited_agents(self, ip: str) -> int:
+        """Requests in the window of this address's agents already limited on their own."""
+        prefix = ip + " ua:"
+        return sum(self.ipua.get(k) for table in (self.throttles, self.bans) for k in table
+                   if k.startswith(prefix))
+
     def _respond(self, key: str, kind: str, now: float, rate: float, rates: dict[str, Any],
                  reason: str, *, per: str = "key", escalate: bool = True) -> list[Action]:
         if key in self.bans:
             return []
         held = self.throttles.get(key)
         if held is not None:
+            if rate < 0.9 * held.rate:  # its tolerance shrank (a CGNAT that was not one)
+                held.rate, held.reason, held.since = rate, reason, now
+                held.until = now + self.s.throttle_seconds
+                self.changed = True
+                return [Action("throttle", key, kind, reason, rates, self.w, held.until, rate)]
+            if rate > 1.1 * held.rate:  # more people behind it now: let their pace through
+                held.rate = rate
+                self.changed = True
             if now + self.s.throttle_seconds - held.until > self.s.throttle_seconds / 4:
                 held.until = now + self.s.throttle_seconds
                 self.changed = True  # still over its limit: the throttle is renewed
@@ -342,17 +384,30 @@ class Detector:
                                      f"{e.rate:g} pet/s ({e.reason})"))
         return out
 
-    def _is_shared(self, ip: str, now: float) -> bool:
+    def _crowd(self, ip: str, now: float) -> int | None:
+        """The browsers' requests in the window when ``ip`` is a shared address (CGNAT), else
+        None. Shared: ``cgnat_agents`` or more human-paced browser agents that are most of its
+        agents and send most of its browser requests, each agent repeating (a person fetches
+        several things; a bot changing agent per request does not). Remembered for
+        SHARED_MEMORY while people come and go, dropped at once when that stops being true.
+        A single agent may be misjudged (a popular one shared by dozens of people is busy
+        most seconds), so pace decides the whole address, never one agent's budget."""
         agents = self.agents.of(ip)
         if len(agents) >= self.s.cgnat_agents:
-            requests = sum(agents.values())
-            # People repeat their agent (pages, polling); a bot rotating agents does not.
-            heavy = sum(self.ipua.get(ipua_key_tag(ip, t)) for t in agents
-                        if self.ipua.get(ipua_key_tag(ip, t)) > self._n_ipua)
-            if requests / len(agents) >= 1.5 and heavy <= 0.5 * max(self.ip.get(ip), 1):
+            counts = {t: self.ipua.get(ipua_key_tag(ip, t)) for t in agents}
+            human = [t for t, pace in agents.items()
+                     if not machine_paced(pace, MACHINE_ACTIVE, MACHINE_SHARE)]
+            requests = sum(pace[0] for pace in agents.values())
+            if len(human) >= self.s.cgnat_agents and 2 * len(human) >= len(agents) \
+                    and 2 * sum(counts[t] for t in human) >= sum(counts.values()) \
+                    and requests >= 1.5 * len(agents):
                 self.shared[ip] = now + SHARED_MEMORY
-                return True
-        return self.shared.get(ip, 0.0) > now
+                return sum(counts.values())
+            self.shared.pop(ip, None)
+            return None
+        if self.shared.get(ip, 0.0) <= now:
+            return None
+        return sum(self.ipua.get(ipua_key_tag(ip, t)) for t in agents)
 
     # -- attack mode -------------------------------------------------------------------------
 

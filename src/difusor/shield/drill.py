@@ -10,7 +10,9 @@ gives), bound to its own 127.x source address so a server sees distinct clients:
 * attackers (``127.30.x.y``), by kind: ``ip`` one address at full speed over keep-alive
   connections; ``distributed`` 200 addresses; ``cachebust`` random query strings on
   ``main.json``; ``scan`` random missing paths; ``slow`` slowloris (connections trickling
-  headers, reopened when the server drops them).
+  headers, reopened when the server drops them); ``uarotate`` one address posing as a CGNAT:
+  40 connections, each with its own plausible browser user agent, fetching the page's files at
+  150 requests/s in all (``rate``).
 
 The attack starts ``attack_after`` seconds in, so the series shows the calm before it. An attacker
 request is *admitted* when the server answered it with anything but a refusal (403, 429, 503):
@@ -36,9 +38,13 @@ from urllib.parse import urlsplit
 from difusor.errors import DifusorError
 from difusor.shield.rawhttp import FAILED, TIMEOUT, Link
 
-KINDS = ("ip", "distributed", "cachebust", "scan", "slow")
-DEFAULT_ATTACKERS = {"ip": 1, "distributed": 200, "cachebust": 1, "scan": 1, "slow": 1}
-DEFAULT_CONNECTIONS = {"ip": 32, "distributed": 1, "cachebust": 32, "scan": 32, "slow": 300}
+KINDS = ("ip", "distributed", "cachebust", "scan", "slow", "uarotate")
+DEFAULT_ATTACKERS = {"ip": 1, "distributed": 200, "cachebust": 1, "scan": 1, "slow": 1,
+                     "uarotate": 1}
+DEFAULT_CONNECTIONS = {"ip": 32, "distributed": 1, "cachebust": 32, "scan": 32, "slow": 300,
+                       "uarotate": 40}
+DEFAULT_RATE = {"uarotate": 150.0}  # the attacker's requests/s in all; others: as fast as it can
+ATTACKER_AGENT = "Mozilla/5.0 (compatible; inundador)"
 REFUSED = frozenset({403, 429, 503})
 CGNAT_ADDRESS = "127.20.0.1"
 MAIN = "/json/main.json"
@@ -58,6 +64,7 @@ class DrillPlan:
     cgnat_users: int = 500
     attackers: int | None = None  # attacker addresses (kind's default when None)
     connections: int | None = None  # connections per attacker address
+    rate: float | None = None  # the attackers' requests/s in all (kind's default when None)
     poll: float = 5.0  # visitors' main.json period
     cgnat_poll: float = 60.0
     seed: int = 2024
@@ -139,6 +146,10 @@ class Drill:
         self.rng = random.Random(plan.seed)
         self.attackers = plan.attackers or DEFAULT_ATTACKERS[plan.kind]
         self.connections = plan.connections or DEFAULT_CONNECTIONS[plan.kind]
+        self.rate = plan.rate or DEFAULT_RATE.get(plan.kind)
+        # uarotate: one browser agent per connection, none of them the visitors' own.
+        self.rotation = (browser_agents(self.connections, random.Random(plan.seed + 1))
+                         if plan.kind == "uarotate" else [])
         seconds = int(plan.duration) + 1
         self.series = {k: [0] * seconds for k in ("legit", "legit_ok", "cgnat", "cgnat_ok",
                                                  "sent", "admitted", "held")}
@@ -174,8 +185,8 @@ class Drill:
         tasks += [self.cgnat_user(n, agents[self.plan.visitors + n])
                   for n in range(self.plan.cgnat_users)]
         for a in range(self.attackers):
-            for _c in range(self.connections):
-                tasks.append(self.slowloris(a) if self.plan.kind == "slow" else self.attacker(a))
+            for c in range(self.connections):
+                tasks.append(self.slowloris(a) if self.plan.kind == "slow" else self.attacker(a, c))
         if self.plan.kind == "slow":
             tasks.append(self.sample_held())
         running = [asyncio.ensure_future(t) for t in tasks]
@@ -271,13 +282,24 @@ class Drill:
                 + f"{rng.getrandbits(40):x}.php"
         if kind == "distributed":
             return rng.choice(("/", MAIN, MAIN))
+        if kind == "uarotate":
+            return rng.choice(self.page)  # what a browser fetches, from every agent in turn
         return MAIN
 
-    async def attacker(self, a: int) -> None:
+    async def attacker(self, a: int, c: int = 0) -> None:
         rng = random.Random(self.rng.random())
         await self.nap(self.plan.attack_after)
-        link = Link(self.host, self.port, self.src(30, a), "Mozilla/5.0 (compatible; inundador)")
+        agent = self.rotation[c] if self.rotation else ATTACKER_AGENT
+        link = Link(self.host, self.port, self.src(30, a), agent)
+        # Paced (rate): each connection keeps its own slot, staggered, never catching up in bursts.
+        period = self.attackers * self.connections / self.rate if self.rate else 0.0
+        due = time.monotonic() + period * c / self.connections
         while self.live():
+            if period:
+                await self.nap(due - time.monotonic())
+                due = max(due + period, time.monotonic())
+                if not self.live():
+                    break
             at = self.second()
             self.series["sent"][at] += 1
             try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from difusor import config as config_mod
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     from difusor.shield.drill import DrillReport
 
 _KIND_HELP = ("ip (una dirección a toda velocidad), distributed (200 direcciones), cachebust "
-              "(consultas al azar en main.json), scan (rutas inexistentes), slow (slowloris)")
+              "(consultas al azar en main.json), scan (rutas inexistentes), slow (slowloris), "
+              "uarotate (una dirección que se hace pasar por CGNAT: 40 user agents de navegador "
+              "a 150 pet/s)")
 
 
 def simulate_attack(
@@ -38,6 +41,9 @@ def simulate_attack(
         "los demás).")] = 0,
     connections: Annotated[int, typer.Option(
         "--connections", help="Conexiones por dirección atacante (0 = la del tipo).")] = 0,
+    rate: Annotated[float, typer.Option(
+        "--rate", help="Peticiones/s del atacante en total (0 = las del tipo: 150 en uarotate, "
+        "sin tope en los demás).")] = 0.0,
     poll: Annotated[float, typer.Option(
         "--poll", help="Segundos entre consultas de main.json de cada visitante.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
@@ -58,12 +64,14 @@ def simulate_attack(
                         ("--attackers", attackers), ("--connections", connections)):
         if not 0 <= value <= 5000:
             raise DifusorError(f"{name} va de 0 a 5000")
+    if not 0 <= rate <= 100_000:
+        raise DifusorError("--rate va de 0 a 100000 peticiones/s")
     plan = DrillPlan(kind=kind, target=target, duration=duration, attack_after=attack_after,
                      visitors=visitors, cgnat_users=cgnat_users, attackers=attackers or None,
-                     connections=connections or None, poll=poll)
+                     connections=connections or None, rate=rate or None, poll=poll)
     drill = Drill(plan)  # checks the plan (loopback only) before anything is sent
     if not as_json:
-        err.print(f"Simulacro «{kind}» contra {target} durante {duration:.0f} s "
+        err.print(f"Simulacro «{kind}» contra {escape(target)} durante {duration:.0f} s "
                   f"(ataque desde el segundo {attack_after:.0f})…")
     report = asyncio.run(drill.run())
     if as_json:
@@ -86,7 +94,7 @@ def _target_from(config: Path) -> str:
 def show(r: DrillReport) -> None:
     """The summary, then the per-second series (Spanish)."""
     contained = "no se contuvo" if r.containment_s is None else f"{r.containment_s} s"
-    summary = Table(title=f"Simulacro «{r.kind}» contra {r.target}", show_header=False)
+    summary = Table(title=f"Simulacro «{r.kind}» contra {escape(r.target)}", show_header=False)
     summary.add_column("qué")
     summary.add_column("valor", justify="right")
     rows = [

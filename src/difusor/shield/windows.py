@@ -120,17 +120,24 @@ def network_of(ip: str) -> str:
         return ip
 
 
-class AgentWindow:
-    """Browser user agents seen per address over the last one to two minutes, with counts.
+RECENT = 16  # seconds of an agent's recent past its pace is judged on
 
-    Two generations swapped every ``seconds``: cheap to feed (one dict update per request) and
-    long enough to see the variety of a carrier-grade NAT address, where people come and go.
+
+class AgentWindow:
+    """Browser user agents seen per address over the last one to two minutes, with their pace.
+
+    Two generations swapped every ``seconds``: cheap to feed (a few integer operations per
+    request) and long enough to see the variety of a carrier-grade NAT address, where people
+    come and go. Per (address, agent) it keeps [requests, recent active seconds as a bitmask
+    (bit 0 = its last second), first second, last second]: people (even a few sharing one agent
+    string) leave silent seconds; a bot dealing its requests over many agents keeps every one
+    of them busy second after second.
     """
 
     def __init__(self, seconds: int = 60) -> None:
         self.seconds = seconds
-        self._current: dict[str, dict[str, int]] = {}
-        self._previous: dict[str, dict[str, int]] = {}
+        self._current: dict[str, dict[str, list[int]]] = {}
+        self._previous: dict[str, dict[str, list[int]]] = {}
         self._since = -1
 
     def advance(self, second: int) -> None:
@@ -140,15 +147,36 @@ class AgentWindow:
             self._previous, self._current = self._current, {}
             self._since = second
 
-    def add(self, ip: str, tag: str) -> None:
+    def add(self, ip: str, tag: str, second: int) -> None:
         seen = self._current.get(ip)
         if seen is None:
             seen = self._current[ip] = {}
-        seen[tag] = seen.get(tag, 0) + 1
+        pace = seen.get(tag)
+        if pace is None:
+            old = self._previous.get(ip, {}).get(tag)
+            # The recent seconds carry over the swap; requests are counted per generation.
+            pace = seen[tag] = [0, old[1], old[2], old[3]] if old else [0, 0, second, second]
+        pace[0] += 1
+        if pace[3] != second or not pace[1]:
+            pace[1] = ((pace[1] << max(0, second - pace[3])) | 1) & _RECENT_MASK
+            pace[3] = second
 
-    def of(self, ip: str) -> dict[str, int]:
-        """Agent tag → requests for ``ip`` over both generations."""
-        merged = dict(self._previous.get(ip, {}))
-        for tag, n in self._current.get(ip, {}).items():
-            merged[tag] = merged.get(tag, 0) + n
+    def of(self, ip: str) -> dict[str, tuple[int, int, int, int]]:
+        """Agent tag → (requests, recent-seconds mask, first second, last second) for ``ip``,
+        over both generations."""
+        merged = {tag: (p[0], p[1], p[2], p[3]) for tag, p in self._previous.get(ip, {}).items()}
+        for tag, p in self._current.get(ip, {}).items():
+            old = merged.get(tag)
+            merged[tag] = (p[0] + (old[0] if old else 0), p[1], p[2], p[3])
         return merged
+
+
+_RECENT_MASK = (1 << RECENT) - 1
+
+
+def machine_paced(pace: tuple[int, int, int, int], min_active: int, share: float) -> bool:
+    """An agent busy in nearly every one of its recent seconds, ``min_active`` or more."""
+    _requests, mask, first, last = pace
+    span = min(RECENT, last - first + 1)
+    active = (mask & ((1 << span) - 1)).bit_count()
+    return active >= min_active and active >= share * span
