@@ -54,6 +54,13 @@ def test_empty_file_means_all_defaults(tmp_path: Path) -> None:
      r"cambiaría Cache-Control de /json/main.json"),
     ("[[headers]]\nmatch = '*'\nsett = {}\n",
      r"clave desconocida «sett» en \[\[headers\] n\.º 1\] \(¿quisiste decir «set»\?\)"),
+    # A header a server cannot send is refused here, not dropped (or split) while serving.
+    ("[[headers]]\nmatch = '*'\nset = { 'X-Aviso' = \"a\\r\\nSet-Cookie: x=1\" }\n",
+     r"headers\.0\.set: el valor de «X-Aviso» lleva un salto de línea"),
+    ("[[headers]]\nmatch = '*'\nset = { 'X-Aviso' = \"a\\nb\" }\n", r"salto de línea"),
+    ("[[headers]]\nmatch = '*'\nset = { 'X Aviso' = 'a' }\n",
+     r"«X Aviso» no es un nombre de encabezado HTTP válido"),
+    ("[monitor]\nlisten = '9100'\n", r"monitor\.listen: «9100» no es una dirección HOST:PUERTO"),
 ])
 def test_mistakes_are_named_in_spanish(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -74,3 +81,22 @@ def test_every_setting_is_documented() -> None:
     doc = (ROOT / "docs" / "configuracion.md").read_text()
     section = doc.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
     assert section == config_mod.settings_reference(), "docs/configuracion.md desactualizado: make docs"
+
+
+def test_headers_with_tabs_and_an_empty_monitor_listen_are_fine(tmp_path: Path) -> None:
+    cfg = config_mod.load(write(tmp_path, "[[headers]]\nmatch = '*'\nset = { 'X-A' = \"a\\tb\" }"
+                                          "\n[monitor]\nlisten = ''\n"))
+    assert cfg.headers[0].set == {"X-A": "a\tb"} and cfg.monitor.listen == ""
+
+
+def test_init_template_carries_allow_from_and_operation_end(tmp_path: Path) -> None:
+    text = config_mod.render_default(allow_from=["200.23.8.0/24"],
+                                     operation_end="2024-12-09T20:00:00-06:00")
+    cfg = config_mod.load(write(tmp_path, text))
+    assert cfg.sftp.allow_from == ["200.23.8.0/24"]
+    assert cfg.operation.end == "2024-12-09T20:00:00-06:00"
+    with pytest.raises(ValueError, match="no es una red CIDR"):
+        config_mod.render_default(allow_from=["200.23.8"])
+    # Without an end, a commented example: callers may append their own [operation].
+    appended = config_mod.render_default() + '[operation]\nend = "2024-12-09T20:00:00-06:00"\n'
+    assert config_mod.load(write(tmp_path, appended)).operation.end

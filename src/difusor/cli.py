@@ -2,13 +2,15 @@
 
 Each command parses its options, builds an object from the config, calls one method and maps
 the outcome to an exit code. One place (``main``) decides what the operator sees on failure:
-an expected error is one Spanish line on stderr with its own exit code; anything else keeps its
-traceback.
+an expected error is one Spanish line on stderr with its own exit code (``errors.py``); a bad
+argument or option is a usage error, ``uso incorrecto``, exit 64 (EX_USAGE: 2 already means
+"package refused" for ``publish``); anything else keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,11 +25,20 @@ from rich.table import Table
 from typer._click.exceptions import NoArgsIsHelpError as _HelpShown
 from typer._click.exceptions import UsageError as _UsageError
 
+from difusor import clispanish
 from difusor import config as config_mod
 from difusor.analytics.commands import analytics_app
-from difusor.clikit import DEFAULT_CONFIG, ConfigOpt, err, ledger_for, out, progress
+from difusor.clikit import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    err,
+    existing_state,
+    ledger_for,
+    out,
+    progress,
+)
 from difusor.errors import DifusorError, PackageRefused
-from difusor.paths import StateLayout
+from difusor.paths import StateLayout, private_dir
 from difusor.shield.commands import shield_app
 from difusor.shield.drill_cli import simulate_attack
 
@@ -59,22 +70,30 @@ def init(
     self_signed_tls: Annotated[bool, typer.Option(
         "--self-signed-tls", help="Crear un certificado autofirmado de desarrollo "
         "(keys/tls.crt, keys/tls.key) y servir por HTTPS.")] = False,
+    allow_from: Annotated[list[str] | None, typer.Option(
+        "--allow-from", metavar="CIDR", help="Red de la autoridad desde la que se acepta el SFTP "
+        "(repetible); sin ella, cualquier IP puede intentarlo.")] = None,
+    operation_end: Annotated[str, typer.Option(
+        "--operation-end", metavar="FECHA", help="Fin de la operación, dd/mm/aaaa HH:MM o ISO "
+        "8601 (en la zona del sitio si no la lleva).")] = "",
 ) -> None:
     """Crea DIRECTORY/difusor.toml y las carpetas de estado."""
     target = directory / config_mod.DEFAULT_CONFIG
     if target.exists() and not force:
         raise DifusorError(f"{target} ya existe; usa --force para reemplazarlo")
     tls = ("keys/tls.crt", "keys/tls.key") if self_signed_tls else ("", "")
+    networks = [_network(n) for n in allow_from or []]
+    end = _moment_option(operation_end, "--operation-end") if operation_end else ""
     try:
         text = config_mod.render_default(web_listen=web_listen, sftp_listen=sftp_listen, name=name,
-                                         tls_cert=tls[0], tls_key=tls[1])
+                                         tls_cert=tls[0], tls_key=tls[1], allow_from=networks,
+                                         operation_end=end)
     except ValueError as exc:
         raise DifusorError(f"dirección inválida: {exc}") from None
     if authorized_key is not None and not authorized_key.is_file():
         raise DifusorError(f"no existe la llave pública {authorized_key}")
     directory.mkdir(parents=True, exist_ok=True)
-    keys = directory / "keys"
-    keys.mkdir(exist_ok=True)
+    keys = private_dir(directory / "keys")  # 0700 whatever the umask: SSH and TLS keys
     auth = keys / "authorized_keys"
     if authorized_key is not None:
         shutil.copyfile(authorized_key, auth)
@@ -86,7 +105,7 @@ def init(
 
         write_self_signed(directory / tls[0], directory / tls[1],
                           [config_mod.parse_address(web_listen)[0]])
-    target.write_text(text, encoding="utf-8")
+    _write_private(target, text)
     cfg = config_mod.load(target)
     StateLayout(cfg.state_dir).create()
     ledger_for(cfg).close()
@@ -96,6 +115,31 @@ def init(
         out.print(f"  HTTPS con certificado autofirmado de desarrollo: {directory / tls[0]} "
                   "(90 días; en producción, uno de una CA: docs/nginx.md)")
     out.print(f"  siguiente paso: difusor publish PAQUETE --config {target}")
+
+
+def _network(value: str) -> str:
+    try:
+        return config_mod._check_network(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--allow-from") from None
+
+
+def _moment_option(value: str, option: str) -> str:
+    from difusor.moments import BadMoment, parse_moment
+
+    zone = ZoneInfo(config_mod.SiteSettings().timezone)
+    try:
+        return parse_moment(value, zone).isoformat()
+    except BadMoment as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """The config names secrets' variables and the authority's networks: 0600, any umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(fd, 0o600)  # an existing file (--force) keeps its old mode otherwise
+        f.write(text)
 
 
 @app.command()
@@ -115,9 +159,11 @@ def run(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Todo el difusor en primer plano: receptores, publicador y servidor web (Ctrl-C detiene)."""
+    from difusor.monitor.api import check_token
     from difusor.run.supervisor import Supervisor, setup_logging
 
     cfg = config_mod.load(config)
+    check_token(cfg)  # without it the probe API could only fail and be restarted forever
     supervisor = Supervisor(cfg, config)
     setup_logging(supervisor.state.logs / "difusor.log", verbose=verbose)
     err.print(f"Difusor en marcha: web {cfg.web.listen}"
@@ -139,6 +185,7 @@ def publish(
     from difusor.pipeline import Publisher
 
     cfg = config_mod.load(config)
+    existing_state(cfg)
     with ledger_for(cfg) as ledger, progress("verificando") as bar:
         publisher = Publisher(cfg, ledger, progress=bar)
         publisher.log = lambda line: out.print(line, markup=False)
@@ -162,11 +209,15 @@ def status(
     from difusor.store.layout import StoreLayout
 
     cfg = config_mod.load(config)
+    existing_state(cfg)
     with ledger_for(cfg) as ledger:
         doc = build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store))
+    warnings = _warnings(cfg)
     if as_json:
-        out.print_json(json.dumps(doc, ensure_ascii=False))
+        out.print_json(json.dumps({**doc, "avisos": warnings}, ensure_ascii=False))
         return
+    for line in warnings:
+        out.print(f"Aviso: {line}", markup=False)
     zone = ZoneInfo(cfg.site.timezone)
     corte = doc["corte"]
     if corte is None:
@@ -181,6 +232,15 @@ def status(
             table.add_row(row["id"], _local(row["fecha_hora"], zone), _local(row["activado"], zone),
                           row["causa"])
         out.print(table)
+
+
+def _warnings(cfg: config_mod.Config) -> list[str]:
+    """Safety settings left open, said every time the operator looks."""
+    found = []
+    if not cfg.sftp.allow_from:
+        found.append("[sftp] allow_from está vacío: cualquier IP puede intentar entrar al SFTP; "
+                     "pon ahí las redes de la autoridad")
+    return found
 
 
 def _local(iso: str, zone: ZoneInfo) -> str:
@@ -198,6 +258,7 @@ def rollback(
     from difusor.pipeline import Publisher
 
     cfg = config_mod.load(config)
+    existing_state(cfg)
     with ledger_for(cfg) as ledger:
         publisher = Publisher(cfg, ledger)
         publisher.log = lambda line: out.print(line, markup=False)
@@ -205,16 +266,25 @@ def rollback(
     out.print(f"Corte {target} en línea de nuevo.")
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise typer.BadParameter(f"debe ser al menos 1 (vale {value}); el corte en línea se "
+                                 "conserva siempre")
+    return value
+
+
 @app.command()
 def gc(
-    keep: Annotated[int, typer.Option(help="Cortes que se conservan (además del que está en "
-                                      "línea).")] = 20,
+    keep: Annotated[int, typer.Option(
+        callback=_at_least_one, help="Cortes más recientes que se conservan, al menos 1 (el que "
+        "está en línea se conserva siempre).")] = 20,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Depura cortes viejos y los objetos que ya nadie usa."""
     from difusor.pipeline import Publisher
 
     cfg = config_mod.load(config)
+    existing_state(cfg)
     with ledger_for(cfg) as ledger, progress("depurando") as bar:
         result = Publisher(cfg, ledger).gc(keep, progress=bar)
     out.print(f"Depurados {len(result.releases)} cortes y {result.objects} objetos "
@@ -381,9 +451,11 @@ def uptime_command(
     month: Annotated[str | None, typer.Option(
         help="Mes AAAA-MM; por omisión, el mes en curso en la zona horaria del sitio.")] = None,
     since: Annotated[str | None, typer.Option(
-        "--from", help="Inicio ISO 8601 de otro periodo (en vez de --month).")] = None,
+        "--from", help="Inicio de otro periodo (en vez de --month): dd/mm/aaaa HH:MM o ISO "
+        "8601.")] = None,
     until: Annotated[str | None, typer.Option(
-        "--to", help="Fin ISO 8601 de ese periodo (por omisión, ahora).")] = None,
+        "--to", help="Fin de ese periodo, dd/mm/aaaa HH:MM o ISO 8601 (por omisión, ahora).")]
+    = None,
     vantage: Annotated[str | None, typer.Option(
         help="Solo los sondeos de este punto (local o el nombre de un agente remoto).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
@@ -535,14 +607,14 @@ def simulate_packages(
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = clispanish.command(app)(standalone_mode=False, prog_name="difusor")
     except DifusorError as exc:
         err.print(f"difusor: {exc.message}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except _HelpShown:
         sys.exit(0)
     except _UsageError as exc:
-        err.print(f"difusor: uso incorrecto: {exc.format_message()}", markup=False,
+        err.print(f"difusor: uso incorrecto: {clispanish.usage_message(exc)}", markup=False,
                   soft_wrap=True)
         sys.exit(64)
     except (typer.Abort, KeyboardInterrupt):

@@ -1,7 +1,12 @@
-"""What every command module shares: the console, the --config option, progress bars."""
+"""What every command module shares: the console, the --config option, the ledger and the
+state folder checked before use, progress bars."""
 
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from difusor import config as config_mod
+from difusor.errors import StoreError
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 
@@ -26,7 +32,49 @@ DEFAULT_CONFIG = Path(config_mod.DEFAULT_CONFIG)
 
 
 def ledger_for(cfg: config_mod.Config) -> Ledger:
-    return Ledger(StateLayout(cfg.state_dir).ledger)
+    """The ledger; an unusable state folder is ``StoreError`` (exit 4), never a traceback."""
+    root = cfg.state_dir
+    if root.exists() and not root.is_dir():
+        raise StoreError(_not_a_folder(root))
+    path = StateLayout(root).ledger
+    try:
+        return Ledger(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(_unusable(root, exc, f"no puedo abrir la bitácora {path}")) from None
+
+
+def existing_state(cfg: config_mod.Config) -> StateLayout:
+    """The state folder of a site already made (``difusor init``), writable: checked before a
+    command that needs it, so that a missing disk is said, not silently replaced by an empty
+    folder, and a read-only one is one line (exit 4)."""
+    root = cfg.state_dir
+    if not root.exists():
+        raise StoreError(f"la carpeta de estado {root} no existe: ¿falta montar el disco o es "
+                         "otro --config? («difusor init» la crea)")
+    if not root.is_dir():
+        raise StoreError(_not_a_folder(root))
+    try:
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise StoreError(_unusable(root, exc, "no puedo escribir")) from None
+    return StateLayout(root)
+
+
+def _not_a_folder(root: Path) -> str:
+    return f"la carpeta de estado {root} no es una carpeta (es un archivo): revisa [state] dir"
+
+
+def _unusable(root: Path, exc: Exception, doing: str) -> str:
+    code = getattr(exc, "errno", None)
+    if code == errno.EROFS or "readonly" in str(exc):
+        return (f"la carpeta de estado {root} es de solo lectura ({doing}): ¿el sistema la "
+                "remontó así tras un error de disco?")
+    if code in (errno.EACCES, errno.EPERM):
+        return (f"sin permiso en la carpeta de estado {root} ({doing}): ¿otro usuario? "
+                f"(este proceso es el uid {os.geteuid()})")
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return f"la carpeta de estado {root} no se puede usar ({doing}): {reason}"
 
 
 @contextmanager

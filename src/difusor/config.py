@@ -385,9 +385,14 @@ class MonitorSettings(_Section):
     grace: float = Field(300.0, ge=0, description="Tolerancia antes de registrar retraso de la "
                          "autoridad.")
     listen: str = Field("", description="HOST:PUERTO donde los sondeos remotos reportan "
-                        "(vacío = apagado).")
+                        "(vacío = apagado; requiere el token en la variable token_env).")
     token_env: str = Field("DIFUSOR_PROBE_TOKEN", description="Variable de entorno con el token "
                            "de los sondeos remotos.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return _check_address(v) if v else v
     targets: list[MonitorTarget] = Field(
         default_factory=list, description="[[monitor.targets]]: qué se sondea; vacío = el "
         "servidor embebido.")
@@ -427,16 +432,20 @@ class OperationSettings(_Section):
     @field_validator("end")
     @classmethod
     def _end(cls, v: str) -> str:
-        if v:
-            from datetime import datetime
+        return _check_end(v)
 
-            try:
-                when = datetime.fromisoformat(v)
-            except ValueError:
-                raise ValueError(f"«{v}» no es una fecha ISO 8601") from None
-            if when.tzinfo is None:
-                raise ValueError(f"«{v}» debe llevar zona horaria, p. ej. -06:00")
-        return v
+
+def _check_end(v: str) -> str:
+    if v:
+        from datetime import datetime
+
+        try:
+            when = datetime.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"«{v}» no es una fecha ISO 8601") from None
+        if when.tzinfo is None:
+            raise ValueError(f"«{v}» debe llevar zona horaria, p. ej. -06:00")
+    return v
 
 
 LogFormat = Literal["auto", "difusor", "nginx-json", "combined", "varnishncsa", "cloudfront",
@@ -529,9 +538,25 @@ class ShieldSettings(_Section):
     cloudflare: CloudflareListSettings = CloudflareListSettings()
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+_HEADER_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but HTAB: CR, LF, NUL…
+
+
 class HeaderRule(_Section):
     match: str = Field(description="Patrón glob de ruta, p. ej. «*.json» o «json/*».")
     set: dict[str, str] = Field(description="Encabezados que se fijan en esas rutas.")
+
+    @field_validator("set")
+    @classmethod
+    def _sendable(cls, v: dict[str, str]) -> dict[str, str]:
+        # A server drops (or, worse, splits) a header it cannot send: refuse it here instead.
+        for name, value in v.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"«{name}» no es un nombre de encabezado HTTP válido")
+            if _HEADER_BAD_VALUE.search(value):
+                raise ValueError(f"el valor de «{name}» lleva un salto de línea u otro carácter "
+                                 "de control, que no se puede enviar en un encabezado")
+        return v
 
 
 class Config(_Section):
@@ -699,12 +724,18 @@ def _unknown_key(loc: list[str], raw: dict[str, Any]) -> str:
 
 def render_default(
     *, web_listen: str = "127.0.0.1:8080", sftp_listen: str = "127.0.0.1:2222", name: str = "PREP",
-    tls_cert: str = "", tls_key: str = "",
+    tls_cert: str = "", tls_key: str = "", allow_from: list[str] | None = None,
+    operation_end: str | None = None,
 ) -> str:
     """The file ``difusor init`` writes: the contract's sections with their defaults (and the
-    embedded server's certificate, when ``tls_cert``/``tls_key`` are given: HTTPS)."""
+    embedded server's certificate, when ``tls_cert``/``tls_key`` are given: HTTPS). The two
+    settings an operator must not forget carry a comment: ``[sftp] allow_from`` and
+    ``[operation] end`` (a section only when ``operation_end`` is given, "" included; otherwise
+    a commented example, so a caller may still append its own ``[operation]``)."""
     _check_address(web_listen)
     _check_address(sftp_listen)
+    networks = [_check_network(n) for n in allow_from or []]
+    _check_end(operation_end or "")
     site, web, sftp, state = SiteSettings(name=name), WebSettings(), SftpSettings(), StateSettings()
     return (
         "# difusor.toml — configuración del difusor (ver docs/configuracion.md)\n"
@@ -720,10 +751,22 @@ def render_default(
         "[sftp]\n"
         f"listen = {_q(sftp_listen)}\n"
         f"user = {_q(sftp.user)}\n"
-        f"authorized_keys = {_q(sftp.authorized_keys)}\n\n"
+        f"authorized_keys = {_q(sftp.authorized_keys)}\n"
+        "# Redes (CIDR) de la autoridad, las únicas que pueden conectarse al SFTP; vacío = "
+        "cualquier IP\n# (difusor status lo advierte). P. ej. [\"200.23.8.0/24\"]\n"
+        f"allow_from = [{', '.join(_q(n) for n in networks)}]\n\n"
         "[state]\n"
-        f"dir = {_q(state.dir)}\n"
+        f"dir = {_q(state.dir)}\n\n"
+        + _render_operation(operation_end)
     )
+
+
+def _render_operation(end: str | None) -> str:
+    note = ("# Fin de la operación (ISO 8601 con zona): el monitor deja de esperar cortes y el "
+            "sitio\n# debe seguir en línea keep_hours más (convocatoria I.2); vacío = sin fecha.\n")
+    if end is None:
+        return note + '# [operation]\n# end = "2024-12-09T20:00:00-06:00"\n'
+    return note + f"[operation]\nend = {_q(end)}\n"
 
 
 def _q(value: str) -> str:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from difusor.paths import private_file
+
 _SCHEMA = [
     # version 1
     """
@@ -138,6 +140,8 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # It holds IPs (shield, probes): 0640; SQLite gives its -wal and -shm the same mode.
+        private_file(path)
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()

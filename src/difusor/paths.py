@@ -1,9 +1,38 @@
-"""Where things live inside the state folder (``[state] dir``)."""
+"""Where things live inside the state folder (``[state] dir``), and with which permissions.
+
+Files that hold visitors' IPs (the ledger, the analytics database, the logs) are ``0640``
+whatever the umask: the owner writes, its group (an ``adm``-like reader) reads, nobody else.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+PRIVATE_FILE = 0o640
+
+
+def private_file(path: Path, mode: int = PRIVATE_FILE) -> Path:
+    """Create ``path`` empty with ``mode`` when missing (the umask can only take bits away);
+    take away any bit beyond ``mode`` when it exists and is ours."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        st = path.stat()
+        if stat.S_IMODE(st.st_mode) & ~mode and st.st_uid == os.geteuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+    else:
+        os.close(fd)
+    return path
+
+
+def private_dir(path: Path, mode: int = 0o700) -> Path:
+    """``path`` as a folder with exactly ``mode`` (``mkdir`` alone obeys the umask)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+    return path
 
 
 @dataclass(frozen=True)
@@ -52,6 +81,11 @@ class StateLayout:
         return self.logs / "access.log"
 
     @property
+    def log_file(self) -> Path:
+        """The operator's log of ``difusor run`` (``difusor.log``)."""
+        return self.logs / "difusor.log"
+
+    @property
     def analytics(self) -> Path:
         """The visit analytics database and its ingest offsets."""
         return self.root / "analytics"
@@ -67,5 +101,8 @@ class StateLayout:
 
     def create(self) -> None:
         for d in (self.root, self.inbox, self.uploads, self.incoming, self.packages, self.quarantine,
-                  self.store, self.logs, self.analytics, self.shield):
+                  self.store, self.logs, self.shield):
             d.mkdir(parents=True, exist_ok=True)
+        # The analytics database's write-ahead log is made 0644 by DuckDB: the folder hides it.
+        self.analytics.mkdir(mode=0o750, exist_ok=True)
+        private_file(self.log_file)  # the logger appends to it and keeps its mode

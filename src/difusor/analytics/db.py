@@ -16,7 +16,7 @@ import duckdb
 from difusor.analytics.schema import HITS_VIEW, STORE_DDL
 from difusor.config import Config
 from difusor.errors import BusyError
-from difusor.paths import StateLayout
+from difusor.paths import StateLayout, private_file
 
 WAIT_SECONDS = 30.0
 
@@ -56,6 +56,8 @@ def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+    if not read_only:
+        private_file(path)  # visitors' data: 0640 (DuckDB creates it 0644 or, umask 000, 0666)
     # Absolute instants throughout; local days are computed explicitly with the site's zone.
     con.execute("SET TimeZone = 'UTC'")
     if read_only:

@@ -6,10 +6,12 @@
                      → each result is a ``probes`` row with ``vantage`` = NAME, at receipt time
 
 The token comes from the environment variable ``[monitor] token_env`` and is compared in constant
-time. 401 without it or with a wrong one, 400 for a body that is not a valid report, 413 past
-``MAX_BODY``. The server is stdlib ``ThreadingHTTPServer`` in a thread: a handful of agents every
-30 s need nothing more. It speaks plain HTTP: across the Internet, put it behind the TLS of nginx
-or of a tunnel.
+time. 401 without it or with a wrong one, 400 for a request or body that is not exactly a valid
+report (a ``Content-Length`` that is not plain ASCII digits, two of them, ``Transfer-Encoding``,
+JSON nested deeper than ``MAX_DEPTH``, NaN, a number too long to read), 413 past ``MAX_BODY``.
+The server (``apiserver.BoundedServer``) gives each connection a thread, at most
+``max_connections`` at once, and closes one idle for ``idle_timeout`` s. It speaks plain HTTP:
+across the Internet, put it behind the TLS of nginx or of a tunnel.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import hmac
 import itertools
 import json
 import os
-import socket
+import re
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from difusor.config import Config, parse_address
 from difusor.errors import ConfigError, DifusorError
 from difusor.ledger import Ledger
+from difusor.monitor.apiserver import BoundedServer, BoundedServerV6, printable
 from difusor.monitor.expected import expected_state
 from difusor.monitor.probe import FAILURES
 from difusor.monitor.service import EMBEDDED
@@ -37,6 +40,12 @@ from difusor.monitor.service import LOCAL as LOCAL_VANTAGE  # an agent may not c
 
 MAX_BODY = 256 * 1024  # bytes of one report
 MAX_RESULTS = 100
+MAX_DEPTH = 10  # objects/arrays inside each other: a report and its details need 6
+MAX_CONNECTIONS = 16
+IDLE_TIMEOUT = 10.0  # seconds a connection may send nothing
+_LENGTH = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() takes "²" too
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 VANTAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 _Text = Annotated[str, Field(max_length=2000)]
@@ -74,11 +83,26 @@ class BadReport(ValueError):
     """A report body that is not JSON or not a valid report; the message is Spanish."""
 
 
+def _depth(body: bytes) -> int:
+    """How deep objects and arrays nest, counted without parsing (the parser would recurse)."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(_STRINGS.sub(b'""', body)):
+        depth += 1 if m.group() in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} no es un número JSON")
+
+
 def parse_report(body: bytes) -> _Report:
+    if _depth(body) > MAX_DEPTH:
+        raise BadReport(f"el reporte está anidado a más de {MAX_DEPTH} niveles")
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadReport(f"el cuerpo no es JSON válido: {exc}") from None
+        doc = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 5,000 digits
+        raise BadReport(f"el cuerpo no es JSON válido: {printable(str(exc), 120)}") from None
     if not isinstance(doc, dict):
         raise BadReport("el reporte debe ser un objeto JSON")
     try:
@@ -91,6 +115,20 @@ def parse_report(body: bytes) -> _Report:
     if report.vantage == LOCAL_VANTAGE:
         raise BadReport(f"el nombre «{LOCAL_VANTAGE}» está reservado para el monitor del servidor")
     return report
+
+
+def missing_token(cfg: Config) -> str:
+    return (f"[monitor] listen está configurado pero la variable de entorno "
+            f"{cfg.monitor.token_env} (el token de los sondeos remotos) está vacía: defínela, o "
+            "deja listen vacío")
+
+
+def check_token(cfg: Config, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to start when ``[monitor] listen`` is set without its token: the API could only
+    fail, and under ``difusor run`` it would be restarted again and again."""
+    environ = env if env is not None else os.environ
+    if cfg.monitor.listen and not environ.get(cfg.monitor.token_env, ""):
+        raise ConfigError(missing_token(cfg))
 
 
 def default_targets(cfg: Config) -> list[dict[str, Any]]:
@@ -106,18 +144,19 @@ class ProbeAPI:
     """The server; ``start()``/``stop()`` for tests, ``run(stop)`` for the supervisor."""
 
     def __init__(self, cfg: Config, ledger: Ledger, *, token: str, listen: str | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT) -> None:
         if not token:
-            raise ConfigError(f"[monitor] listen está configurado pero la variable de entorno "
-                              f"{cfg.monitor.token_env} (el token de los sondeos remotos) está "
-                              "vacía")
+            raise ConfigError(missing_token(cfg))
         self.cfg = cfg
         self.ledger = ledger
         self.token = token.encode()
         self.listen = listen or cfg.monitor.listen
         self.log = log or (lambda _line: None)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._offsets = itertools.count()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BoundedServer | None = None
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -143,9 +182,11 @@ class ProbeAPI:
             host, port = parse_address(self.listen)
         except ValueError as exc:
             raise ConfigError(f"monitor.listen: {exc}") from None
-        server_cls = _V6Server if ":" in host else _Server
+        server_cls = BoundedServerV6 if ":" in host else BoundedServer
         try:
-            self._server = server_cls((host, port), _Handler)
+            self._server = server_cls((host, port), _Handler, log=self.log,
+                                      max_connections=self.max_connections,
+                                      idle_timeout=self.idle_timeout)
         except OSError as exc:
             raise DifusorError(f"no puedo escuchar en {self.listen} para los sondeos remotos: "
                                f"{exc.strerror or exc}") from None
@@ -207,21 +248,14 @@ class ProbeAPI:
         return len(report.results)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 32
-
-
-class _V6Server(_Server):
-    address_family = socket.AF_INET6
-
-
 class _Handler(BaseHTTPRequestHandler):
     server_version = "difusor-sondeos"
     sys_version = ""
     protocol_version = "HTTP/1.1"
-    timeout = 15  # seconds a client may stall
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # type: ignore[attr-defined]
+        super().setup()
 
     @property
     def api(self) -> ProbeAPI:
@@ -229,6 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests are not worth a log line; refusals are logged below
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        # What the stdlib refuses itself (a bad request line, headers too long): JSON in Spanish.
+        self._json(HTTPStatus(code), {"error": f"petición HTTP inválida ({code})"}, close=True)
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != "/expected":
@@ -250,9 +289,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._auth():
             return
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._bad("Transfer-Encoding no admitido: envía el reporte con Content-Length")
+            return
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
             self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "falta Content-Length"}, close=True)
+            return
+        length = lengths[0].strip(" \t")
+        if len(lengths) > 1 or not _LENGTH.fullmatch(length):
+            self._bad("Content-Length inválido: debe ser uno solo, en dígitos ASCII")
             return
         if int(length) > MAX_BODY:
             self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -263,6 +309,11 @@ class _Handler(BaseHTTPRequestHandler):
             report = parse_report(body)
         except BadReport as exc:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        except Exception as exc:  # a bug, not the agent's fault: one line, and an answer
+            self.api.log(f"sondeos remotos: reporte no procesado: {exc!r}")
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "error interno; reintenta"},
+                       close=True)
             return
         count = self.api.record(report)
         self._json(HTTPStatus.OK, {"registrados": count, "vantage": report.vantage})
@@ -283,11 +334,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.NOT_FOUND, {"error": "no existe; usa /expected o /report"},
                        close=True)
 
+    def _bad(self, reason: str) -> None:
+        self._json(HTTPStatus.BAD_REQUEST, {"error": reason}, close=True)
+
     def _auth(self) -> bool:
         if self.api.authorized(self.headers.get("Authorization")):
             return True
-        self.api.log(f"sondeos remotos: {self.command} {self.path} de {self.client_address[0]} "
-                     "rechazado: token ausente o incorrecto")
+        self.api.log(f"sondeos remotos: {self.command} {printable(self.path)} de "
+                     f"{self.client_address[0]} rechazado: token ausente o incorrecto")
         self._json(HTTPStatus.UNAUTHORIZED, {"error": "token ausente o incorrecto"}, close=True,
                    headers={"WWW-Authenticate": 'Bearer realm="difusor"'})
         return False

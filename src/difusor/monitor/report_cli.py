@@ -20,6 +20,7 @@ from rich.table import Table
 
 from difusor.errors import DifusorError, NotFound
 from difusor.ledger import Ledger
+from difusor.moments import BadMoment, parse_moment
 from difusor.monitor.uptime import TARGET, Uptime, UptimeReport
 
 KIND_LABELS = {
@@ -82,15 +83,14 @@ def _plain(text: str) -> str:
 
 
 def moment_from(value: str | None, zone: ZoneInfo, what: str = "--now / DIFUSOR_NOW") -> datetime:
-    """An ISO 8601 moment from the command line (a naive one is in the site's ``zone``); None is
-    the clock. ``--now``/``DIFUSOR_NOW`` fix the clock for drills and tests."""
+    """A moment from the command line, ISO 8601 or ``dd/mm/aaaa HH:MM`` (a naive one is in the
+    site's ``zone``); None is the clock. ``--now``/``DIFUSOR_NOW`` fix the clock for drills."""
     if value is None:
         return datetime.now(UTC)
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise DifusorError(f"{what}: «{value}» no es una fecha ISO 8601") from None
-    return when if when.tzinfo else when.replace(tzinfo=zone)
+        return parse_moment(value, zone)
+    except BadMoment as exc:
+        raise DifusorError(f"{what}: {exc}") from None
 
 
 def duration(seconds: float) -> str:
@@ -125,22 +125,38 @@ def uptime_table(rep: UptimeReport, zone: ZoneInfo) -> tuple[str, Table, list[st
              f" (meta {TARGET * 100:.1f} %)")
     if site.until < site.end:
         title += f"; medido hasta {local(site.until, zone)}"
-    table = Table("objetivo", "disponible %", "caído", "desconocido", "retraso de la autoridad",
+    title += "\n" + headline(site)
+    table = Table("objetivo", "disponible %", "peor caso %", "cobertura %", "caído",
+                  "desconocido", "retraso de la autoridad",
                   f"presupuesto restante ({TARGET * 100:.1f} %)")
     for row in (site, *rep.targets):
         name = row.target if row is not site else f"{row.target} ({', '.join(row.targets) or '—'})"
-        table.add_row(name, _pct(row), duration(row.down_seconds), duration(row.unknown_seconds),
+        table.add_row(name, _pct(row.ratio), _pct(row.worst_ratio), _pct(row.coverage, 1),
+                      duration(row.down_seconds), duration(row.unknown_seconds),
                       duration(row.authority_delay_seconds), _budget(row))
     lines = [f"  {local(d.start, zone)} → {local(d.end, zone)}  {duration(d.seconds)}  "
              f"({d.failure})" for d in site.down]
     return title, table, lines
 
 
-def _pct(row: Uptime) -> str:
-    ratio = row.ratio
+def headline(row: Uptime) -> str:
+    """The public site in one line that claims no more than was measured: with unknown time
+    (the monitor was down), the worst case — unknown counted as down — comes first."""
+    if row.ratio is None:
+        return "Sitio público: sin datos (el monitor no registró sondeos en el periodo)"
+    if not row.unknown_seconds:
+        return f"Sitio público: {_pct(row.ratio)} (todo el tiempo transcurrido fue medido)"
+    return (f"Sitio público: al menos {_pct(row.worst_ratio)} (peor caso: lo desconocido "
+            f"cuenta como caído); {_pct(row.ratio)} del tiempo medido, que cubre el "
+            f"{_pct(row.coverage, 1)} del periodo ({duration(row.unknown_seconds)} desconocido)")
+
+
+def _pct(ratio: float | None, places: int = 3) -> str:
     if ratio is None:
         return "sin datos"
-    return f"{math.floor(ratio * 100_000) / 1000:.3f} %"  # truncated: 99.9996 is not 100
+    scale = 10 ** (places + 2)
+    # Truncated, never rounded up: 99.9996 is not 100.
+    return f"{math.floor(ratio * scale) / 10 ** places:.{places}f} %"
 
 
 def _budget(row: Uptime) -> str:

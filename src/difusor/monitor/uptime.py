@@ -74,6 +74,19 @@ class Uptime:
         return self.up_seconds / known if known else None
 
     @property
+    def worst_ratio(self) -> float | None:
+        """up / (up + down + unknown): all that can be claimed if every unknown second was down
+        (the headline: never more than was measured)."""
+        total = self.up_seconds + self.down_seconds + self.unknown_seconds
+        return self.up_seconds / total if total else None
+
+    @property
+    def coverage(self) -> float | None:
+        """The share of the time so far (``start`` → ``until``) whose state is known."""
+        elapsed = (self.until - self.start).total_seconds()
+        return max(0.0, elapsed - self.unknown_seconds) / elapsed if elapsed > 0 else None
+
+    @property
     def budget_seconds(self) -> float:
         """What 99.9 % allows over the whole range (43.2 min in a 30-day month)."""
         return round((self.end - self.start).total_seconds() * (1 - TARGET), 6)
@@ -96,6 +109,8 @@ class Uptime:
             "retraso_autoridad_s": self.authority_delay_seconds,
             "disponibilidad": ratio,
             "disponibilidad_pct": None if ratio is None else round(ratio * 100, 4),
+            "disponibilidad_peor_caso_pct": _pct(self.worst_ratio),
+            "cobertura_pct": _pct(self.coverage),
             "meta_pct": TARGET * 100,
             "presupuesto_s": self.budget_seconds,
             "presupuesto_restante_s": self.budget_left_seconds,
@@ -120,6 +135,10 @@ class UptimeReport:
 
 # A segment of a timeline: [start_us, end_us) in one state; failure only for DOWN.
 _Seg = tuple[int, int, str, str]
+
+
+def _pct(ratio: float | None) -> float | None:
+    return None if ratio is None else round(ratio * 100, 4)
 
 
 def uptime(ledger: Ledger, *, start: datetime, end: datetime, target: str | None = None,

@@ -1,0 +1,34 @@
+"""Moments an operator types: ISO 8601, or the ``dd/mm/aaaa HH:MM`` every command prints.
+
+A moment without a zone is in the site's zone. ``dd/mm/aaaa`` alone is that day's midnight.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+# What the CLI prints (``08/12/2024 20:30:00 CST``): day first, seconds and zone name optional.
+_PRINTED = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+                      r"(?: [A-Za-z]{2,5})?")
+
+
+class BadMoment(ValueError):
+    """Not a moment; the message is Spanish and names what was given."""
+
+
+def parse_moment(value: str, zone: ZoneInfo) -> datetime:
+    """``value`` as an aware datetime; raises ``BadMoment``."""
+    text = value.strip()
+    m = _PRINTED.fullmatch(text)
+    try:
+        if m:
+            day, month, year, hour, minute, second = (int(g) if g else 0 for g in m.groups())
+            when = datetime(year, month, day, hour, minute, second)
+        else:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadMoment(f"«{value}» no es una fecha: usa dd/mm/aaaa HH:MM (como la muestra "
+                        "difusor) o ISO 8601, p. ej. 2024-12-08T20:30-06:00") from None
+    return when if when.tzinfo else when.replace(tzinfo=zone)
