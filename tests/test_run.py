@@ -103,6 +103,8 @@ def running(tmp_path: Path):
     if r.proc and r.proc.poll() is None:
         os.killpg(r.proc.pid, signal.SIGKILL)
         r.proc.wait()
+    if r.proc and r.proc.stdout:
+        r.proc.stdout.close()
 
 
 def test_sftp_upload_goes_live_byte_identical_and_run_stops_cleanly(running: Running,

@@ -4,7 +4,8 @@
   bind of the same address tells whether anybody else listens there — another difusor, an orphan
   of a killed one, nginx. The kernel would otherwise split the traffic between them silently.
 - ``die_with_parent``: the server process started by ``difusor run`` asks the kernel for SIGTERM
-  when ``run`` dies, even by SIGKILL (PR_SET_PDEATHSIG); granian then stops its workers.
+  when ``run`` dies, even by SIGKILL (PR_SET_PDEATHSIG); granian then stops its workers. It also
+  watches its parent, like a worker, in case that signal was lost.
 - ``watch_parent``: each worker checks every half second that its parent is still the process
   that started it, and exits when it was orphaned (a SIGKILLed server process). A thread-bound
   PDEATHSIG would be wrong here: granian spawns and respawns workers from several threads.
@@ -20,11 +21,13 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from difusor.errors import ConfigError
 
 PARENT_ENV = "DIFUSOR_PARENT_PID"  # set by `difusor run` for the server process it starts
 WATCH_SECONDS = 0.5
+STOP_GRACE = 5.0  # seconds granian gets to stop its workers before the group is killed
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("difusor.serve")
 
@@ -48,7 +51,9 @@ def claim_port(host: str, port: int) -> None:
 
 
 def die_with_parent() -> None:
-    """In the server process that ``difusor run`` started: end with it."""
+    """In the server process that ``difusor run`` started: end with it. The kernel's signal is
+    the fast path; a watch of the parent backs it (a SIGTERM that lands while granian installs
+    its handlers can be lost), ending the whole process group if SIGTERM was not enough."""
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None:
         return
@@ -56,19 +61,30 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != int(parent):  # it died before the request was made
         os.kill(os.getpid(), signal.SIGTERM)
+    watch_parent(int(parent), _end_server)
 
 
-def watch_parent() -> threading.Thread:
-    """In a worker: exit as soon as its parent is gone."""
-    parent = os.getppid()
+def _end_server() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # granian stops its workers
+    time.sleep(STOP_GRACE)
+    os.killpg(0, signal.SIGKILL)  # still here: run started us in a session (and group) of our own
+
+
+def _exit_worker() -> None:
+    os._exit(0)
+
+
+def watch_parent(parent: int | None = None, on_orphan: Callable[[], None] = _exit_worker
+                 ) -> threading.Thread:
+    """Call ``on_orphan`` (by default: exit at once, as a worker does) once ``parent`` is gone."""
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
-        while True:
+        while os.getppid() == parent:
             time.sleep(WATCH_SECONDS)
-            if os.getppid() != parent:
-                log.error("servidor web: el proceso principal (pid %d) ya no existe; este proceso "
-                          "(pid %d) termina para no quedar huérfano", parent, os.getpid())
-                os._exit(0)
+        log.error("servidor web: el proceso que lo inició (pid %d) ya no existe; este proceso "
+                  "(pid %d) termina para no quedar huérfano", parent, os.getpid())
+        on_orphan()
 
     thread = threading.Thread(target=watch, name="difusor-lifeline", daemon=True)
     thread.start()
