@@ -379,6 +379,10 @@ class MonitorSettings(_Section):
     sample: int = Field(5, ge=0, description="Archivos por sondeo comparados con el manifiesto "
                         "(además de main.json), rotando.")
     degraded_ms: float = Field(2000.0, gt=0, description="Latencia que cuenta como degradada.")
+    disk_min_free_mb: int = Field(
+        1024, ge=0, description="Espacio libre mínimo (MB) bajo la carpeta de estado; por debajo "
+        "se abre un incidente «disco casi lleno» (un paquete que no cabe se rechaza no_space y "
+        "se reintenta solo). 0 = no vigilar.")
     tls_warn_days: int = Field(14, ge=0, description="Días antes del vencimiento TLS que alertan.")
     cadence: float = Field(600.0, gt=0, description="Cada cuántos segundos envía la autoridad "
                            "un corte.")

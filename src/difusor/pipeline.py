@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +62,7 @@ from difusor.store.manifest import FileEntry, Manifest, ManifestStore, changed_p
 from difusor.store.mediatypes import compressible, media_type
 from difusor.store.objects import ObjectStore, Staging, fsync_dir, sync_filesystem
 from difusor.store.releases import ReleaseDirs
+from difusor.store.space import no_space_refusal, out_of_space
 
 LOCK_TIMEOUT = 120.0
 KIND_NAMES = {"full": "completo", "incremental": "incremental", "database": "base de datos"}
@@ -283,10 +285,18 @@ class Publisher:
     def _publish(self, source: Path, force: bool, name: str | None, sidecar: Path | None,
                  link: bool) -> PublishOutcome:
         t = _Timer()
-        intake = take_in(source, self.state.incoming, name=name, sidecar=sidecar, link=link)
-        package_id = self.ledger.package_received(
-            intake.name, intake.sha256, intake.size, intake.copy_name
-        )
+        intake = None
+        try:
+            intake = take_in(source, self.state.incoming, name=name, sidecar=sidecar, link=link)
+            package_id = self.ledger.package_received(
+                intake.name, intake.sha256, intake.size, intake.copy_name
+            )
+        except Exception as exc:
+            if not out_of_space(exc):
+                raise
+            if intake is not None:
+                intake.path.unlink(missing_ok=True)
+            raise no_space_refusal(exc, self.cfg.state_dir) from None
         t.mark("recibido")
         live = self._live_manifest()
         staging = self.objects.staging(
@@ -314,6 +324,10 @@ class Publisher:
             raise
         except BaseException as exc:
             staging.discard()
+            if out_of_space(exc):
+                refusal = no_space_refusal(exc, self.cfg.state_dir)
+                self._out_of_space(intake, package_id, refusal)
+                raise refusal from None
             if isinstance(exc, Exception):
                 self._failed(intake, package_id, exc)
             raise
@@ -508,6 +522,16 @@ class Publisher:
             detail={"code": refusal.code, "quarantine": str(kept)},
         )
         intake.quarantine(self.state.quarantine, refusal.code, refusal.message)
+
+    def _out_of_space(self, intake: Intake, package_id: int, refusal: PackageRefused) -> None:
+        """Refused for now, not quarantined: the copy is removed (room is what is missing), the
+        original stays where it came from, for the retry."""
+        intake.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, sqlite3.Error):  # the ledger may be out of room too
+            self.ledger.package_update(package_id, state="refused", reason_code=refusal.code,
+                                       reason=refusal.message)
+            self.ledger.event("refused", f"paquete rechazado: {refusal.message}",
+                              package_id=package_id, detail={"code": refusal.code, "retry": True})
 
     def _failed(self, intake: Intake, package_id: int, exc: Exception) -> None:
         reason = f"error interno: {type(exc).__name__}: {exc}"

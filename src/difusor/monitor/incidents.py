@@ -50,6 +50,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "purge": ("falla de purga", "major"),
     "origin_out": ("origen fuera de rotación", "major"),
     "authority_delay": ("retraso de la autoridad", "warning"),
+    "disk": ("disco casi lleno", "major"),
 }
 STATES = {"investigating": "investigando", "identified": "identificado",
           "monitoring": "en observación", "resolved": "resuelto"}
@@ -264,6 +265,21 @@ class IncidentTracker:
         self.open("authority_delay", target=None, started_at=overdue_since,
                   cause=authority_cause(self.ledger, since, self.zone),
                   detail={"last_activation": last_activation})
+
+    # -- the disk -----------------------------------------------------------------------------
+
+    def disk(self, folder: str, free: int | None, minimum: int, at: str) -> None:
+        """``free``: bytes free under ``folder`` (None: it could not be read, which counts as
+        low). Opens one incident while below ``minimum``; resolves it once above."""
+        incident = self.ledger.open_incident("disk", folder)
+        low = free is None or free < minimum
+        if incident is not None and not low:
+            self.resolve(incident, ended_at=at)
+        elif incident is None and low:
+            shown = "no se puede leer" if free is None else f"quedan {free / 2**20:.0f} MB"
+            self.open("disk", target=folder, started_at=at, detail={"free_bytes": free},
+                      cause=f"espacio en disco bajo {folder}: {shown} (mínimo "
+                      f"{minimum / 2**20:.0f} MB); los paquetes que no quepan se reintentan solos")
 
     # -- opening and closing ----------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from difusor.monitor.probe import DOWN, ProbeResult, probe_target
 from difusor.paths import StateLayout
 from difusor.publish.activate import live_release
 from difusor.store.layout import StoreLayout
+from difusor.store.space import free_bytes
 
 LOCAL = "local"
 EMBEDDED = "origen"  # the embedded server's name when no target is configured
@@ -126,9 +127,21 @@ class Monitor:
             self.tracker.observe(result, at, interval_s=monitor.interval)
             results.append(result)
         self._remote()
+        self._disk()
         self.tracker.authority(overdue_since=overdue, last_activation=last_publish)
         self.tracker.scan_ledger()
         return results
+
+    def _disk(self) -> None:
+        minimum = self.cfg.monitor.disk_min_free_mb * 2**20
+        if not minimum:
+            return
+        folder = self.cfg.state_dir
+        try:
+            free: int | None = free_bytes(folder)
+        except OSError:
+            free = None
+        self.tracker.disk(str(folder), free, minimum, utcnow())
 
     def _probe_all(self, expected: Expected, which: list[Target] | None = None
                    ) -> list[tuple[str, ProbeResult]]:

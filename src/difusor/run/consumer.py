@@ -2,7 +2,10 @@
 
 Each package goes through exactly what ``difusor publish`` does. Its inbox entry is removed only
 once the publisher is done with it (live, a no-op, refused or failed), so a package that was
-waiting, or being published when the process died, is published on the next start.
+waiting, or being published when the process died, is published on the next start. A package
+refused for want of disk space stays in the inbox and is tried again once the free space has
+grown (looked at every ``NO_SPACE_RETRY`` seconds), so a full disk is one refusal in the ledger,
+not one every few seconds.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from difusor.paths import StateLayout
 from difusor.pipeline import Publisher, PublishOutcome
 from difusor.receive.inbox import Arrival, arrivals, sidecar_for
 from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX
+from difusor.store.space import NO_SPACE, free_bytes
 
 Log = Callable[[str], None]
+NO_SPACE_RETRY = 2.0  # seconds between two looks at the free space (a look is one statvfs)
 
 
 class InboxConsumer:
@@ -37,6 +42,9 @@ class InboxConsumer:
         self.publisher.log = self.log
         self.on_outcome = on_outcome
         self._wake = threading.Event()
+        self.no_space_retry = NO_SPACE_RETRY
+        self._retry_at = 0.0  # while the disk is full, nothing is tried before this
+        self._free_when_full: int | None = None  # free bytes when the disk was found full
         # The authority that has sent sidecars before will send them again: wait for a late one.
         self._sidecars_seen = cfg.package.require_checksum == "sidecar" or any(
             p.name.endswith(SIDECAR_SUFFIX) for p in _listing(self.state.packages)
@@ -55,7 +63,7 @@ class InboxConsumer:
     def drain(self, stop: threading.Event | None = None) -> int:
         """Publish every package waiting in the inbox; returns how many were taken."""
         taken = 0
-        while not (stop and stop.is_set()):
+        while not (stop and stop.is_set()) and self._room():
             pending = arrivals(self.state.inbox)
             packages = [a for a in pending if not a.is_sidecar]
             if not packages:
@@ -67,6 +75,22 @@ class InboxConsumer:
                 return taken  # the publisher is busy (a manual publish): try again shortly
             taken += 1
         return taken
+
+    def _room(self) -> bool:
+        """False while the disk is full: until the next look, and until free space has grown."""
+        if time.monotonic() < self._retry_at:
+            return False
+        if self._free_when_full is not None and self._free() <= self._free_when_full:
+            self._retry_at = time.monotonic() + self.no_space_retry
+            return False
+        self._free_when_full = None
+        return True
+
+    def _free(self) -> int:
+        try:
+            return free_bytes(self.state.root)
+        except OSError:
+            return 0
 
     def _await_sidecar(self, package: Arrival, stop: threading.Event | None) -> Arrival | None:
         if not self._sidecars_seen:
@@ -96,6 +120,12 @@ class InboxConsumer:
         except BusyError:
             return False
         except PackageRefused as refusal:
+            if refusal.code == NO_SPACE:  # kept in the inbox: tried again when there is room
+                self.log(f"{package.name}: {refusal.message}; siguiente intento en "
+                         f"{self.no_space_retry:.0f} s")
+                self._retry_at = time.monotonic() + self.no_space_retry
+                self._free_when_full = self._free()
+                return False
             self.log(f"{package.name}: paquete rechazado — {refusal.message} "
                      f"(original en {self.state.quarantine})")
         except DifusorError as exc:
