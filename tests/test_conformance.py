@@ -323,6 +323,21 @@ def test_a_folder_without_its_slash_is_redirected(target: Target) -> None:
     assert r.status == 301 and r.one("Location") in ("/sub/", f"{_origin(target)}/sub/")
 
 
+def test_double_slashes_lead_to_the_one_canonical_path(target: Target) -> None:
+    """``//json///main.json`` must never be a 200 of its own: a CDN would cache it apart."""
+    for raw, canonical in (("//json///main.json", "/json/main.json"), ("/js//app.js?v=2", "/js/app.js?v=2"),
+                           ("//sub//", "/sub/")):
+        url, hops = raw, 0
+        while True:
+            r = target.get(url)
+            if r.status != 301:
+                break
+            hops += 1
+            assert hops <= 3, raw
+            url = r.one("Location").removeprefix(_origin(target))
+        assert hops >= 1 and url == canonical and r.status == 200, (raw, url, r.status)
+
+
 def _origin(target: Target) -> str:
     return f"{'https' if target.stack.tls else 'http'}://127.0.0.1:{target.port}"
 
