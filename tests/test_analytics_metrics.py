@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -295,6 +296,20 @@ def test_print_summary_in_spanish(con: duckdb.DuckDBPyConnection) -> None:
     assert err.export_text() == ""
 
 
+def test_summary_dates_are_spanish_not_raw_iso(con: duckdb.DuckDBPyConnection) -> None:
+    """The title, the peak and the days read as the CLI prints dates elsewhere (dd/mm/aaaa, the
+    zone named), never ISO with microseconds."""
+    data = compute(con, ZONE, None, None)
+    data["from"], data["to"] = "2024-12-08T18:00:00.123456-06:00", "2024-12-09T12:00:00+00:00"
+    out, err = Console(record=True, width=200), Console(record=True, width=200)
+    print_summary(data, out=out, err=err, zone=ZONE)
+    text = out.export_text()
+    assert "Visitas del 08/12/2024 18:00:00 CST al 09/12/2024 06:00:00 CST" in text
+    assert re.search(r"Momento de más visitantes .*: \d\d/\d\d/2024 \d\d:\d0:00 CST,", text)
+    assert "08/12/2024" in text.split("Por día")[1]
+    assert not re.search(r"\d{4}-\d\d-\d\d", text), text  # no ISO left anywhere
+
+
 # -- end to end: logs → ingest → summary ------------------------------------------------------
 
 def canonical(dbip_name: str) -> str:
@@ -380,6 +395,10 @@ def test_cli_summary_json_and_slicing(tmp_path: Path) -> None:
     assert (sliced["hits"], sliced["visits"], sliced["pageviews"]) == (
         truth.hits, truth.visits, truth.pageviews)
     assert sliced["from"] == "2024-12-08T21:00:00-06:00"
+    printed = run_cli("summary", "--json", "--from", "08/12/2024 21:00", "--to",
+                      "08/12/2024 23:00:00 CST", "--include-bots", "--config", cfg)
+    assert printed.returncode == 0, printed.stderr  # the dates the summary prints are accepted
+    assert json.loads(printed.stdout)["hits"] == sliced["hits"]
     text = run_cli("summary", "--config", cfg)
     assert text.returncode == 0, text.stderr
     assert "Visitantes únicos" in text.stdout and "Entidades" in text.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,33 @@ def test_init_writes_config_keys_and_state(tmp_path: Path, folder: Path) -> None
     forced = run("init", str(folder), "--force", "--authorized-key", str(key))
     assert forced.returncode == 0
     assert (folder / "keys" / "authorized_keys").read_text() == key.read_text()
+
+
+def test_status_states_every_time_in_the_site_zone(tmp_path: Path, folder: Path) -> None:
+    """``publicado`` and ``activado`` were UTC beside a local ``fecha_hora``: every time is now
+    in ``[site] timezone``, with its offset, and ``zona`` names that zone (JSON and text)."""
+    import re
+    from datetime import timedelta
+
+    cfg = str(folder / "difusor.toml")
+    for name, hora in (("a.zip", "20:30"), ("b.zip", "20:40")):
+        assert run("publish", package(tmp_path, name, minimal_site(hora=hora)),
+                   "--config", cfg).returncode == 0
+    for zone, hours, abbr in (("America/Mexico_City", -6, "CST"), ("America/Tijuana", -8, "PST")):
+        toml = folder / "difusor.toml"
+        toml.write_text(re.sub(r'timezone = "[^"]*"', f'timezone = "{zone}"', toml.read_text()))
+        doc = json.loads(run("status", "--json", "--config", cfg).stdout)
+        assert doc["zona"] == zone
+        times = [doc["corte"]["fecha_hora"], doc["corte"]["publicado"]]
+        times += [row[k] for row in doc["historial"] for k in ("fecha_hora", "publicado",
+                                                                 "activado")]
+        for iso in times:
+            assert datetime.fromisoformat(iso).utcoffset() == timedelta(hours=hours), iso
+        corte = datetime.fromisoformat(doc["corte"]["fecha_hora"])
+        assert corte == datetime.fromisoformat("2024-12-08T20:40:00-06:00")  # same instant
+        human = run("status", "--config", cfg).stdout
+        named = re.findall(r"\b(UTC|[CMP][SD]T)\b", human)  # table cells wrap: zones alone
+        assert len(named) == 6 and set(named) == {abbr}, human
 
 
 def test_publish_status_rollback_gc_round_trip(tmp_path: Path, folder: Path) -> None:

@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import json
 from collections import Counter
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import brotli
 import pytest
@@ -215,7 +217,8 @@ def test_status_and_health(site: Site) -> None:
     app = build_app(site.cfg)
     health = request(app, "/_difusor/health")
     assert health.status == 503
-    assert json.loads(request(app, "/_difusor/status.json").body) == {"corte": None}
+    assert json.loads(request(app, "/_difusor/status.json").body) == {
+        "corte": None, "zona": "America/Mexico_City"}
     site.publisher.publish(site.write_package("p.zip", minimal_site()))
     health = request(app, "/_difusor/health")
     assert health.status == 200 and health.body.startswith(b"ok 20241208_2030")
@@ -223,9 +226,26 @@ def test_status_and_health(site: Site) -> None:
     assert status.header("Cache-Control") == MAIN_CC
     doc = json.loads(status.body)
     row = site.ledger.release("20241208_2030")
+    published = datetime.fromisoformat(row.created_at).astimezone(ZoneInfo("America/Mexico_City"))
     assert doc == {"corte": {"id": "20241208_2030", "fecha_hora": "2024-12-08T20:30:00-06:00",
-                             "publicado": row.created_at, "paquete_sha256": row.package_sha256}}
+                             "publicado": published.isoformat(),
+                             "paquete_sha256": row.package_sha256},
+                   "zona": "America/Mexico_City"}
     assert request(app, "/_difusor/otra").status == 404
+
+
+def test_status_json_is_what_status_command_prints(site: Site) -> None:
+    """Documented as the same shape as ``difusor status --json``: same corte, same zone."""
+    import subprocess
+    import sys
+
+    site.publisher.publish(site.write_package("p.zip", minimal_site()))
+    served = json.loads(request(build_app(site.cfg), "/_difusor/status.json").body)
+    done = subprocess.run([sys.executable, "-m", "difusor", "status", "--json", "--config",
+                           str(site.config_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert served == {"corte": printed["corte"], "zona": printed["zona"]}
 
 
 def test_a_new_activation_is_served_by_the_next_request(site: Site) -> None:

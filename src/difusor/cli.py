@@ -205,33 +205,49 @@ def status(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """El corte en línea y el historial reciente."""
+    from difusor.moments import printed
     from difusor.publish.status import status as build_status
     from difusor.store.layout import StoreLayout
 
     cfg = config_mod.load(config)
     existing_state(cfg)
+    zone = ZoneInfo(cfg.site.timezone)
     with ledger_for(cfg) as ledger:
-        doc = build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store))
+        doc = _in_zone(build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store)), zone)
     warnings = _warnings(cfg)
     if as_json:
         out.print_json(json.dumps({**doc, "avisos": warnings}, ensure_ascii=False))
         return
     for line in warnings:
         out.print(f"Aviso: {line}", markup=False)
-    zone = ZoneInfo(cfg.site.timezone)
     corte = doc["corte"]
     if corte is None:
         out.print("Todavía no hay un corte publicado.")
     else:
-        out.print(f"Corte en línea: [bold]{corte['id']}[/] — {_local(corte['fecha_hora'], zone)}")
-        out.print(f"  publicado {_local(corte['publicado'], zone)}; "
+        out.print(f"Corte en línea: [bold]{corte['id']}[/] — {printed(corte['fecha_hora'], zone)}")
+        out.print(f"  publicado {printed(corte['publicado'], zone)}; "
                   f"paquete sha256 {corte['paquete_sha256'][:16]}…")
     if doc["historial"]:
         table = Table("corte", "fecha y hora del corte", "activado", "causa")
         for row in doc["historial"]:
-            table.add_row(row["id"], _local(row["fecha_hora"], zone), _local(row["activado"], zone),
-                          row["causa"])
+            table.add_row(row["id"], printed(row["fecha_hora"], zone),
+                          printed(row["activado"], zone), row["causa"])
         out.print(table)
+
+
+_TIMES = ("fecha_hora", "publicado", "activado")
+
+
+def _in_zone(doc: dict, zone: ZoneInfo) -> dict:
+    """Every time in the site's zone, named: the ledger keeps publication times in UTC and
+    corte times as the authority stated them (as ``/_difusor/status.json`` does, serve/table)."""
+    from difusor.moments import in_zone
+
+    def row(r: dict) -> dict:
+        return {k: in_zone(v, zone) if k in _TIMES else v for k, v in r.items()}
+
+    return {**doc, "corte": row(doc["corte"]) if doc["corte"] else None,
+            "historial": [row(r) for r in doc["historial"]], "zona": zone.key}
 
 
 def _warnings(cfg: config_mod.Config) -> list[str]:
@@ -241,12 +257,6 @@ def _warnings(cfg: config_mod.Config) -> list[str]:
         found.append("[sftp] allow_from está vacío: cualquier IP puede intentar entrar al SFTP; "
                      "pon ahí las redes de la autoridad")
     return found
-
-
-def _local(iso: str, zone: ZoneInfo) -> str:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso).astimezone(zone).strftime("%d/%m/%Y %H:%M:%S %Z")
 
 
 @app.command()

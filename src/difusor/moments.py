@@ -1,12 +1,14 @@
 """Moments an operator types: ISO 8601, or the ``dd/mm/aaaa HH:MM`` every command prints.
 
 A moment without a zone is in the site's zone. ``dd/mm/aaaa`` alone is that day's midnight.
+What commands print (``printed``) and what JSON states (``in_zone``) are in the site's zone too:
+one zone per answer, never UTC beside local time.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 # What the CLI prints (``08/12/2024 20:30:00 CST``): day first, seconds and zone name optional.
@@ -32,3 +34,18 @@ def parse_moment(value: str, zone: ZoneInfo) -> datetime:
         raise BadMoment(f"«{value}» no es una fecha: usa dd/mm/aaaa HH:MM (como la muestra "
                         "difusor) o ISO 8601, p. ej. 2024-12-08T20:30-06:00") from None
     return when if when.tzinfo else when.replace(tzinfo=zone)
+
+
+def _aware(when: datetime | str) -> datetime:
+    return datetime.fromisoformat(when) if isinstance(when, str) else when
+
+
+def printed(when: datetime | str, zone: tzinfo) -> str:
+    """``08/12/2024 20:30:00 CST``: how every command shows a moment (``parse_moment`` reads
+    it back)."""
+    return _aware(when).astimezone(zone).strftime("%d/%m/%Y %H:%M:%S %Z")
+
+
+def in_zone(when: datetime | str, zone: tzinfo) -> str:
+    """ISO 8601 in ``zone``, its offset stated: ``2024-12-08T20:31:05-06:00``."""
+    return _aware(when).astimezone(zone).isoformat()

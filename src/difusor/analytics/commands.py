@@ -46,21 +46,24 @@ def ingest_command(
 
 
 def _moment(value: str | None, zone: ZoneInfo, flag: str) -> datetime | None:
+    """ISO 8601, or the ``dd/mm/aaaa HH:MM`` the summary itself prints."""
+    from difusor.moments import BadMoment, parse_moment
+
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise DifusorError(f"{flag}: «{value}» no es una fecha ISO 8601") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        return parse_moment(value, zone)
+    except BadMoment as exc:
+        raise DifusorError(f"{flag}: {exc}") from None
 
 
 @analytics_app.command("summary")
 def summary_command(
     since: Annotated[str | None, typer.Option(
-        "--from", help="Inicio ISO 8601 (sin zona: la del sitio).")] = None,
+        "--from", help="Inicio: dd/mm/aaaa HH:MM o ISO 8601 (sin zona: la del sitio).")] = None,
     until: Annotated[str | None, typer.Option(
-        "--to", help="Fin ISO 8601, exclusivo (sin zona: la del sitio).")] = None,
+        "--to", help="Fin, exclusivo: dd/mm/aaaa HH:MM o ISO 8601 (sin zona: la del sitio).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
     include_bots: Annotated[bool, typer.Option(
         "--include-bots", help="Contar también a los robots en las métricas.")] = False,
@@ -79,4 +82,4 @@ def summary_command(
     if as_json:
         out.print_json(json.dumps(data, ensure_ascii=False))
         return
-    print_summary(data, out=out, err=err)
+    print_summary(data, out=out, err=err, zone=zone)

@@ -6,6 +6,7 @@ from anyone: every value is escaped before rich reads it (``[/x]`` is text, not 
 
 from __future__ import annotations
 
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from difusor.analytics.metrics import TOP
+from difusor.moments import printed
 
 
 def duration(seconds: float) -> str:
@@ -58,11 +60,24 @@ def _ranking(data: list[dict[str, Any]], key: str, count: str, total: int,
              share(row[count], total)] for row in data]
 
 
-def print_summary(data: dict[str, Any], out: Console, err: Console) -> None:
+def moment(iso: str | None, zone: tzinfo | None) -> str:
+    """A summary's ISO moment as the CLI prints dates (its own offset when no zone is given)."""
+    if iso is None:
+        return "-"
+    when = datetime.fromisoformat(iso)
+    return printed(when, zone or when.tzinfo)
+
+
+def day(iso: str) -> str:
+    return date.fromisoformat(iso).strftime("%d/%m/%Y")
+
+
+def print_summary(data: dict[str, Any], out: Console, err: Console,
+                  zone: tzinfo | None = None) -> None:
     who = "incluidos los robots" if data["include_bots"] else "sin robots"
     basis = ("registros del borde (CDN)" if data["basis"] == "borde"
              else "registros del origen")
-    out.print(f"[bold]Visitas del {escape(str(data['from']))} al {escape(str(data['to']))}"
+    out.print(f"[bold]Visitas del {moment(data['from'], zone)} al {moment(data['to'], zone)}"
               f"[/bold] ({who}; {basis})")
     if not data["hits"]:
         err.print("No hay visitas registradas en ese periodo; ¿ya se ingirieron los registros? "
@@ -81,13 +96,13 @@ def print_summary(data: dict[str, Any], out: Console, err: Console) -> None:
     ]))
     if data["days"]:
         out.print(_table("Por día", ["Día", "Visitantes únicos", "Visitas", "Páginas vistas"],
-                         [[d["day"], number(d["visitors"]), number(d["visits"]),
+                         [[day(d["day"]), number(d["visitors"]), number(d["visits"]),
                            number(d["pageviews"])] for d in data["days"]]))
     points = data["series"]["points"]
     if points:
         peak = max(points, key=lambda p: (p["visitors"], p["hits"]))
         out.print(f"Momento de más visitantes (cada {data['series']['granularity']}): "
-                  f"{escape(peak['t'])}, {number(peak['visitors'])} visitantes, "
+                  f"{moment(peak['t'], zone)}, {number(peak['visitors'])} visitantes, "
                   f"{number(peak['hits'])} peticiones")
     out.print(_table(f"Páginas más consultadas (hasta {TOP})", ["Página", "Vistas", "Visitantes"],
                      [[p["path"], number(p["pageviews"]), number(p["visitors"])]

@@ -18,6 +18,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from difusor import config as config_mod
 from difusor.paths import StateLayout
@@ -268,7 +269,8 @@ def build_app(cfg: config_mod.Config) -> DifusorApp:
     layout.create()
     policy = HeaderPolicy.from_config(cfg)
     builder = TableBuilder(ObjectStore(layout.objects, packs=layout.packs), policy,
-                           cfg.web.memory_max_file, cfg.store.compress_min_bytes)
+                           cfg.web.memory_max_file, cfg.store.compress_min_bytes,
+                           ZoneInfo(cfg.site.timezone))
     live = LiveRelease(layout, builder)
     log = (AccessLog(state.access_log, cfg.web.access_log_max_mb * 1024 * 1024)
            if cfg.web.access_log else None)

@@ -42,7 +42,7 @@ class LiveRelease:
             self._map = mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        self.table = Table.empty()
+        self.table = self.builder.empty()
         self._seen = b""
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -88,7 +88,7 @@ class LiveRelease:
     def _load(self, release_id: str | None) -> Table:
         current = self.table
         if release_id is None:
-            return Table.empty()
+            return self.builder.empty()
         delta = self.manifests.load_delta(release_id) if current.release_id else None
         if delta is not None and delta[2] == current.release_id:
             return self.builder.apply(delta[0], delta[1], current)

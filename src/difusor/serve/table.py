@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import UTC, tzinfo
 
+from difusor.moments import in_zone
 from difusor.serve.policy import HeaderPolicy
 from difusor.store.manifest import FileEntry, Manifest
 from difusor.store.mediatypes import compressible
@@ -50,18 +52,25 @@ class Table:
     corte_header: tuple[str, str]
 
     @classmethod
-    def empty(cls) -> Table:
-        return cls(None, {}, {}, {}, json.dumps({"corte": None}).encode(), ("X-Difusor-Corte", "-"))
+    def empty(cls, zone: tzinfo = UTC) -> Table:
+        return cls(None, {}, {}, {}, status_body(None, zone), ("X-Difusor-Corte", "-"))
 
 
-def corte_summary(manifest: Manifest) -> dict[str, str]:
-    """The contract's corte object, as ``difusor status --json`` prints it."""
+def corte_summary(manifest: Manifest, zone: tzinfo = UTC) -> dict[str, str]:
+    """The contract's corte object, as ``difusor status --json`` prints it: both times in the
+    site's zone (the manifest keeps ``created`` in UTC, the corte as the authority said it)."""
     return {
         "id": manifest.release_id,
-        "fecha_hora": manifest.corte_time,
-        "publicado": manifest.created,
+        "fecha_hora": in_zone(manifest.corte_time, zone),
+        "publicado": in_zone(manifest.created, zone),
         "paquete_sha256": manifest.package_sha256,
     }
+
+
+def status_body(manifest: Manifest | None, zone: tzinfo) -> bytes:
+    """``/_difusor/status.json``: the corte and the zone its times are in, as ``status --json``."""
+    corte = corte_summary(manifest, zone) if manifest else None
+    return json.dumps({"corte": corte, "zona": str(zone)}, ensure_ascii=False).encode()
 
 
 def hidden(path: str) -> bool:
@@ -71,8 +80,9 @@ def hidden(path: str) -> bool:
 
 class TableBuilder:
     def __init__(self, objects: ObjectStore, policy: HeaderPolicy, memory_max_file: int,
-                 compress_min_bytes: int = 0) -> None:
+                 compress_min_bytes: int = 0, zone: tzinfo = UTC) -> None:
         self.objects = objects
+        self.zone = zone  # [site] timezone: status.json states its times there
         self.policy = policy
         self.memory_max_file = memory_max_file
         self.compress_min_bytes = compress_min_bytes  # smaller files never get variants
@@ -134,12 +144,13 @@ class TableBuilder:
         return Table(table.release_id, resources, redirects, by_path, table.status_body,
                      table.corte_header)
 
-    @staticmethod
-    def _table(manifest: Manifest, by_path: dict[str, Resource], resources: dict[str, Resource],
-               redirects: dict[str, str]) -> Table:
-        status = json.dumps({"corte": corte_summary(manifest)}, ensure_ascii=False).encode()
-        return Table(manifest.release_id, resources, redirects, by_path, status,
-                     ("X-Difusor-Corte", manifest.release_id))
+    def empty(self) -> Table:
+        return Table.empty(self.zone)
+
+    def _table(self, manifest: Manifest, by_path: dict[str, Resource],
+               resources: dict[str, Resource], redirects: dict[str, str]) -> Table:
+        return Table(manifest.release_id, resources, redirects, by_path,
+                     status_body(manifest, self.zone), ("X-Difusor-Corte", manifest.release_id))
 
     def _resource(self, path: str, entry: FileEntry, previous: Resource | None) -> Resource:
         negotiable = compressible(entry.media_type)
