@@ -284,12 +284,14 @@ def test_a_failed_local_activation_sends_the_others_back(doubled, tmp_path: Path
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(LocalOrigin, "_switch", broken)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(PackageRefused) as refused:  # a full disk: refused for now, retried later
         site.publisher.publish(package(new, tmp_path / "pk", 1))
+    assert refused.value.code == "no_space"
     assert live_release(site.store) == double.current == old.stamp
     assert [(p, r) for p, r, _ in double.calls][-2:] == [("stage", old.stamp),
                                                          ("switch", old.stamp)]
-    assert site.ledger.packages(limit=1)[0]["state"] == "failed"
+    row = site.ledger.packages(limit=1)[0]
+    assert (row["state"], row["reason_code"]) == ("refused", "no_space")
     assert not (site.store.root / JOURNAL).exists()
 
 

@@ -169,7 +169,8 @@ def test_sigkill_of_run_leaves_no_web_server_behind(running: Running) -> None:
     running.wait(lambda: not any(alive(pid) for pid in below), 10, "los procesos del servidor terminan")
     gone_after = time.monotonic() - started
     running.proc.communicate()
-    assert gone_after < 3, gone_after  # measured here: well under a second (PDEATHSIG + watch ½ s)
+    # Measured: 50-160 ms (PDEATHSIG); at worst the watch (½ s) + lifeline.STOP_GRACE, then SIGKILL.
+    assert gone_after < 5, gone_after
     with pytest.raises(httpx.TransportError):
         httpx.get(running.url + "_difusor/health", timeout=1)
     running.start()  # a new run binds the port it left and answers alone

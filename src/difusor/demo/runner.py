@@ -104,7 +104,10 @@ def run_demo(folder: Path, *, fast: bool, say: Callable[[str], None], cortes: in
         start_new_session=True,
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM both end the demo through `stop`, explicitly: a SIGINT ignored by whoever
+    # started us (a background job of a script) would otherwise never raise KeyboardInterrupt.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     url = f"http://127.0.0.1:{web_port}/"
     key = folder / "autoridad" / "id_ed25519"
     try:

@@ -27,7 +27,7 @@ from difusor.errors import ConfigError
 
 PARENT_ENV = "DIFUSOR_PARENT_PID"  # set by `difusor run` for the server process it starts
 WATCH_SECONDS = 0.5
-STOP_GRACE = 5.0  # seconds granian gets to stop its workers before the group is killed
+STOP_GRACE = 2.0  # seconds granian gets to stop its workers before the group is killed
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("difusor.serve")
 
@@ -52,8 +52,8 @@ def claim_port(host: str, port: int) -> None:
 
 def die_with_parent() -> None:
     """In the server process that ``difusor run`` started: end with it. The kernel's signal is
-    the fast path; a watch of the parent backs it (a SIGTERM that lands while granian installs
-    its handlers can be lost), ending the whole process group if SIGTERM was not enough."""
+    the fast path; a watch of the parent backs it (granian, busy starting or stopping, has been
+    seen to sit on a SIGTERM for seconds), ending the whole process group after STOP_GRACE."""
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None:
         return
