@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish \
 	goaccess nftables iproute2
 
-.PHONY: demo demo-fast test lint deps install lock upgrade bench clean docs
+.PHONY: demo demo-fast test test-fast lint deps install lock upgrade bench clean docs
 
 # The whole dependency graph is locked in uv.lock; uv itself is pinned in pyproject.toml's test
 # extra (one place). A first install bootstraps that uv with the machine's pip into .uv-boot/ and
@@ -61,6 +61,12 @@ lint: install
 
 test: install deps lint
 	$(BIN)/pytest
+
+# The fast lane for a developer's loop: lint and the tests not marked slow (each measured under
+# ½ s: unit and in-process ones; those needing a Debian package skip without it). `make test`
+# runs everything.
+test-fast: install lint
+	$(BIN)/pytest -q -m "not slow"
 
 bench: install deps
 	$(BIN)/python bench/serve_throughput.py

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ServerProcess, Site
 
 from difusor.demo.packages import write_package
@@ -69,6 +70,7 @@ def test_client_controlled_fields_are_capped_and_escaped(tmp_path: Path) -> None
     assert line["user_agent"].startswith("\x1b]0;hola\x07")  # escaped in the file, intact once read
 
 
+@pytest.mark.slow
 def test_removing_the_logs_folder_under_load_leaks_nothing_into_responses(
         site: Site, server: ServerProcess, cortes: list) -> None:
     site.publisher.publish(write_package(cortes[0], site.root / "pk"))

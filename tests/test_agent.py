@@ -50,6 +50,7 @@ def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.slow
 def test_agent_reports_probes_with_its_vantage(tmp_path: Path, site: Site, server: ServerProcess,
                                                published: str, api: ProbeAPI) -> None:
     # Targets from the server (the site URL: the embedded server here); token from the env.
@@ -76,6 +77,7 @@ def test_agent_reports_probes_with_its_vantage(tmp_path: Path, site: Site, serve
     assert all(r["ok"] == 1 and r["interval_s"] == 60.0 for r in rows)
 
 
+@pytest.mark.slow
 def test_agent_reports_a_down_target_as_such(tmp_path: Path, site: Site, published: str,
                                              api: ProbeAPI) -> None:
     done = probe_cli(tmp_path, "--report-to", api.url, "--token", TOKEN, "--name", "remoto",
@@ -86,6 +88,7 @@ def test_agent_reports_a_down_target_as_such(tmp_path: Path, site: Site, publish
     assert row["ok"] == 0 and row["failure"] == "outage"
 
 
+@pytest.mark.slow
 def test_wrong_or_missing_token_is_401(tmp_path: Path, site: Site, published: str,
                                        api: ProbeAPI) -> None:
     for headers in ({}, auth("otro-token"), {"Authorization": TOKEN},
@@ -105,6 +108,7 @@ def test_wrong_or_missing_token_is_401(tmp_path: Path, site: Site, published: st
     assert site.ledger.probes() == []
 
 
+@pytest.mark.slow
 def test_agent_without_server_fails_with_a_spanish_line(tmp_path: Path) -> None:
     done = probe_cli(tmp_path, "--report-to", f"http://127.0.0.1:{free_port()}", "--token", "t")
     assert done.returncode == 1

@@ -214,6 +214,7 @@ to = ["guardia@iem.example.mx"]
     site.ledger.close()
 
 
+@pytest.mark.slow
 def test_webhooks_receive_json_slack_and_telegram_bodies(tmp_path: Path,
                                                          receiver: Receiver) -> None:
     site = alert_site(tmp_path, f"""
@@ -265,6 +266,7 @@ chat_id = "-100200300"
     site.ledger.close()
 
 
+@pytest.mark.slow
 def test_rate_limit_one_message_per_interval_but_recovery_always(tmp_path: Path,
                                                                  receiver: Receiver) -> None:
     site = alert_site(tmp_path, f"""
@@ -290,6 +292,7 @@ url = "{receiver.url}/hook"
     site.ledger.close()
 
 
+@pytest.mark.slow
 def test_updates_go_again_once_the_interval_passed(tmp_path: Path, receiver: Receiver) -> None:
     site = alert_site(tmp_path, f"""
 [alerts]
@@ -311,6 +314,7 @@ url = "{receiver.url}/hook"
     site.ledger.close()
 
 
+@pytest.mark.slow
 def test_failing_webhooks_are_ledger_events_not_exceptions(
         tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(alerts, "_RETRY_PAUSE", 0.0)
@@ -342,6 +346,7 @@ url = "{receiver.url}/bien"
     site.ledger.close()
 
 
+@pytest.mark.slow
 def test_sending_does_not_block_the_caller(tmp_path: Path, receiver: Receiver) -> None:
     site = alert_site(tmp_path, f"""
 [[alerts.webhooks]]

@@ -181,6 +181,7 @@ def prep_site(tmp_path: Path) -> Iterator[Site]:
 
 
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
+@pytest.mark.slow
 def test_each_format_is_parsed(prep_site: Site, tmp_path: Path, fmt: str) -> None:
     text, first = SAMPLES[fmt]
     log = write(tmp_path / f"{fmt}.log", text)
@@ -267,6 +268,7 @@ HITS_Q = ("SELECT ts, day, country, state, method, path, query, status, bytes, r
 
 
 @pytest.mark.parametrize("helper", [False, True], ids=["aqui", "proceso-auxiliar"])
+@pytest.mark.slow
 def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper: bool) -> None:
     """Chunk boundaries, the lookups of one chunk done while the next is parsed (here or by
@@ -304,6 +306,7 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
         small.ledger.close()
 
 
+@pytest.mark.slow
 def test_an_ingest_that_fails_mid_log_resumes_where_it_stopped(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chunk that cannot be stored (here: a failure writing its visitors) rolls back alone:
@@ -340,6 +343,7 @@ def test_an_ingest_that_fails_mid_log_resumes_where_it_stopped(
         broken.ledger.close()
 
 
+@pytest.mark.slow
 def test_requests_keep_the_log_order_in_a_large_parallel_ingest(site: Site, tmp_path: Path
                                                                 ) -> None:
     """300,000 lines, 20 a second from 5,000 addresses: DuckDB inserts in parallel through hash
@@ -396,6 +400,7 @@ def test_a_log_written_to_while_read_in_place_is_read_again_from_a_copy(
         "/a.html", "/b.html", "/c.html"]
 
 
+@pytest.mark.slow
 def test_a_database_stored_before_seq_gets_it_in_its_rows_order(site: Site, tmp_path: Path
                                                                 ) -> None:
     log = write(tmp_path / "access.log", "".join(
@@ -576,6 +581,7 @@ def test_geolocation_of_known_public_addresses() -> None:
         geo.close()
 
 
+@pytest.mark.slow
 def test_lean_lookup_agrees_with_maxminddb_on_random_addresses() -> None:
     """The specialised tree walk, the per-network cache (whatever order lengths are tried)
     and the lean record decoder answer what the stock reader answers."""
@@ -648,6 +654,7 @@ def test_own_agents_beacons_pages_and_views(site: Site, tmp_path: Path) -> None:
 
 # -- the database lock, the CLI, the live part ----------------------------------------
 
+@pytest.mark.slow
 def test_busy_database_is_a_clear_error(site: Site) -> None:
     connect(site.cfg).close()
     holder = subprocess.Popen(
@@ -673,6 +680,7 @@ def _cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_cli_ingest_exit_codes_and_spanish_output(site: Site, tmp_path: Path) -> None:
     log = write(tmp_path / "access.log", combined(TELMEX_CDMX, "/") * 4 + "basura\n")
     ok = _cli(site, str(log))
@@ -702,6 +710,7 @@ def _helpers() -> set[int]:
     return found
 
 
+@pytest.mark.slow
 def test_cli_ingest_of_a_large_log_through_the_prestarted_helper(site: Site,
                                                                  tmp_path: Path) -> None:
     """A log large enough has its helper started before the CLI's imports (the launcher):
@@ -726,6 +735,7 @@ def test_cli_ingest_of_a_large_log_through_the_prestarted_helper(site: Site,
     assert not _helpers() - before
 
 
+@pytest.mark.slow
 def test_live_ingest_follows_growth_and_rotation(tmp_path: Path) -> None:
     site = make_site(tmp_path / "d", extra_toml="\n[analytics]\ninterval = 0.3\n")
     access = site.state.access_log
@@ -777,6 +787,7 @@ def test_live_ingest_follows_growth_and_rotation(tmp_path: Path) -> None:
     assert any("rotó" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_live_ingest_loses_nothing_across_the_servers_own_rotations(tmp_path: Path) -> None:
     from difusor.serve.accesslog import AccessLog
 

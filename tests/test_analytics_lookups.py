@@ -48,6 +48,7 @@ def wait_gone(pid: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_the_helper_answers_what_this_process_answers() -> None:
     ips, uas = asked()
     geo = Geo(default_db())
@@ -71,6 +72,7 @@ def test_the_helper_answers_what_this_process_answers() -> None:
     assert wait_gone(pid)
 
 
+@pytest.mark.slow
 def test_a_helper_that_dies_is_replaced_by_answers_here() -> None:
     ips, uas = asked()
     lookups = Lookups(default_db())
@@ -131,6 +133,7 @@ def big_log(tmp_path: Path, size: int = HELPER_BYTES) -> Path:
     return log
 
 
+@pytest.mark.slow
 def test_a_large_ingest_prestarts_the_helper_and_start_takes_it(tmp_path: Path) -> None:
     """The launcher starts the helper before the CLI's imports; ``start`` takes that one
     (tells it the mmdb only then) and it answers as this process would."""

@@ -198,6 +198,7 @@ def test_beacon_rows_are_reported_apart(con: duckdb.DuckDBPyConnection) -> None:
     assert (data["hits"], data["unique_visitors"]) == (before["hits"], before["unique_visitors"])
 
 
+@pytest.mark.slow
 def test_forged_and_refused_beacons_are_not_views(con: duckdb.DuckDBPyConnection) -> None:
     """1,000 POSTs from one address, each with a new user agent (a new visitor key) and the
     largest time the field holds: none is a view. Nor is a report over the plausible maximum,
@@ -322,6 +323,7 @@ def tonight() -> datetime:
 
 
 @pytest.mark.parametrize("fmt", ["combined", "difusor"])
+@pytest.mark.slow
 def test_ingested_logs_summarise_to_the_truth(tmp_path: Path, fmt: str) -> None:
     s = make_site(tmp_path / "d")
     try:
@@ -343,6 +345,7 @@ def test_ingested_logs_summarise_to_the_truth(tmp_path: Path, fmt: str) -> None:
         s.ledger.close()
 
 
+@pytest.mark.slow
 def test_reingest_and_rotation_never_count_twice(tmp_path: Path) -> None:
     s = make_site(tmp_path / "d")
     try:
@@ -373,6 +376,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_summary_json_and_slicing(tmp_path: Path) -> None:
     s = make_site(tmp_path / "d")
     s.ledger.close()

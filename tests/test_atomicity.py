@@ -221,6 +221,7 @@ def test_the_checker_catches_torn_mixed_and_backward_reads() -> None:
     assert "health says corte 1" in check_reader(health_back, series)[0]
 
 
+@pytest.mark.slow
 def test_readers_never_see_a_torn_file_or_go_back_in_time(
     site: Site, server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -280,6 +281,7 @@ def test_readers_never_see_a_torn_file_or_go_back_in_time(
     assert len(fresh_tokens) >= 2, f"fresh-connection readers never hopped between workers; {summary}"
 
 
+@pytest.mark.slow
 def test_every_worker_serves_a_new_activation_quickly(
     site: Site, server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,7 @@ def run_quick(script: str, tmp_path: Path) -> dict:
     return json.loads((out / script.replace(".py", ".json")).read_text())
 
 
+@pytest.mark.slow
 def test_serve_throughput_quick(tmp_path: Path) -> None:
     result = run_quick("serve_throughput.py", tmp_path)
     for name in ("difusor", "nginx"):
@@ -36,6 +37,7 @@ def test_serve_throughput_quick(tmp_path: Path) -> None:
     assert result["summary"]["difusor"]["median_rps"] > 0 and result["ratio"] > 0
 
 
+@pytest.mark.slow
 def test_publish_latency_quick(tmp_path: Path) -> None:
     result = run_quick("publish_latency.py", tmp_path)
     cases = {c["case"] for c in result["summary"]}
@@ -44,17 +46,20 @@ def test_publish_latency_quick(tmp_path: Path) -> None:
         assert case["difusor"]["p50_ms"] > 0 and case["anchor"]["p50_ms"] > 0
 
 
+@pytest.mark.slow
 def test_sftp_throughput_quick(tmp_path: Path) -> None:
     result = run_quick("sftp_throughput.py", tmp_path)
     assert result["summary"]["embedded"]["median_mbps"] > 0
 
 
+@pytest.mark.slow
 def test_receive_latency_quick(tmp_path: Path) -> None:
     result = run_quick("receive_latency.py", tmp_path)
     assert result["summary"]["embedded"]["n"] == 7
     assert result["summary"]["embedded"]["p50_ms"] > 0
 
 
+@pytest.mark.slow
 def test_edge_polling_quick(tmp_path: Path) -> None:
     if not shutil.which("varnishd") and not Path("/usr/sbin/varnishd").exists():
         pytest.skip("falta varnishd (make deps instala «varnish»)")
@@ -72,6 +77,7 @@ def test_edge_polling_quick(tmp_path: Path) -> None:
     assert len(result["samples"]) == 4
 
 
+@pytest.mark.slow
 def test_shield_drill_quick(tmp_path: Path) -> None:
     result = run_quick("shield_drill.py", tmp_path)
     assert result["kinds"] == ["ip"]
@@ -83,6 +89,7 @@ def test_shield_drill_quick(tmp_path: Path) -> None:
     assert set(result["per_second"]) == {"ip/difusor", "ip/nginx"}
 
 
+@pytest.mark.slow
 def test_analytics_ingest_quick(tmp_path: Path) -> None:
     if not shutil.which("goaccess") and not Path("/usr/bin/goaccess").exists():
         pytest.skip("falta goaccess (make deps instala «goaccess»)")

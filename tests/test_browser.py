@@ -93,6 +93,7 @@ def _until(predicate, timeout: float, what: str):
     raise AssertionError(f"no ocurrió a tiempo: {what}")
 
 
+@pytest.mark.slow
 def test_page_shows_live_corte_before_and_after_a_new_one(demo: str, browser) -> None:
     first = _until(lambda: _live(demo), 60, "primer corte en línea")
     browser.get(demo + "?cada=1")

@@ -157,6 +157,7 @@ class PurgerContract:
         self.made.append(purger)
         return purger
 
+    @pytest.mark.slow
     def test_every_url_is_sent_once_within_the_batch_limit(self, api, tmp_path) -> None:
         wanted = urls(65)
         result = self.purger(api, tmp_path).purge(wanted)
@@ -170,6 +171,7 @@ class PurgerContract:
             self.check_auth(seen)
         assert "66 URL purgadas" in result.message
 
+    @pytest.mark.slow
     def test_429_backs_off_as_long_as_retry_after_asks(self, api, tmp_path) -> None:
         api.script.append(self.throttled)
         result = self.purger(api, tmp_path).purge([MAIN])
@@ -187,6 +189,7 @@ class PurgerContract:
         assert "no se pudo purgar" in result.message and self.denied_hint in result.message
         assert "\n" not in result.message
 
+    @pytest.mark.slow
     def test_server_errors_are_retried_then_reported(self, api, tmp_path) -> None:
         api.script.extend([(503, {"Content-Type": "text/plain"}, b"ocupado")] * 2)
         result = self.purger(api, tmp_path, retries=1).purge([MAIN])
@@ -625,6 +628,7 @@ def test_after_publish_purges_what_changed_and_proves_it_at_the_edge(
     assert any("ya sirve los bytes nuevos" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_a_stale_edge_is_recorded_as_such(tmp_path, ledger, monkeypatch) -> None:
     monkeypatch.setenv("CF_TOKEN", "cf-secreto")
     old = manifest("a", {"json/main.json": b"viejo"})
@@ -658,6 +662,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
                           text=True, timeout=120, env={**os.environ, **env})
 
 
+@pytest.mark.slow
 def test_purge_command(tmp_path) -> None:
     with ApiDouble(TestCloudflare().ok) as api:
         root = tmp_path / "d"

@@ -34,6 +34,7 @@ def package(tmp_path: Path, name: str, files: dict[str, bytes]) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_init_writes_config_keys_and_state(tmp_path: Path, folder: Path) -> None:
     text = (folder / "difusor.toml").read_text()
     assert 'listen = "127.0.0.1:18123"' in text
@@ -48,6 +49,7 @@ def test_init_writes_config_keys_and_state(tmp_path: Path, folder: Path) -> None
     assert (folder / "keys" / "authorized_keys").read_text() == key.read_text()
 
 
+@pytest.mark.slow
 def test_status_states_every_time_in_the_site_zone(tmp_path: Path, folder: Path) -> None:
     """``publicado`` and ``activado`` were UTC beside a local ``fecha_hora``: every time is now
     in ``[site] timezone``, with its offset, and ``zona`` names that zone (JSON and text)."""
@@ -75,6 +77,7 @@ def test_status_states_every_time_in_the_site_zone(tmp_path: Path, folder: Path)
         assert len(named) == 6 and set(named) == {abbr}, human
 
 
+@pytest.mark.slow
 def test_publish_status_rollback_gc_round_trip(tmp_path: Path, folder: Path) -> None:
     cfg = str(folder / "difusor.toml")
     first = run("publish", package(tmp_path, "a.zip", minimal_site(hora="20:30")), "--config", cfg)
@@ -98,6 +101,7 @@ def test_publish_status_rollback_gc_round_trip(tmp_path: Path, folder: Path) -> 
     assert gc.returncode == 0 and "Depurados 0 cortes" in gc.stdout  # live + newest are kept
 
 
+@pytest.mark.slow
 def test_refused_package_exits_2_with_one_spanish_line(tmp_path: Path, folder: Path) -> None:
     cfg = str(folder / "difusor.toml")
     bad = run("publish", package(tmp_path, "mal.zip", {"../../etc/passwd": b"x"}), "--config", cfg)
@@ -110,6 +114,7 @@ def test_refused_package_exits_2_with_one_spanish_line(tmp_path: Path, folder: P
     assert len(quarantined) == 2  # the original and its reason
 
 
+@pytest.mark.slow
 def test_config_and_usage_errors(tmp_path: Path) -> None:
     missing = run("status", "--config", str(tmp_path / "no.toml"))
     assert missing.returncode == 3 and "no encuentro" in missing.stderr
@@ -119,6 +124,7 @@ def test_config_and_usage_errors(tmp_path: Path) -> None:
     assert no_file.returncode == 3
 
 
+@pytest.mark.slow
 def test_every_command_takes_config() -> None:
     for command in ["serve", "publish", "status", "rollback", "gc"]:
         assert "--config" in run(command, "--help").stdout, command
@@ -127,6 +133,7 @@ def test_every_command_takes_config() -> None:
         assert command in listed
 
 
+@pytest.mark.slow
 def test_simulate_packages_writes_a_publishable_series(tmp_path: Path, folder: Path) -> None:
     out = run("simulate", "packages", str(tmp_path / "serie"), "--count", "3")
     assert out.returncode == 0

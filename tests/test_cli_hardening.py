@@ -76,6 +76,7 @@ def package(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("command", ["status", "publish"])
 @pytest.mark.parametrize("damage", ["missing", "a file"])
+@pytest.mark.slow
 def test_an_unusable_state_folder_is_exit_4_with_one_line(tmp_path: Path, folder: Path,
                                                           command: str, damage: str) -> None:
     state = folder / "state"
@@ -99,6 +100,7 @@ def _can_mount_read_only() -> bool:
 
 @pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and unshare for a ro mount")
 @pytest.mark.parametrize("command", ["status", "publish"])
+@pytest.mark.slow
 def test_a_read_only_state_folder_is_exit_4_with_one_line(tmp_path: Path, folder: Path,
                                                           command: str) -> None:
     state = folder / "state"
@@ -116,6 +118,7 @@ def test_a_read_only_state_folder_is_exit_4_with_one_line(tmp_path: Path, folder
 # -- the monitor API without its token ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_refuses_a_monitor_api_without_its_token(folder: Path) -> None:
     config = folder / "difusor.toml"
     with config.open("a") as f:
@@ -137,6 +140,7 @@ def test_run_refuses_a_monitor_api_without_its_token(folder: Path) -> None:
 # -- arguments and help --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gc_keep_0_is_a_usage_error_in_spanish(folder: Path) -> None:
     done = run("gc", "--keep", "0", "--config", str(folder / "difusor.toml"))
     assert done.returncode == 64, done.stderr
@@ -148,6 +152,7 @@ def test_gc_keep_0_is_a_usage_error_in_spanish(folder: Path) -> None:
     ("gc", "--keep", "x"), ("gc", "--bogus"), ("publish",), ("rollback", "a", "b"),
     ("uptime", "--month", "2024-12", "--vantage"), ("nope",),
 ])
+@pytest.mark.slow
 def test_usage_errors_are_spanish(args: tuple[str, ...]) -> None:
     done = run(*args)
     assert done.returncode == 64, done.stderr
@@ -161,6 +166,7 @@ def test_usage_errors_are_spanish(args: tuple[str, ...]) -> None:
     (), ("gc",), ("init",), ("publish",), ("uptime",), ("analytics",), ("shield",),
     ("simulate", "packages"),
 ])
+@pytest.mark.slow
 def test_help_is_spanish_throughout(args: tuple[str, ...]) -> None:
     done = run(*args, "--help")
     assert done.returncode == 0, done.stderr
@@ -173,6 +179,7 @@ def test_help_is_spanish_throughout(args: tuple[str, ...]) -> None:
 # -- init's safety settings, and status telling when they are missing ------------------------
 
 
+@pytest.mark.slow
 def test_init_writes_allow_from_and_operation_end_with_comments(tmp_path: Path) -> None:
     done = run("init", str(tmp_path / "d"))
     assert done.returncode == 0, done.stderr
@@ -191,6 +198,7 @@ def test_init_writes_allow_from_and_operation_end_with_comments(tmp_path: Path) 
     assert bad.returncode == 64 and "no-es-red" in one_spanish_line(bad)
 
 
+@pytest.mark.slow
 def test_status_says_when_allow_from_is_empty(tmp_path: Path, folder: Path) -> None:
     config = str(folder / "difusor.toml")
     human = run("status", "--config", config)

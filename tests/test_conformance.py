@@ -278,6 +278,7 @@ def url_of(path: str) -> str:
 
 # -- headers per path -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_file_is_byte_identical_with_the_policys_headers(target: Target) -> None:
     policy = target.stack.policy
     for path, body in target.stack.files.items():
@@ -514,6 +515,7 @@ def test_nginx_redirects_http_to_https_and_sends_hsts(target: Target) -> None:
 
 # -- the record and the next corte --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_access_log_lines_have_the_same_fields(target: Target) -> None:
     target.get("/json/main.json?desde=prueba", {"User-Agent": 'prueba "rara"\\x'})
     state = StateLayout(target.stack.site.cfg.state_dir)

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Site, make_site, minimal_site
 
 from difusor.publish.activate import live_release
@@ -44,6 +45,7 @@ def test_out_of_order_arrival_is_refused_not_published(site: Site) -> None:
     assert any(p.name.endswith("old.zip.motivo.txt") for p in site.state.quarantine.iterdir())
 
 
+@pytest.mark.slow
 def test_a_late_sidecar_is_waited_for_and_verified(site: Site) -> None:
     # This authority sends sidecars: the first package came with one.
     first = site.write_package("c1.zip", minimal_site(hora="20:30"))
@@ -85,6 +87,7 @@ def test_refused_package_leaves_live_corte_and_inbox_clean(site: Site) -> None:
     assert arrivals(site.state.inbox) == []
 
 
+@pytest.mark.slow
 def test_busy_publisher_leaves_the_package_for_later(site: Site, tmp_path: Path) -> None:
     _drop(site, "c.zip", minimal_site())
     other = make_site(site.root)  # same folder: a manual `difusor publish` holding the lock
@@ -124,6 +127,7 @@ def test_orphan_sidecar_goes_to_quarantine_with_reason(site: Site) -> None:
     assert "sin paquete" in reason
 
 
+@pytest.mark.slow
 def test_run_wakes_on_notify_and_stops(tmp_path: Path) -> None:
     site = make_site(tmp_path / "d")
     consumer = InboxConsumer(site.cfg, site.ledger)

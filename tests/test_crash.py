@@ -239,6 +239,7 @@ def wait_for_intake(incoming: Path, proc: subprocess.Popen[bytes], timeout: floa
         time.sleep(0.001)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_always_leaves_a_whole_corte_live(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     port = free_port()
@@ -387,6 +388,7 @@ KILL_POINTS = [
 
 @pytest.mark.parametrize(("where", "when", "nth", "live_after"), KILL_POINTS,
                          ids=[f"{w.split(':')[1]}-{b}" for w, b, _, _ in KILL_POINTS])
+@pytest.mark.slow
 def test_sigkill_at_each_stage_boundary(
     site: Site, tmp_path: Path, where: str, when: str, nth: int, live_after: str
 ) -> None:

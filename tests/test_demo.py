@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 
+@pytest.mark.slow
 def test_demo_publishes_cortes_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "difusor", "demo", "--fast", "--folder", str(tmp_path / "demo")],

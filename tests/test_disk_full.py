@@ -39,6 +39,7 @@ def difusor(*args: str) -> str:
     return f"{sys.executable} -m difusor {' '.join(args)}"
 
 
+@pytest.mark.slow
 def test_publish_on_a_full_disk_is_refused_no_space_and_changes_nothing(tmp_path: Path) -> None:
     site: Site = make_site(tmp_path / "d")
     site.ledger.close()
@@ -63,6 +64,7 @@ def test_publish_on_a_full_disk_is_refused_no_space_and_changes_nothing(tmp_path
     assert ".zip" not in listing  # nothing quarantined, no copy left taking room
 
 
+@pytest.mark.slow
 def test_run_publishes_the_package_once_there_is_room_and_the_disk_is_watched(tmp_path: Path) -> None:
     web = free_port()
     site = make_site(tmp_path / "d", port=web)

@@ -139,6 +139,7 @@ def inbox_names(site: Site) -> list[str]:
     return [a.name for a in arrivals(site.state.inbox)]
 
 
+@pytest.mark.slow
 def test_rename_from_part_delivers_once_byte_identical(dsite: Site, drop: Path) -> None:
     data = payload()
     with watching(dsite.cfg) as w:
@@ -155,6 +156,7 @@ def test_rename_from_part_delivers_once_byte_identical(dsite: Site, drop: Path) 
 
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync no está instalado")
+@pytest.mark.slow
 def test_rsync_into_the_folder_delivers_once(dsite: Site, drop: Path, tmp_path: Path) -> None:
     source = tmp_path / "paquetes" / "20241208_2040_PREP.zip"
     source.parent.mkdir()
@@ -173,6 +175,7 @@ def test_rsync_into_the_folder_delivers_once(dsite: Site, drop: Path, tmp_path: 
     assert list(drop.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_partial_file_under_its_final_name_is_not_delivered(dsite: Site, drop: Path) -> None:
     with watching(dsite.cfg) as w:
         write_in_chunks(drop / "20241208_2050_PREP.zip", payload()[:100_000])  # then "killed"
@@ -183,6 +186,7 @@ def test_partial_file_under_its_final_name_is_not_delivered(dsite: Site, drop: P
     assert sum("20241208_2050_PREP.zip tiene su nombre final" in line for line in w.logs) == 1
 
 
+@pytest.mark.slow
 def test_matching_sidecar_delivers_package_then_sidecar(dsite: Site, drop: Path) -> None:
     data = payload(seed=3)
     with watching(dsite.cfg) as w:
@@ -196,6 +200,7 @@ def test_matching_sidecar_delivers_package_then_sidecar(dsite: Site, drop: Path)
     assert list(drop.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_mismatching_sidecar_delivers_nothing_and_says_why(dsite: Site, drop: Path) -> None:
     data = payload(seed=4)
     with watching(dsite.cfg) as w:
@@ -231,6 +236,7 @@ def test_sidecar_first_then_package_under_its_final_name(dsite: Site, drop: Path
     assert inbox_names(dsite) == ["W.zip.sha256", "W.zip"]
 
 
+@pytest.mark.slow
 def test_hidden_and_temporary_files_are_never_delivered(dsite: Site, drop: Path) -> None:
     with watching(dsite.cfg) as w:
         (drop / ".oculto").write_bytes(b"x")
@@ -242,6 +248,7 @@ def test_hidden_and_temporary_files_are_never_delivered(dsite: Site, drop: Path)
     assert len(list(drop.iterdir())) == 5 and not w.logged("no se entrega")
 
 
+@pytest.mark.slow
 def test_polling_fallback(tmp_path: Path, drop: Path) -> None:
     site = drop_site(tmp_path, drop, inotify=False, poll_interval=0.2)
     data = payload(seed=7)
@@ -286,6 +293,7 @@ def test_run_picks_up_what_arrived_while_stopped(dsite: Site, drop: Path) -> Non
     assert inbox_names(dsite) == ["U.zip", "U.zip.sha256"]
 
 
+@pytest.mark.slow
 def test_close_rule(tmp_path: Path, drop: Path) -> None:
     site = drop_site(tmp_path, drop, complete_on=["close"])
     data = payload(seed=10)

@@ -30,6 +30,7 @@ def goaccess_visitors(log: Path, report: Path) -> dict[str, int]:
             for r in rows}
 
 
+@pytest.mark.slow
 def test_unique_visitors_per_day_match_goaccess(tmp_path: Path) -> None:
     if not Path(GOACCESS).exists():
         pytest.skip("falta goaccess (make deps instala «goaccess»)")

@@ -605,6 +605,7 @@ def test_corpus_is_broad() -> None:
     assert len({c.code for c in CASES.values()}) >= 24
 
 
+@pytest.mark.slow
 def test_refusal_messages_are_one_spanish_line(tmp_path: Path) -> None:
     """What the operator reads on election night: one line, in Spanish, no library English."""
     bad: dict[str, str] = {}

@@ -49,6 +49,7 @@ def seeded(site: Site) -> Site:
     return site
 
 
+@pytest.mark.slow
 def test_list_json_has_every_field(seeded: Site) -> None:
     done = run(seeded, "incidents", "--json")
     assert done.returncode == 0, done.stderr
@@ -70,6 +71,7 @@ def test_list_json_has_every_field(seeded: Site) -> None:
     assert [i["id"] for i in only_open] == [2]
 
 
+@pytest.mark.slow
 def test_list_text_in_spanish(seeded: Site) -> None:
     done = run(seeded, "incidents")
     assert done.returncode == 0, done.stderr
@@ -86,6 +88,7 @@ def test_list_text_in_spanish(seeded: Site) -> None:
     assert text.index("n.º 2") < text.index("n.º 1")
 
 
+@pytest.mark.slow
 def test_edit_cause_impact_measures(seeded: Site) -> None:
     done = run(seeded, "incident", "2", "--cause", "disco lleno en el origen",
                "--impact", "340 visitantes vieron el corte 20:20 durante 20 min",
@@ -107,6 +110,7 @@ def test_edit_cause_impact_measures(seeded: Site) -> None:
     assert doc["causa_sugerida"] is False
 
 
+@pytest.mark.slow
 def test_cause_on_a_resolved_incident_keeps_it_resolved(seeded: Site) -> None:
     assert run(seeded, "incident", "1", "--cause", "falla del proveedor").returncode == 0
     row = seeded.ledger.incident(1)
@@ -114,6 +118,7 @@ def test_cause_on_a_resolved_incident_keeps_it_resolved(seeded: Site) -> None:
     assert row["ended_at"] == utc("2024-12-08T20:45:30-06:00")
 
 
+@pytest.mark.slow
 def test_states_by_name_resolve_and_reopen(seeded: Site) -> None:
     assert run(seeded, "incident", "2", "--state", "en observación").returncode == 0
     assert seeded.ledger.incident(2)["state"] == "monitoring"  # type: ignore[index]
@@ -127,6 +132,7 @@ def test_states_by_name_resolve_and_reopen(seeded: Site) -> None:
     assert seeded.ledger.incident(2)["ended_at"] is None  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_unknown_incident_exits_6_and_bad_state_exits_1(seeded: Site) -> None:
     missing = run(seeded, "incident", "99", "--cause", "x")
     assert missing.returncode == 6
@@ -136,6 +142,7 @@ def test_unknown_incident_exits_6_and_bad_state_exits_1(seeded: Site) -> None:
     assert seeded.ledger.incident(1)["state"] == "resolved"  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_show_without_edits_and_empty_list(site: Site) -> None:
     assert run(site, "incidents").stdout.strip() == "No hay incidentes registrados."
     assert json.loads(run(site, "incidents", "--json").stdout) == {"incidentes": []}
@@ -168,6 +175,7 @@ def test_library_edits(seeded: Site) -> None:
         "5 s", "14 min 30 s", "2 h 01 min", "1 d 1 h"]
 
 
+@pytest.mark.slow
 def test_incident_commands_take_config(tmp_path: Path) -> None:
     for command in ("incidents", "incident", "uptime", "takedown"):
         done = subprocess.run([sys.executable, "-m", "difusor", command, "--help"],

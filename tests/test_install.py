@@ -79,6 +79,7 @@ def test_probe() -> None:
     ("pydantic.main", "PendingDeprecationWarning", False),
     ("somelib", "RuntimeWarning", True),  # not a deprecation: still an error wherever it comes from
 ])
+@pytest.mark.slow
 def test_warnings_policy(tmp_path: Path, module: str, category: str, fails: bool) -> None:
     probe = tmp_path / "test_probe.py"
     probe.write_text(f"MODULE = {module!r}\nCATEGORY = {category}\n" + PROBE)

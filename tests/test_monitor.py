@@ -106,6 +106,7 @@ def rounds(monitor: Monitor, n: int) -> None:
         monitor.check_once()
 
 
+@pytest.mark.slow
 def test_a_stopped_server_is_an_outage_with_the_right_start_and_duration(
         tmp_site: Callable[..., Site]) -> None:
     site = tmp_site()
@@ -165,6 +166,7 @@ def test_a_stopped_server_is_an_outage_with_the_right_start_and_duration(
     assert done["impact"].startswith("0 peticiones de 0 visitantes")
 
 
+@pytest.mark.slow
 def test_a_blocked_activation_is_a_stale_corte(tmp_site: Callable[..., Site]) -> None:
     site = tmp_site()
     site.publisher.publish(site.write_package("a.zip", minimal_site(hora="20:30")))
@@ -215,6 +217,7 @@ def test_a_blocked_activation_is_a_stale_corte(tmp_site: Callable[..., Site]) ->
     assert done["ended_at"] == first_ok["at"] and first_ok["corte"] == new.release_id
 
 
+@pytest.mark.slow
 def test_a_file_altered_in_the_live_release_is_an_integrity_incident(
         tmp_site: Callable[..., Site]) -> None:
     site = tmp_site(web="memory_max_file = 0\n")  # every file served from disk
@@ -261,6 +264,7 @@ def test_a_file_altered_in_the_live_release_is_an_integrity_incident(
     assert done["ended_at"] == good[0]["at"]
 
 
+@pytest.mark.slow
 def test_a_late_authority_is_recorded_as_such_not_as_our_downtime(
         tmp_site: Callable[..., Site]) -> None:
     site = tmp_site(cadence=1.0, grace=0.5)
@@ -306,6 +310,7 @@ def test_a_late_authority_is_recorded_as_such_not_as_our_downtime(
     assert all(p["ok"] for p in site.ledger.probes(target="origen"))  # never our downtime
 
 
+@pytest.mark.slow
 def test_a_restarted_monitor_continues_a_streak_and_refuses_nothing_twice(
         tmp_site: Callable[..., Site]) -> None:
     site = tmp_site()

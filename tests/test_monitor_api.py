@@ -124,6 +124,7 @@ class ThreadPeak:
         self._thread.join()
 
 
+@pytest.mark.slow
 def test_idle_sockets_cannot_pile_up_threads(api: ProbeAPI) -> None:
     before = threading.active_count()
     with ThreadPeak() as threads:

@@ -331,6 +331,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @needs_nginx
 @pytest.mark.parametrize("variant", ["http", "tls", "cdn-and-rules"])
+@pytest.mark.slow
 def test_nginx_config_command_output_passes_nginx_t(tmp_path: Path, variant: str) -> None:
     toml = ""
     if variant != "http":
@@ -356,6 +357,7 @@ def test_nginx_config_command_output_passes_nginx_t(tmp_path: Path, variant: str
     assert not warnings, check.stderr
 
 
+@pytest.mark.slow
 def test_nginx_config_command_errors_are_one_spanish_line(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, '[nginx]\ntls_cert = "keys/n.crt"\n')
     r = run_cli("nginx-config", "--config", str(cfg.root / "difusor.toml"))
@@ -449,6 +451,7 @@ def test_tls_settings_are_checked(tmp_path: Path) -> None:
         tls_files(mixed)
 
 
+@pytest.mark.slow
 def test_init_self_signed_tls_serves_https(tmp_path: Path) -> None:
     port = free_port()
     folder = tmp_path / "d"

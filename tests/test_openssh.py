@@ -152,6 +152,7 @@ def test_apply_needs_root_and_then_runs_each_step(monkeypatch) -> None:
     assert not Path("/srv/difusor-nunca").exists()
 
 
+@pytest.mark.slow
 def test_cli_prints_the_block_and_the_steps(tmp_path: Path) -> None:
     site = make_site(tmp_path / "d")
     site.ledger.close()
@@ -356,6 +357,7 @@ def test_rendered_config_validates_and_applies_to_the_account(sshd: Sshd) -> Non
     assert not sshd.account.problems()
 
 
+@pytest.mark.slow
 def test_upload_then_rename_is_delivered_byte_identical(sshd: Sshd, receiving, tmp_path: Path
                                                         ) -> None:
     _site, w = receiving
@@ -372,6 +374,7 @@ def test_upload_then_rename_is_delivered_byte_identical(sshd: Sshd, receiving, t
     assert list(sshd.entrada.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_standard_sftp_rename_is_delivered_once(sshd: Sshd, receiving, tmp_path: Path) -> None:
     """paramiko (like WinSCP and asyncssh) sends the standard SSH_FXP_RENAME, which OpenSSH's
     sftp-server carries out as link + unlink: no inotify rename event, yet it is one."""
@@ -396,6 +399,7 @@ def test_a_standard_sftp_rename_is_delivered_once(sshd: Sshd, receiving, tmp_pat
     w.none_within(1.0)
 
 
+@pytest.mark.slow
 def test_the_client_is_confined_to_the_chroot(sshd: Sshd) -> None:
     r = sshd.sftp("pwd\nls -1a /\ncd ../..\npwd\n")
     assert r.returncode == 0, r.stderr
@@ -419,6 +423,7 @@ def test_wrong_key_and_passwords_are_refused(sshd: Sshd) -> None:
     assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr  # only keys offered
 
 
+@pytest.mark.slow
 def test_allow_from_refuses_other_addresses(sshd: Sshd) -> None:
     """The same account, served by a second sshd that only admits it from 192.0.2.0/24."""
     account = SftpAccount(user=sshd.user, chroot=sshd.base / "sftp", group="root",
@@ -440,6 +445,7 @@ def test_allow_from_refuses_other_addresses(sshd: Sshd) -> None:
     assert sshd.sftp("pwd\n").returncode == 0  # the address-free config still admits it
 
 
+@pytest.mark.slow
 def test_commands_tty_and_forwarding_are_refused(sshd: Sshd) -> None:
     r = sshd.ssh(f"{sshd.user}@127.0.0.1", "id")
     assert "uid=" not in r.stdout and r.returncode != 0
@@ -449,6 +455,7 @@ def test_commands_tty_and_forwarding_are_refused(sshd: Sshd) -> None:
     assert r.returncode == 255 and "SSH-" not in r.stdout
 
 
+@pytest.mark.slow
 def test_a_transfer_killed_halfway_is_not_delivered(sshd: Sshd, receiving, tmp_path: Path
                                                     ) -> None:
     site, w = receiving
@@ -471,6 +478,7 @@ def test_a_transfer_killed_halfway_is_not_delivered(sshd: Sshd, receiving, tmp_p
     assert [a for a in site.state.inbox.iterdir()] == []
 
 
+@pytest.mark.slow
 def test_what_arrives_by_sftp_gets_published(sshd: Sshd, receiving, tmp_path: Path) -> None:
     site, w = receiving
     first, second = SyntheticElection(casillas=6).cortes(2)

@@ -378,6 +378,7 @@ KILLS = [
 
 @pytest.mark.parametrize(("where", "when", "nth"), KILLS,
                          ids=[f"{w.split(':')[1]}-{b}" for w, b, _ in KILLS])
+@pytest.mark.slow
 def test_sigkill_leaves_every_origin_on_a_whole_corte(with_nginx_origin, tmp_path: Path,
                                                       where: str, when: str, nth: int) -> None:
     site, root = with_nginx_origin
@@ -456,6 +457,7 @@ def s3double(tmp_path: Path, monkeypatch) -> Iterator[S3Double]:
         log.close()
 
 
+@pytest.mark.slow
 def test_s3_uploads_with_headers_and_flips_main_json_last(s3double: S3Double, tmp_path: Path
                                                           ) -> None:
     import boto3
@@ -510,6 +512,7 @@ def test_s3_uploads_with_headers_and_flips_main_json_last(s3double: S3Double, tm
         site.ledger.close()
 
 
+@pytest.mark.slow
 def test_s3_staging_cut_short_is_repaired_by_recovery(s3double: S3Double, tmp_path: Path) -> None:
     import boto3
 
@@ -762,6 +765,7 @@ class Reader:
                 c.close()
 
 
+@pytest.mark.slow
 def test_three_origins_switch_together_and_a_lost_one_catches_up(remote: RemoteHost,
                                                                  tmp_path: Path) -> None:
     web2 = remote.base / "web2"  # nginx on this host: a folder beside the store
@@ -904,6 +908,7 @@ def test_three_origins_switch_together_and_a_lost_one_catches_up(remote: RemoteH
         assert events(site.ledger, "gc")[-1]["detail"]["origins"] == {"web2": 13, "remoto": 13}
 
 
+@pytest.mark.slow
 def test_a_killed_publish_leaves_the_remote_whole_and_recovery_aligns_it(remote: RemoteHost,
                                                                          tmp_path: Path) -> None:
     toml = origin_toml("remoto", "ssh", host="127.0.0.1", port=remote.port, user=remote.user,
@@ -948,6 +953,7 @@ def test_a_killed_publish_leaves_the_remote_whole_and_recovery_aligns_it(remote:
         site.ledger.close()
 
 
+@pytest.mark.slow
 def test_s3_failing_half_way_is_put_back_whole_then_catches_up(s3double: S3Double, tmp_path: Path,
                                                               monkeypatch) -> None:
     import boto3

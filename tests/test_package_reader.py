@@ -356,6 +356,7 @@ def test_large_member_is_streamed_and_stored_intact(read: Read, sink: SpySink, f
     assert max(sink.whole) < reader.SMALL_FILE
 
 
+@pytest.mark.slow
 def test_large_member_published_byte_identical(site: Site) -> None:
     big = _big()
     path = site.root / "20241208_2030_PREP.tar.gz"
@@ -405,6 +406,7 @@ def _big_main(hora: str = "20:30") -> bytes:
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar"])
+@pytest.mark.slow
 def test_large_main_json_is_validated_and_gives_the_corte(read: Read, fmt: str) -> None:
     big = _big_main("20:50")
     v = read(pack({**SITE, "json/main.json": big}, fmt), f"envio.{fmt}")
@@ -416,6 +418,7 @@ def test_large_main_json_is_validated_and_gives_the_corte(read: Read, fmt: str) 
     assert refused.value.code == "json_invalid"
 
 
+@pytest.mark.slow
 def test_large_main_json_published_byte_identical(site: Site) -> None:
     big = _big_main()
     path = site.write_package("envio.zip", {**SITE, "json/main.json": big})

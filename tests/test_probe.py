@@ -105,6 +105,7 @@ def probe(url: str, expected: Expected = EXPECTED, **kw: object) -> ProbeResult:
 # -- against the real server ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_server_is_up_with_the_live_corte(site: Site, server: ServerProcess) -> None:
     site.publisher.publish(site.write_package("a.zip", minimal_site(
         extra={f"datos/{i}.json": b'{"i": %d}' % i for i in range(7)})))
@@ -131,6 +132,7 @@ def test_expected_travels_as_json() -> None:
                                "files": {}, "activated_at": None}).main_path == "json/main.json"
 
 
+@pytest.mark.slow
 def test_nothing_published_yet_is_not_a_failure(site: Site, server: ServerProcess) -> None:
     expected = expected_state(site.cfg, site.ledger, sample=5)
     assert expected.release_id is None
@@ -189,6 +191,7 @@ def test_a_slow_answer_is_degraded_but_up(fake: FakeSite) -> None:
     assert slow.latency_ms >= 300 and "lenta" in slow.message
 
 
+@pytest.mark.slow
 def test_no_answer_within_the_timeout_is_an_outage(fake: FakeSite) -> None:
     fake.routes["/json/main.json"] = Route(NEW, delay=1.5)
     result = probe(fake.url, timeout=0.5)

@@ -427,6 +427,7 @@ def test_run_delivers_and_stops_promptly(origin: Origin, site: Site, pullers: Pu
     assert len(inbox(site)) == 1
 
 
+@pytest.mark.slow
 def test_run_stops_promptly_during_a_stalled_download_and_resumes_later(
         origin: Origin, site: Site, pullers: Pullers) -> None:
     body = payload(500_000)
@@ -448,6 +449,7 @@ def test_run_stops_promptly_during_a_stalled_download_and_resumes_later(
     assert path is not None and path.read_bytes() == body
 
 
+@pytest.mark.slow
 def test_run_logs_failures_and_recovers(origin: Origin, site: Site, pullers: Pullers) -> None:
     origin.resources[PATH] = Resource(b"", status=503)
     stop = threading.Event()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ def test_readme_shows_both_make_commands() -> None:
         assert re.search(rf"^{target}", (ROOT / "Makefile").read_text(), flags=re.M)
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs(tmp_path: Path) -> None:
     commands = readme_commands()
     assert len(commands) >= 8

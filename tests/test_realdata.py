@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ServerProcess, Site, realdata
 
 from difusor import config as config_mod
@@ -14,6 +15,7 @@ from difusor.demo.packages import archive_bytes
 PAGE = b"<!doctype html><meta charset=utf-8><title>PREP 2018</title><script src=app.js></script>"
 
 
+@pytest.mark.slow
 def test_ine_2018_series_full_then_incremental_served_byte_identical(site: Site) -> None:
     files = sorted(realdata("ine2018-presidente").glob("*_PREP.json"))
     assert len(files) >= 90

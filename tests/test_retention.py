@@ -83,6 +83,7 @@ def wait_status(url: str, status: int, timeout: float = 5.0) -> httpx.Response:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_takedown_refused_then_done_with_a_real_server(ended: Site) -> None:
     _host, port = config_mod.parse_address(ended.cfg.web.listen)
     server = ServerProcess(ended.config_path, port).start()

@@ -107,6 +107,7 @@ def running(tmp_path: Path):
         r.proc.stdout.close()
 
 
+@pytest.mark.slow
 def test_sftp_upload_goes_live_byte_identical_and_run_stops_cleanly(running: Running,
                                                                       tmp_path: Path) -> None:
     running.start()
@@ -130,6 +131,7 @@ def test_sftp_upload_goes_live_byte_identical_and_run_stops_cleanly(running: Run
         httpx.get(running.url, timeout=1)
 
 
+@pytest.mark.slow
 def test_a_crashed_web_server_is_restarted_and_logged(running: Running, tmp_path: Path) -> None:
     running.start()
     corte = next(iter(SyntheticElection().cortes(1)))
@@ -149,6 +151,7 @@ def test_a_crashed_web_server_is_restarted_and_logged(running: Running, tmp_path
         assert ledger.events("service_restarted")
 
 
+@pytest.mark.slow
 def test_a_package_that_arrived_while_stopped_is_published_on_start(running: Running,
                                                                      tmp_path: Path) -> None:
     corte = next(iter(SyntheticElection().cortes(1)))
@@ -159,6 +162,7 @@ def test_a_package_that_arrived_while_stopped_is_published_on_start(running: Run
     running.stop()
 
 
+@pytest.mark.slow
 def test_sigkill_of_run_leaves_no_web_server_behind(running: Running) -> None:
     running.start()
     assert running.proc is not None
@@ -178,6 +182,7 @@ def test_sigkill_of_run_leaves_no_web_server_behind(running: Running) -> None:
     assert running.proc.returncode == 0, out
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_state_is_refused(running: Running) -> None:
     running.start()
     second = subprocess.run([sys.executable, "-m", "difusor", "run", "--config", str(running.config)],

@@ -17,6 +17,7 @@ from conftest import ServerProcess, Site, alive, descendants
 from difusor.demo.packages import write_package
 
 
+@pytest.mark.slow
 def test_every_worker_reports_each_activation_to_the_ledger(site: Site, server: ServerProcess,
                                                             cortes: list) -> None:
     for n, corte in enumerate(cortes[:4]):
@@ -30,6 +31,7 @@ def test_every_worker_reports_each_activation_to_the_ledger(site: Site, server: 
         assert r.content == corte.files["json/main.json"]
 
 
+@pytest.mark.slow
 def test_compressed_variants_are_served_once_made(site: Site, server: ServerProcess,
                                                   cortes: list) -> None:
     site.publisher.publish(write_package(cortes[0], site.root / "pk"))
@@ -43,6 +45,7 @@ def test_compressed_variants_are_served_once_made(site: Site, server: ServerProc
     assert r.content == cortes[0].files["json/main.json"]  # httpx decodes it
 
 
+@pytest.mark.slow
 def test_stop_is_clean_and_quick(site: Site, server: ServerProcess, cortes: list) -> None:
     site.publisher.publish(write_package(cortes[0], site.root / "pk"))
     assert len(list(site.store.served.iterdir())) == 2
@@ -53,6 +56,7 @@ def test_stop_is_clean_and_quick(site: Site, server: ServerProcess, cortes: list
     assert list(site.store.served.iterdir()) == []  # workers took their reports with them
 
 
+@pytest.mark.slow
 def test_a_port_served_by_anyone_else_is_refused(site: Site, tmp_path: Path) -> None:
     from conftest import make_site
 
@@ -82,6 +86,7 @@ def test_a_port_served_by_anyone_else_is_refused(site: Site, tmp_path: Path) -> 
     assert third.returncode == 3 and str(port) in third.stderr, third.stderr
 
 
+@pytest.mark.slow
 def test_workers_end_when_their_server_process_is_killed(site: Site, server: ServerProcess) -> None:
     assert server.proc is not None
     deadline = time.monotonic() + 10
@@ -97,6 +102,7 @@ def test_workers_end_when_their_server_process_is_killed(site: Site, server: Ser
         httpx.get(server.url + "/_difusor/health", timeout=1)
 
 
+@pytest.mark.slow
 def test_the_state_folder_deleted_under_a_running_server(site: Site, server: ServerProcess,
                                                          cortes: list) -> None:
     site.publisher.publish(write_package(cortes[0], site.root / "pk"))

@@ -200,6 +200,7 @@ def test_paramiko_upload_is_delivered_intact(receiver: Receiver, keys: dict[str,
     assert arrival.name == local.name and sha(arrival.path) == sha(local)
 
 
+@pytest.mark.slow
 def test_temporary_name_is_delivered_only_when_renamed(receiver: Receiver, keys: dict[str, Path],
                                                        tmp_path: Path) -> None:
     local = big_file(tmp_path / "X.zip", 2)
@@ -236,6 +237,7 @@ def test_reupload_leaves_the_earlier_delivery_untouched(receiver: Receiver, keys
 
 # -- interrupted transfers ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_killed_openssh_transfer_delivers_nothing(receiver: Receiver, keys: dict[str, Path],
                                                   tmp_path: Path) -> None:
     big_file(tmp_path / "GRANDE.zip", 200)
@@ -277,6 +279,7 @@ def _raw_session(receiver: Receiver, keys: dict[str, Path]
     return sock, t, client
 
 
+@pytest.mark.slow
 def test_dropped_paramiko_connection_delivers_nothing(receiver: Receiver, keys: dict[str, Path]
                                                       ) -> None:
     sock, t, client = _raw_session(receiver, keys)
@@ -401,6 +404,7 @@ def test_commands_and_shells_are_refused(receiver: Receiver, keys: dict[str, Pat
     assert done.returncode != 0
 
 
+@pytest.mark.slow
 def test_port_forwarding_is_refused(receiver: Receiver, keys: dict[str, Path]) -> None:
     target = socket.socket()
     target.bind(("127.0.0.1", 0))

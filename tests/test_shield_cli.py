@@ -48,6 +48,7 @@ def serving(site: Site):
     proc.stop()
 
 
+@pytest.mark.slow
 def test_block_and_unblock_reach_the_running_server_and_the_ledger(serving) -> None:
     site, url = serving
     assert get(url, "127.0.0.55") == 200
@@ -72,6 +73,7 @@ def test_block_and_unblock_reach_the_running_server_and_the_ledger(serving) -> N
     assert all(d["by"] == "operator" and d["key"] == "127.0.0.55" for d in details)
 
 
+@pytest.mark.slow
 def test_networks_and_the_allowlist(serving) -> None:
     site, url = serving
     assert shield(site, "block", "127.0.0.0/24").returncode == 0
@@ -90,6 +92,7 @@ def test_networks_and_the_allowlist(serving) -> None:
     assert status(site)["allow"] == ["127.0.0.0/24"]
 
 
+@pytest.mark.slow
 def test_attack_mode_by_hand(serving) -> None:
     site, _url = serving
     r = shield(site, "attack-mode", "on")
@@ -103,6 +106,7 @@ def test_attack_mode_by_hand(serving) -> None:
     assert "Modo ataque: apagado" in shield(site, "status").stdout
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_spanish_line(site: Site) -> None:
     r = shield(site, "block", "no-es-ip")
     assert r.returncode == 8 and "no es una dirección IP ni una red CIDR" in r.stderr
@@ -113,6 +117,7 @@ def test_bad_input_is_one_spanish_line(site: Site) -> None:
     assert r.returncode == 1 and "--minutes" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_reason_with_markup_is_printed_as_written(site: Site) -> None:
     """The operator's --reason (and every ledger message) is text: rich markup in it neither
     crashes ``status`` nor styles it."""

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from difusor.config import ShieldSettings
 from difusor.shield.detector import PERSIST, Action, Detector
 from difusor.shield.drill import browser_agents
@@ -159,6 +161,7 @@ def test_cgnat_pool_of_500_people_is_never_limited_but_a_bot_behind_it_is() -> N
     assert not det.attack
 
 
+@pytest.mark.slow
 def test_evening_surge_of_new_people_is_not_an_attack() -> None:
     rng = random.Random(2)
     events: list[tuple] = []
@@ -285,6 +288,7 @@ def test_a_bot_that_first_looks_like_a_cgnat_is_still_capped_when_it_floods() ->
     assert bans and bans[0] - flood_at <= RECENT + PERSIST + 2
 
 
+@pytest.mark.slow
 def test_cgnat_pool_of_500_users_each_its_own_browser_is_never_limited() -> None:
     """The drill's pool: one address, 500 distinct browsers, a page load now and then and
     main.json once a minute each."""

@@ -108,6 +108,7 @@ def drill_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[st
 @pytest.mark.parametrize("target", ["http://10.0.0.1:8080/", "http://example.com/",
                                     "http://[2001:db8::1]/", "https://127.0.0.1/",
                                     "http://0.0.0.0:80/"])
+@pytest.mark.slow
 def test_anything_but_loopback_is_refused_in_one_spanish_line(target: str) -> None:
     done = drill_cli("--kind", "ip", "--target", target, "--duration", "2")
     assert done.returncode == 1 and done.stdout == ""
@@ -121,6 +122,7 @@ def test_loopback_forms_are_accepted() -> None:
     assert check_target("http://[::1]:8080/") == ("::1", 8080, True)
 
 
+@pytest.mark.slow
 def test_unknown_kind_and_silent_target_are_refused() -> None:
     done = drill_cli("--kind", "rayo", "--target", "http://127.0.0.1:9/")
     assert done.returncode == 1 and "ip, distributed, cachebust, scan, slow" in done.stderr
@@ -138,6 +140,7 @@ def test_cgnat_agents_are_distinct_browsers() -> None:
 
 # -- counts against a server that keeps its own -----------------------------------------------
 
+@pytest.mark.slow
 def test_counts_match_what_the_server_saw_and_containment_is_measured() -> None:
     """The server admits the attacker for 2 s after its first request, then answers 429."""
     first: dict[str, float] = {}
@@ -181,6 +184,7 @@ def test_counts_match_what_the_server_saw_and_containment_is_measured() -> None:
     assert elapsed < 8 + 12  # bounded: the drill stops on time (start-up included)
 
 
+@pytest.mark.slow
 def test_a_server_that_never_refuses_is_never_contained() -> None:
     with CountingServer() as server:
         done = drill_cli("--kind", "scan", "--target", server.url, "--duration", "4",
@@ -193,6 +197,7 @@ def test_a_server_that_never_refuses_is_never_contained() -> None:
     assert all(s[2].endswith(".php") for s in server.seen if s[0] == "127.30.0.1")
 
 
+@pytest.mark.slow
 def test_uarotate_is_one_address_dealing_browser_agents_at_its_rate() -> None:
     with CountingServer() as server:
         report = run_drill(DrillPlan(kind="uarotate", target=server.url, duration=4,
@@ -210,6 +215,7 @@ def test_uarotate_is_one_address_dealing_browser_agents_at_its_rate() -> None:
 
 
 @pytest.mark.parametrize("header_timeout, contained", [(1.0, True), (None, False)])
+@pytest.mark.slow
 def test_slowloris_is_contained_only_by_a_server_that_drops_idle_headers(
         header_timeout: float | None, contained: bool) -> None:
     with CountingServer(header_timeout=header_timeout) as server:
@@ -260,6 +266,7 @@ def running(tmp_path: Path) -> Iterator[str]:
     ("distributed", 24, 5000, 15),   # 200 addresses: contained within 15 s
     ("uarotate", 20, 1500, 10),      # one address posing as a CGNAT: contained within 10 s
 ], ids=["single-address-within-5s", "200-addresses-within-15s", "agent-rotation-within-10s"])
+@pytest.mark.slow
 def test_a_flood_is_contained_in_time_by_difusor_run(running: str, kind: str, duration: int,
                                                       min_sent: int, contained_s: int) -> None:
     done = drill_cli("--kind", kind, "--target", running, "--duration", str(duration),

@@ -225,6 +225,7 @@ def test_nginx_starts_before_the_shield_ever_wrote_its_include(nginx: Nginx) -> 
 
 
 @needs_nginx
+@pytest.mark.slow
 def test_a_blocked_source_gets_403_others_200_and_unblock_restores(nginx: Nginx) -> None:
     nginx.start()
     lines: list[str] = []
@@ -257,6 +258,7 @@ def test_a_blocked_source_gets_403_others_200_and_unblock_restores(nginx: Nginx)
 
 
 @needs_nginx
+@pytest.mark.slow
 def test_reload_is_graceful_for_requests_in_flight(nginx: Nginx) -> None:
     nginx.start()
     [enforcer] = build_enforcers(nginx.site.cfg)
@@ -305,6 +307,7 @@ def test_reload_is_graceful_for_requests_in_flight(nginx: Nginx) -> None:
 
 
 @needs_nginx
+@pytest.mark.slow
 def test_a_configuration_nginx_refuses_leaves_the_include_as_it_was(nginx: Nginx) -> None:
     nginx.start()
     [enforcer] = build_enforcers(nginx.site.cfg)
@@ -389,6 +392,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_nftables_drops_the_blocked_source_in_the_kernel(tmp_path: Path) -> None:
     problem = _namespace_problem()
     if problem:
@@ -552,6 +556,7 @@ def cloudflare(tmp_path: Path, api: CloudflareListsDouble):
     return enforcer
 
 
+@pytest.mark.slow
 def test_cloudflare_list_is_synced_with_the_real_sdk_call_shapes(tmp_path: Path, lists_api) -> None:
     lists_api.add_foreign("192.0.2.1")
     cf = cloudflare(tmp_path, lists_api)

@@ -77,6 +77,7 @@ def test_a_banned_address_gets_403_and_is_still_logged(site: Site, app: DifusorA
                                                           ("203.0.113.8", 200)]
 
 
+@pytest.mark.slow
 def test_a_throttled_address_gets_429_with_retry_after_beyond_its_rate(site: Site,
                                                                        app: DifusorApp) -> None:
     decide(site, app, throttles={"203.0.113.9": entry(rate=2.0)})  # 2/s over 2 workers: 1/s here
@@ -175,6 +176,7 @@ def running(site: Site):
     proc.stop()
 
 
+@pytest.mark.slow
 def test_every_worker_refuses_within_a_second_of_a_decision(running) -> None:
     site, proc = running
     workers = {httpx.get(proc.url + "/_difusor/health").text.split()[-1] for _ in range(40)}
@@ -195,6 +197,7 @@ def test_every_worker_refuses_within_a_second_of_a_decision(running) -> None:
     assert all(_get(url, "127.0.0.77") == 200 for _ in range(10))
 
 
+@pytest.mark.slow
 def test_a_client_trickling_its_headers_is_cut_while_others_are_served(running) -> None:
     _site, proc = running
     slow = socket.create_connection(("127.0.0.1", proc.port))

@@ -108,6 +108,7 @@ def test_the_operator_unblock_and_allow_are_kept_by_the_service(site: Site) -> N
     assert not dec.load(path).bans.get("203.0.113.7")
 
 
+@pytest.mark.slow
 def test_a_distributed_flood_opens_and_closes_an_attack_incident(site: Site) -> None:
     shield, said = shield_for(site, attack_rate=500, attack_quiet=5)
     now = time.time()
@@ -139,6 +140,7 @@ def test_a_distributed_flood_opens_and_closes_an_attack_incident(site: Site) -> 
     assert dec.load(dec.decisions_path(site.cfg.state_dir)).attack["on"] is False
 
 
+@pytest.mark.slow
 def test_the_service_keeps_up_with_30k_lines_a_second(site: Site) -> None:
     shield, _said = shield_for(site)
     rng = random.Random(5)
@@ -211,6 +213,7 @@ def running(tmp_path: Path):
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_difusor_run_contains_a_single_address_flood_while_visitors_browse(running) -> None:
     site, url = running
     visitors = [Traffic(f"127.0.3.{i}", url + "/json/main.json", 0.5) for i in range(1, 11)]

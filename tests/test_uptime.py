@@ -90,6 +90,7 @@ def month(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ledger.close()
 
 
+@pytest.mark.slow
 def test_synthetic_month_equals_the_truth(month: Site) -> None:
     got = uptime(month.ledger, start=START, end=END, target="cdn")
     down = sum(count for _, count, _ in OUTAGES) * STEP
@@ -108,6 +109,7 @@ def test_synthetic_month_equals_the_truth(month: Site) -> None:
     assert [d.seconds for d in got.down] == [720, 1500, 240]
 
 
+@pytest.mark.slow
 def test_public_site_and_each_target(month: Site) -> None:
     rep = report(month.cfg, month.ledger, start=START, end=END)
     assert [u.target for u in rep.targets] == ["cdn", "origen"]
@@ -209,6 +211,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           text=True, timeout=120, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_month_json_and_table(month: Site) -> None:
     done = run("uptime", "--month", "2024-12", "--json", "--config", str(month.config_path))
     assert done.returncode == 0, done.stderr
@@ -233,6 +236,7 @@ def test_cli_month_json_and_table(month: Site) -> None:
         assert text in table.stdout, text
 
 
+@pytest.mark.slow
 def test_cli_default_month_stops_at_now(month: Site) -> None:
     now = at(GAP_AFTER + 2)  # inside the monitor gap
     done = run("uptime", "--json", "--config", str(month.config_path),

@@ -33,6 +33,7 @@ def one_hour_watched(tmp_path: Path) -> Site:
     return site
 
 
+@pytest.mark.slow
 def test_the_headline_is_the_worst_case_with_the_coverage(one_hour_watched: Site) -> None:
     config = str(one_hour_watched.config_path)
     done = run("uptime", "--from", "2024-12-08T00:00", "--to", "2024-12-09T00:00",
@@ -52,6 +53,7 @@ def test_the_headline_is_the_worst_case_with_the_coverage(one_hour_watched: Site
     assert site["cobertura_pct"] == site["disponibilidad_peor_caso_pct"]  # all known was up
 
 
+@pytest.mark.slow
 def test_dates_as_the_cli_prints_them_are_accepted(one_hour_watched: Site) -> None:
     config = str(one_hour_watched.config_path)
     iso = run("uptime", "--from", "2024-12-08T00:00", "--to", "2024-12-08T01:00", "--json",

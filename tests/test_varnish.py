@@ -151,6 +151,7 @@ def edge(stack: Stack) -> Stack:
     return stack
 
 
+@pytest.mark.slow
 def test_edge_holds_main_json_while_browsers_get_the_required_header(edge: Stack) -> None:
     # The fixture's proof at the edge fetched main.json already: purge it for a clean start.
     assert edge.http.request("PURGE", edge.edge.url + "/json/main.json").status_code == 200
@@ -193,6 +194,7 @@ def test_after_publish_purge_makes_the_edge_serve_the_new_main_json_within_1s(
           f"{cdn.edge.ms:.0f} ms)")
 
 
+@pytest.mark.slow
 def test_without_the_purge_the_edge_keeps_the_old_main_json(edge: Stack) -> None:
     edge.warm("/json/main.json")
     old = edge.sha("/json/main.json")

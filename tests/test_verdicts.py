@@ -175,6 +175,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_hostile_json_exits_2_and_a_resend_exits_0(tmp_path: Path) -> None:
     folder = tmp_path / "d"
     assert cli("init", str(folder), "--web-listen", "127.0.0.1:18124").returncode == 0
