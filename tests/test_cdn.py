@@ -687,6 +687,6 @@ api_url = "{api.url}/client/v4"
         assert r.returncode == 0 and api.seen[-1].json() == {"purge_everything": True}
         api.script.append(TestCloudflare.denied)
         r = run_cli("purge", "--all", "--config", str(conf), env={"CF_TOKEN": "t"})
-        assert r.returncode == 7
+        assert r.returncode == 9  # PurgeError (7 is LogFormatError)
         assert r.stderr.startswith("difusor: la purga no quedó comprobada en: cf")
         assert "permiso" in r.stdout

@@ -16,6 +16,7 @@ import pytest
 import visitlog
 from conftest import make_site
 
+from difusor.analytics import ingest  # a broken import must fail, not skip
 from difusor.analytics.metrics import summary
 
 GOACCESS = shutil.which("goaccess") or "/usr/bin/goaccess"
@@ -34,7 +35,6 @@ def goaccess_visitors(log: Path, report: Path) -> dict[str, int]:
 def test_unique_visitors_per_day_match_goaccess(tmp_path: Path) -> None:
     if not Path(GOACCESS).exists():
         pytest.skip("falta goaccess (make deps instala «goaccess»)")
-    ingest = pytest.importorskip("difusor.analytics.ingest")
     traffic = visitlog.generate(seed=11, people=900)
     log = traffic.write_combined(tmp_path / "access.log")
     theirs = goaccess_visitors(log, tmp_path / "report.json")

@@ -11,7 +11,10 @@ keeps its traceback.
     ├── BusyError       (5) another publication holds the lock
     ├── NotFound        (6) a corte or release that does not exist (or was collected)
     ├── LogFormatError  (7) an access log whose format is unknown or that cannot be read
-    └── ShieldError     (8) an enforcement point (nginx, nftables, Cloudflare) refused a change
+    ├── ShieldError     (8) an enforcement point (nginx, nftables, Cloudflare) refused a change
+    └── PurgeError      (9) the CDN refused a purge or could not be reached
+
+Usage errors (a bad option or argument) exit 64, before any of these.
 """
 
 from __future__ import annotations
@@ -57,3 +60,7 @@ class LogFormatError(DifusorError):
 
 class ShieldError(DifusorError):
     exit_code = 8
+
+
+class PurgeError(DifusorError):
+    exit_code = 9

@@ -6,7 +6,7 @@ rest once for all of them: de-duplication, batches within the provider's limit, 
 for per-URL APIs, back-off on 429 honouring ``Retry-After``, and a ``PurgeResult`` that never
 raises, so a failing CDN never stops the others.
 
-    PurgeError (DifusorError, exit 7)   the CDN refused or could not be reached; one Spanish line
+    PurgeError (errors.py, exit 9)     the CDN refused or could not be reached; one Spanish line
     ├── RateLimited                     429 or the vendor's throttling: retried after Retry-After
     └── Unavailable                     a 5xx or a network failure: retried with back-off
 
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from difusor.config import CdnSettings, Config
-from difusor.errors import ConfigError, DifusorError
+from difusor.errors import ConfigError, DifusorError, PurgeError
 
 DRIVERS = {
     "varnish": "difusor.publish.cdn.varnish:VarnishPurger",
@@ -46,10 +46,6 @@ DRIVERS = {
     "akamai": "difusor.publish.cdn.akamai:AkamaiPurger",
 }
 MAX_WAIT = 60.0  # the longest single back-off, whatever Retry-After asks
-
-
-class PurgeError(DifusorError):
-    exit_code = 7
 
 
 class RateLimited(PurgeError):
