@@ -31,10 +31,10 @@ import pytest
 
 from difusor import config as config_mod
 from difusor.errors import ConfigError
+from difusor.headers import HeaderPolicy
 from difusor.ledger import Ledger
 from difusor.publish.cdn import after_publish, expected_at_edge, purge_paths, purger_for
 from difusor.publish.cdn.base import Purger, driver, retry_after
-from difusor.serve.policy import HeaderPolicy
 from difusor.store.manifest import FileEntry, Manifest
 
 SITE = "https://prep.example.mx"

@@ -30,12 +30,12 @@ from conftest import Site, free_port, stop_group
 
 from difusor import config as config_mod
 from difusor.demo.packages import archive_bytes
+from difusor.headers import HeaderPolicy
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
 from difusor.pipeline import Publisher
 from difusor.serve.app import _NOT_FOUND as NOT_FOUND_PAGE
 from difusor.serve.nginxconf import LOG_FIELDS, NginxConfig, standalone
-from difusor.serve.policy import HeaderPolicy
 from difusor.serve.selfsigned import write_self_signed
 from difusor.store.mediatypes import media_type
 

@@ -29,6 +29,7 @@ from conftest import free_port
 
 from difusor import config as config_mod
 from difusor.errors import ConfigError
+from difusor.headers import HeaderPolicy
 from difusor.paths import StateLayout
 from difusor.serve.accesslog import AccessLog
 from difusor.serve.nginxconf import (
@@ -42,7 +43,6 @@ from difusor.serve.nginxconf import (
     may_overlap,
     standalone,
 )
-from difusor.serve.policy import HeaderPolicy
 from difusor.serve.selfsigned import self_signed, write_self_signed
 from difusor.serve.server import tls_files
 

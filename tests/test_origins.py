@@ -38,11 +38,11 @@ from difusor.config import OriginSettings
 from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import write_package
 from difusor.errors import ConfigError, PackageRefused
+from difusor.headers import HeaderPolicy
 from difusor.ledger import Ledger
 from difusor.pipeline import Publisher
 from difusor.publish.activate import live_release
 from difusor.publish.origins import JOURNAL, Origin, OriginError, Release, origin_settings
-from difusor.serve.policy import HeaderPolicy
 from difusor.store.manifest import ManifestStore
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -278,7 +278,7 @@ def test_access_log_records_each_request_as_json(live) -> None:
 
 def test_switching_by_delta_gives_the_same_answers_as_a_full_build(site: Site, cortes: list) -> None:
     from difusor.demo.packages import write_package
-    from difusor.serve.policy import HeaderPolicy
+    from difusor.headers import HeaderPolicy
     from difusor.serve.table import TableBuilder
     from difusor.store.manifest import ManifestStore
     from difusor.store.objects import ObjectStore

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from difusor.errors import ConfigError
+from difusor.headers import MAIN_JSON_CACHE_CONTROL
 
 DEFAULT_CONFIG = "difusor.toml"
 MAIN_JSON = "json/main.json"
-MAIN_JSON_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")

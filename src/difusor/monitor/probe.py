@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 from cryptography import x509
 
-from difusor.config import MAIN_JSON_CACHE_CONTROL
+from difusor.headers import MAIN_JSON_CACHE_CONTROL
 from difusor.monitor.expected import Expected
 
 FAILURES = ("outage", "integrity", "stale", "header", "tls", "degraded", "authority_delay")

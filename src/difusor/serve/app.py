@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from difusor import config as config_mod
+from difusor.headers import BEACON, BEACON_SCRIPT, REVALIDATE, HeaderPolicy
 from difusor.paths import StateLayout
 from difusor.serve.accesslog import AccessLog
 from difusor.serve.decisions import decisions_path
@@ -28,7 +29,6 @@ from difusor.serve.gate import BUSY, Gate, GateWatcher, refusal
 from difusor.serve.lifeline import watch_parent
 from difusor.serve.live import LiveRelease
 from difusor.serve.negotiation import accepted_encodings, byte_range, etag_matches
-from difusor.serve.policy import HeaderPolicy
 from difusor.serve.table import SERVER, Representation, Resource, Table, TableBuilder
 from difusor.store.layout import StoreLayout
 from difusor.store.objects import ObjectStore
@@ -38,13 +38,10 @@ _NOT_FOUND = (
     b"<!doctype html><meta charset=utf-8><title>404</title>"
     b"<h1>No encontrado</h1><p>Esta ruta no existe en el corte publicado.</p>\n"
 )
-_NOT_FOUND_HEADERS = [SERVER, ("Content-Type", "text/html; charset=utf-8"),
-                      ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")]
-_BEACON_HEADERS = [SERVER, ("Access-Control-Allow-Origin", "*"), ("Cache-Control", "no-store")]
+_NOT_FOUND_HEADERS = [SERVER, ("Content-Type", "text/html; charset=utf-8"), *REVALIDATE]
+_BEACON_HEADERS = [SERVER, *BEACON]
 _BEACON_JS = (Path(__file__).with_name("beacon.js")).read_bytes()
-_BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8"),
-                      ("Cache-Control", "public, max-age=300"),
-                      ("Access-Control-Allow-Origin", "*"), ("X-Content-Type-Options", "nosniff")]
+_BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8"), *BEACON_SCRIPT]
 _SAFE_QUERY = re.compile(r"[!#-~]{1,1024}")  # what may be echoed in a Location header
 # A beacon report: the page (p) and its visible milliseconds (v), at most 12 h (a screen left on
 # all night); analytics/sessions.py MAX_VISIBLE_MS is the same. Per address and worker, a

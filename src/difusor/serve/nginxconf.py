@@ -25,9 +25,9 @@ from pathlib import Path
 
 from difusor.config import Config, parse_address
 from difusor.errors import ConfigError
+from difusor.headers import REVALIDATE, HeaderPolicy, Rule
 from difusor.paths import StateLayout
 from difusor.serve.app import _NOT_FOUND as NOT_FOUND_PAGE
-from difusor.serve.policy import HeaderPolicy, Rule
 from difusor.store.mediatypes import _TYPES as MEDIA_TYPES  # the embedded server's types
 
 #: The embedded access log's fields (serve/accesslog.py), in its order.
@@ -440,7 +440,7 @@ log_format difusor escape=json '{line}';
             "}",
             "",
             "location @difusor_404 {",
-            *self._headers((("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"))),
+            *self._headers(REVALIDATE),
             "    types { }  # not the type of the missing path's extension",
             "    default_type text/html;",
             f'    return 404 "{_NOT_FOUND}";',
@@ -472,7 +472,7 @@ log_format difusor escape=json '{line}';
         is a ``deny`` of the shield's include and stays 403, so a blocked visitor is told so."""
         return [
             "location @difusor_403 {",
-            *self._headers((("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"))),
+            *self._headers(REVALIDATE),
             "    types { }",
             "    default_type text/html;",
             '    set $difusor_sin_index "";',

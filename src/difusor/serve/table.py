@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, replace
 from datetime import UTC, tzinfo
 
+from difusor.headers import HeaderPolicy
 from difusor.moments import in_zone
-from difusor.serve.policy import HeaderPolicy
 from difusor.store.manifest import FileEntry, Manifest
 from difusor.store.mediatypes import compressible
 from difusor.store.objects import ENCODINGS, ObjectStore

@@ -24,8 +24,8 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from difusor.headers import MAIN_JSON_CACHE_CONTROL, HeaderPolicy
 from difusor.publish.origins.base import Context, Origin, OriginError, Release
-from difusor.serve.policy import HeaderPolicy
 from difusor.store.manifest import FileEntry, Manifest
 
 MARKER = "_difusor/release.json"
@@ -114,7 +114,7 @@ class S3Origin(Origin):
     def _write_marker(self, doc: dict[str, Any]) -> None:
         self._call("put_object", Bucket=self.bucket, Key=self.key(MARKER),
                    Body=json.dumps(doc).encode(), ContentType="application/json",
-                   CacheControl="no-cache, no-store, must-revalidate")
+                   CacheControl=MAIN_JSON_CACHE_CONTROL)
 
     def _manifests(self, marker: dict[str, Any]) -> list[Manifest] | None:
         """The manifests of every corte the bucket's files may come from; None when one of

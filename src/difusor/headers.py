@@ -1,6 +1,8 @@
-"""The header policy: site path globs → response headers.
+"""The header policy: site path globs → response headers. On the ground floor (beside config.py)
+because every stage that sends a file reads it: the embedded server, the nginx configuration,
+the S3 origin. No header set is written out anywhere else.
 
-One object renders both the embedded server's headers and (later) the nginx configuration, so
+One object renders both the embedded server's headers and the nginx configuration, so
 the two cannot drift. Rules apply in order and a later rule overrides an earlier one's header of
 the same name; the convocatoria's rule for ``/json/main.json`` is applied last and cannot be
 overridden (config.py refuses a rule that tries).
@@ -12,10 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
-from difusor.config import MAIN_JSON_CACHE_CONTROL, Config
+if TYPE_CHECKING:  # config.py imports this module's constant
+    from difusor.config import Config
 
+# Convocatoria II.1.e: exactly this on /json/main.json (and on the difusor's own dynamic answers).
+MAIN_JSON_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
 ASSET_CACHE = "public, max-age=300"
+# What every file gets, and every miss: revalidate, and no type sniffing.
+REVALIDATE = (("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"))
+# The beacon's answers: readable from the portal's page, never cached.
+BEACON = (("Access-Control-Allow-Origin", "*"), ("Cache-Control", "no-store"))
+# The beacon's script, embedded by the portal's pages: cached like any asset.
+BEACON_SCRIPT = (("Cache-Control", ASSET_CACHE), ("Access-Control-Allow-Origin", "*"),
+                 ("X-Content-Type-Options", "nosniff"))
 _ASSETS = ("*.js", "*.mjs", "*.css", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.svg", "*.webp",
            "*.avif", "*.ico", "*.woff", "*.woff2", "*.ttf", "*.otf", "*.eot")
 
@@ -29,7 +42,7 @@ class Rule:
 
 def default_rules(main_json: str) -> list[Rule]:
     return [
-        Rule("*", (("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")),
+        Rule("*", REVALIDATE,
              "todo se revalida: cada corte puede cambiar cualquier archivo"),
         *(Rule(p, (("Cache-Control", ASSET_CACHE),), "recursos estáticos: 5 minutos")
           for p in _ASSETS),
