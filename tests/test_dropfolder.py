@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -371,7 +372,7 @@ def test_what_the_watcher_receives_gets_published(dsite: Site, drop: Path, tmp_p
             assert got.read_bytes() == pkg.read_bytes()
             outcome = dsite.publisher.publish(got, name=original_name(got.name), link=True)
             assert outcome.status == "published"
-            doc = status(dsite.ledger, dsite.store)
+            doc = status(dsite.ledger, dsite.store, UTC)
             assert doc["corte"]["id"] == outcome.release_id
             assert doc["corte"]["paquete_sha256"] == hashlib.sha256(pkg.read_bytes()).hexdigest()
             manifest = dsite.publisher.manifests.load(live_release(dsite.store))

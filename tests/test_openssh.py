@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -488,7 +489,7 @@ def test_what_arrives_by_sftp_gets_published(sshd: Sshd, receiving, tmp_path: Pa
     assert r.returncode == 0, r.stderr
     got = w.next()
     before = site.publisher.publish(got, name=original_name(got.name), link=True)
-    assert status(site.ledger, site.store)["corte"]["id"] == before.release_id
+    assert status(site.ledger, site.store, UTC)["corte"]["id"] == before.release_id
     # The next corte as a plain upload followed by its sidecar.
     inc = write_package(second, folder, kind="incremental", sidecar=True)
     r = sshd.sftp(f"put {inc} {inc.name}\nput {inc}.sha256 {inc.name}.sha256\n")
@@ -497,7 +498,7 @@ def test_what_arrives_by_sftp_gets_published(sshd: Sshd, receiving, tmp_path: Pa
     assert original_name(side.name) == inc.name + ".sha256"
     after = site.publisher.publish(package, name=original_name(package.name), sidecar=side,
                                    link=True)
-    doc = status(site.ledger, site.store)
+    doc = status(site.ledger, site.store, UTC)
     assert after.status == "published" and doc["corte"]["id"] == after.release_id != before.release_id
     assert doc["corte"]["paquete_sha256"] == hashlib.sha256(inc.read_bytes()).hexdigest()
 

@@ -213,7 +213,7 @@ def status(
     existing_state(cfg)
     zone = ZoneInfo(cfg.site.timezone)
     with ledger_for(cfg) as ledger:
-        doc = _in_zone(build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store)), zone)
+        doc = build_status(ledger, StoreLayout(StateLayout(cfg.state_dir).store), zone)
     warnings = _warnings(cfg)
     if as_json:
         out.print_json(json.dumps({**doc, "avisos": warnings}, ensure_ascii=False))
@@ -233,21 +233,6 @@ def status(
             table.add_row(row["id"], printed(row["fecha_hora"], zone),
                           printed(row["activado"], zone), row["causa"])
         out.print(table)
-
-
-_TIMES = ("fecha_hora", "publicado", "activado")
-
-
-def _in_zone(doc: dict, zone: ZoneInfo) -> dict:
-    """Every time in the site's zone, named: the ledger keeps publication times in UTC and
-    corte times as the authority stated them (as ``/_difusor/status.json`` does, serve/table)."""
-    from difusor.moments import in_zone
-
-    def row(r: dict) -> dict:
-        return {k: in_zone(v, zone) if k in _TIMES else v for k, v in r.items()}
-
-    return {**doc, "corte": row(doc["corte"]) if doc["corte"] else None,
-            "historial": [row(r) for r in doc["historial"]], "zona": zone.key}
 
 
 def _warnings(cfg: config_mod.Config) -> list[str]:

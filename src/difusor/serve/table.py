@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, tzinfo
 
 from difusor.headers import HeaderPolicy
-from difusor.moments import in_zone
+from difusor.publish.status import corte_doc
 from difusor.store.manifest import FileEntry, Manifest
 from difusor.store.mediatypes import compressible
 from difusor.store.objects import ENCODINGS, ObjectStore
@@ -56,20 +56,10 @@ class Table:
         return cls(None, {}, {}, {}, status_body(None, zone), ("X-Difusor-Corte", "-"))
 
 
-def corte_summary(manifest: Manifest, zone: tzinfo = UTC) -> dict[str, str]:
-    """The contract's corte object, as ``difusor status --json`` prints it: both times in the
-    site's zone (the manifest keeps ``created`` in UTC, the corte as the authority said it)."""
-    return {
-        "id": manifest.release_id,
-        "fecha_hora": in_zone(manifest.corte_time, zone),
-        "publicado": in_zone(manifest.created, zone),
-        "paquete_sha256": manifest.package_sha256,
-    }
-
-
 def status_body(manifest: Manifest | None, zone: tzinfo) -> bytes:
     """``/_difusor/status.json``: the corte and the zone its times are in, as ``status --json``."""
-    corte = corte_summary(manifest, zone) if manifest else None
+    corte = corte_doc(manifest.release_id, manifest.corte_time, manifest.created,
+                      manifest.package_sha256, zone) if manifest else None
     return json.dumps({"corte": corte, "zona": str(zone)}, ensure_ascii=False).encode()
 
 
