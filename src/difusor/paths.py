@@ -28,6 +28,15 @@ def private_file(path: Path, mode: int = PRIVATE_FILE) -> Path:
     return path
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable: its own fsync."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def private_dir(path: Path, mode: int = 0o700) -> Path:
     """``path`` as a folder with exactly ``mode`` (``mkdir`` alone obeys the umask)."""
     path.mkdir(parents=True, exist_ok=True)

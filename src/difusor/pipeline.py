@@ -35,7 +35,7 @@ from difusor.package.corte import corte_id
 from difusor.package.names import check_conflicts, folders
 from difusor.package.reader import Progress, VerifiedPackage, read_package
 from difusor.package.verdict import check_clock, repeats, resent_message
-from difusor.paths import StateLayout
+from difusor.paths import StateLayout, fsync_dir
 from difusor.publish.activate import (
     activate,
     bump_generation,
@@ -60,7 +60,7 @@ from difusor.receive.intake import SIDECAR_SUFFIX, Intake, hash_file, original_n
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import FileEntry, Manifest, ManifestStore, changed_paths
 from difusor.store.mediatypes import compressible, media_type
-from difusor.store.objects import ObjectStore, Staging, fsync_dir, sync_filesystem
+from difusor.store.objects import ObjectStore, Staging, sync_filesystem
 from difusor.store.releases import ReleaseDirs
 from difusor.store.space import no_space_refusal, out_of_space
 

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from difusor.config import Config
 from difusor.errors import DifusorError
 from difusor.ledger import Ledger
+from difusor.paths import fsync_dir
 from difusor.publish.activate import bump_generation, live_release, wait_served
-from difusor.store.objects import fsync_dir
 
 
 @dataclass(frozen=True)

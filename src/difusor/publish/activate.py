@@ -14,8 +14,8 @@ import struct
 import time
 from pathlib import Path
 
+from difusor.paths import fsync_dir
 from difusor.store.layout import StoreLayout
-from difusor.store.objects import fsync_dir
 
 _COUNTER = struct.Struct("<Q")
 

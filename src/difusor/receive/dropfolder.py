@@ -48,7 +48,7 @@ from typing import Any
 
 from difusor.config import Config
 from difusor.errors import DifusorError
-from difusor.paths import StateLayout
+from difusor.paths import StateLayout, fsync_dir
 from difusor.receive.inbox import deliver
 from difusor.receive.intake import SIDECAR_SUFFIX
 
@@ -438,12 +438,12 @@ class DropFolderWatcher:
                 dst.flush()
                 os.fsync(dst.fileno())
             target = deliver(tmp, self.inbox, name=name)
-            _fsync_dir(self.inbox)
+            fsync_dir(self.inbox)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         claim.unlink()
-        _fsync_dir(claim.parent)
+        fsync_dir(claim.parent)
         return target
 
     def _clean_inbox(self) -> None:
@@ -487,11 +487,3 @@ class DropFolderWatcher:
     def _forget(self, path: Path) -> None:
         for table in (self._seen, self._hashed, self._noted):
             table.pop(path, None)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -40,14 +40,6 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_file(path: Path | str, data: bytes | memoryview, mode: int = 0o444, *,
                sync: bool = False) -> None:
     """Create ``path`` (it must not exist) with ``data``; optionally fsync it."""

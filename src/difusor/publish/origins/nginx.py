@@ -16,8 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from difusor.paths import fsync_dir
 from difusor.publish.origins.base import Origin, OriginError, Release
-from difusor.store.objects import fsync_dir, sync_filesystem
+from difusor.store.objects import sync_filesystem
 from difusor.store.releases import clone_links
 
 RSYNC_FLAGS = ["-a", "--delete", "--modify-window=-1"]  # -1: mtimes compared to the nanosecond

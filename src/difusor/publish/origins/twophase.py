@@ -31,8 +31,9 @@ from typing import Any
 
 from difusor.errors import DifusorError
 from difusor.ledger import Ledger
+from difusor.paths import fsync_dir
 from difusor.publish.origins.base import Context, Origin, Release, Result
-from difusor.store.objects import fsync_dir, write_file
+from difusor.store.objects import write_file
 
 JOURNAL = "origins-switch.json"
 
