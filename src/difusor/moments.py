@@ -8,7 +8,7 @@ one zone per answer, never UTC beside local time.
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 # What the CLI prints (``08/12/2024 20:30:00 CST``): day first, seconds and zone name optional.
@@ -36,8 +36,14 @@ def parse_moment(value: str, zone: ZoneInfo) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=zone)
 
 
+def stored(iso: str) -> datetime:
+    """A time as the ledger stores it (ISO 8601); one without a zone is UTC, the ledger's."""
+    when = datetime.fromisoformat(iso)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _aware(when: datetime | str) -> datetime:
-    return datetime.fromisoformat(when) if isinstance(when, str) else when
+    return stored(when) if isinstance(when, str) else when
 
 
 def printed(when: datetime | str, zone: tzinfo) -> str:

@@ -32,6 +32,7 @@ import httpx
 
 from difusor.config import Config, EmailSettings, WebhookSettings
 from difusor.ledger import Ledger
+from difusor.moments import stored
 from difusor.monitor.incidents import KINDS, SEVERITIES, STATES
 
 WEBHOOK_TIMEOUT = 5.0  # seconds per attempt
@@ -105,8 +106,8 @@ class Alerter:
         target = incident.get("target")
         what = f"{kind} de «{target}»" if target else kind
         number = f"incidente n.º {incident['id']}"
-        started = _parse(incident["started_at"])
-        ended = _parse(incident["ended_at"]) if incident.get("ended_at") else None
+        started = stored(incident["started_at"])
+        ended = stored(incident["ended_at"]) if incident.get("ended_at") else None
         duration = ((ended or datetime.now(UTC)) - started).total_seconds()
         state = STATES.get(incident["state"], incident["state"])
         severity = SEVERITIES.get(incident["severity"], incident["severity"])
@@ -287,9 +288,6 @@ class _SendError(Exception):
     """A channel failed; the message is the reason, in Spanish, without secrets."""
 
 
-def _parse(iso: str) -> datetime:
-    when = datetime.fromisoformat(iso)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _duration(seconds: float) -> str:

@@ -34,6 +34,7 @@ import orjson
 
 from difusor.config import Config
 from difusor.ledger import Ledger, utcnow
+from difusor.moments import stored
 from difusor.monitor.probe import ProbeResult
 from difusor.paths import StateLayout
 
@@ -131,7 +132,7 @@ class IncidentTracker:
         """Streaks a restarted monitor was in the middle of, from the ledger's last probes."""
         self._restored.add((name, vantage))
         span = GAP_INTERVALS * interval * (self.cfg.monitor.fail_after + 1)
-        since = _iso(_parse(before) - timedelta(seconds=span))
+        since = _iso(stored(before) - timedelta(seconds=span))
         for row in self.ledger.probes(target=name, since=since, until=before, vantage=vantage):
             result = ProbeResult(row["target"], bool(row["ok"]), row["failure"], row["status"],
                                  row["latency_ms"], row["corte"], row["message"] or "",
@@ -484,7 +485,7 @@ def impact(path: Path, start: str, end: str, *, estimate: bool = False
     if estimate:
         seconds = max(_seconds(start, end), 1.0)
         length = min(max(seconds, 300.0), 3600.0)
-        before = _iso(_parse(start) - timedelta(seconds=length))
+        before = _iso(stored(start) - timedelta(seconds=length))
         earlier, _e, seen = _count(files, _log_stamp(before), lo)
         out["baseline_requests_per_min"] = round(earlier / length * 60, 2)
         out["estimated_requests"] = round(earlier / length * seconds)
@@ -555,7 +556,7 @@ def _first_offset(f: BinaryIO, lo: bytes) -> int:
 
 def _log_stamp(iso: str) -> bytes:
     """The access log's own form: ``2024-06-02T20:00:00.000Z``."""
-    when = _parse(iso).astimezone(UTC)
+    when = stored(iso).astimezone(UTC)
     return (when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond // 1000:03d}Z").encode()
 
 
@@ -573,8 +574,8 @@ _MEASURE_EVENTS = ("service_restarted", "origin_out", "origin_back", "origin_res
 def automatic_measures(ledger: Ledger, incident: dict[str, Any], start: str, end: str, *,
                        margin: float) -> list[dict[str, Any]]:
     """What the system itself did in the window, from the ledger (``by: auto``)."""
-    since = _iso(_parse(start) - timedelta(seconds=margin))
-    until = _iso(_parse(end) + timedelta(seconds=margin))
+    since = _iso(stored(start) - timedelta(seconds=margin))
+    until = _iso(stored(end) + timedelta(seconds=margin))
     out: list[dict[str, Any]] = []
     for event in ledger.events_since(kinds=_MEASURE_EVENTS, since=since, until=until):
         detail = event["detail"] or {}
@@ -607,9 +608,6 @@ def automatic_measures(ledger: Ledger, incident: dict[str, Any], start: str, end
 # -- time -------------------------------------------------------------------------------------
 
 
-def _parse(iso: str) -> datetime:
-    when = datetime.fromisoformat(iso)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _iso(when: datetime) -> str:
@@ -617,11 +615,11 @@ def _iso(when: datetime) -> str:
 
 
 def _seconds(start: str, end: str) -> float:
-    return (_parse(end) - _parse(start)).total_seconds()
+    return (stored(end) - stored(start)).total_seconds()
 
 
 def _local(iso: str, zone: tzinfo | None = None) -> str:
     """``HH:MM:SS`` in the site's zone (the operator's clock), with the date when not today."""
-    when = _parse(iso).astimezone(zone)
+    when = stored(iso).astimezone(zone)
     today = datetime.now(zone).date()
     return when.strftime("%H:%M:%S" if when.date() == today else "%d/%m/%Y %H:%M:%S")
