@@ -11,17 +11,19 @@ import re
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
+from difusor.errors import DifusorError
+
 # What the CLI prints (``08/12/2024 20:30:00 CST``): day first, seconds and zone name optional.
 _PRINTED = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?"
                       r"(?: [A-Za-z]{2,5})?")
 
 
-class BadMoment(ValueError):
-    """Not a moment; the message is Spanish and names what was given."""
+class BadMoment(DifusorError):
+    """Not a moment; the message is Spanish and names the option and what was given."""
 
 
-def parse_moment(value: str, zone: ZoneInfo) -> datetime:
-    """``value`` as an aware datetime; raises ``BadMoment``."""
+def parse_moment(value: str, zone: ZoneInfo, what: str = "") -> datetime:
+    """``value`` (given as ``what``, e.g. ``--from``) as an aware datetime; raises ``BadMoment``."""
     text = value.strip()
     m = _PRINTED.fullmatch(text)
     try:
@@ -31,7 +33,8 @@ def parse_moment(value: str, zone: ZoneInfo) -> datetime:
         else:
             when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadMoment(f"«{value}» no es una fecha: usa dd/mm/aaaa HH:MM (como la muestra "
+        named = f"{what}: " if what else ""
+        raise BadMoment(f"{named}«{value}» no es una fecha: usa dd/mm/aaaa HH:MM (como la muestra "
                         "difusor) o ISO 8601, p. ej. 2024-12-08T20:30-06:00") from None
     return when if when.tzinfo else when.replace(tzinfo=zone)
 

@@ -47,14 +47,9 @@ def ingest_command(
 
 def _moment(value: str | None, zone: ZoneInfo, flag: str) -> datetime | None:
     """ISO 8601, or the ``dd/mm/aaaa HH:MM`` the summary itself prints."""
-    from difusor.moments import BadMoment, parse_moment
+    from difusor.moments import parse_moment
 
-    if value is None:
-        return None
-    try:
-        return parse_moment(value, zone)
-    except BadMoment as exc:
-        raise DifusorError(f"{flag}: {exc}") from None
+    return None if value is None else parse_moment(value, zone, flag)
 
 
 @analytics_app.command("summary")

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from difusor.errors import DifusorError, NotFound
 from difusor.ledger import Ledger
-from difusor.moments import BadMoment, parse_moment
+from difusor.moments import parse_moment
 from difusor.monitor.uptime import TARGET, Uptime, UptimeReport
 
 KIND_LABELS = {
@@ -85,12 +85,7 @@ def _plain(text: str) -> str:
 def moment_from(value: str | None, zone: ZoneInfo, what: str = "--now / DIFUSOR_NOW") -> datetime:
     """A moment from the command line, ISO 8601 or ``dd/mm/aaaa HH:MM`` (a naive one is in the
     site's ``zone``); None is the clock. ``--now``/``DIFUSOR_NOW`` fix the clock for drills."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        return parse_moment(value, zone)
-    except BadMoment as exc:
-        raise DifusorError(f"{what}: {exc}") from None
+    return datetime.now(UTC) if value is None else parse_moment(value, zone, what)
 
 
 def duration(seconds: float) -> str:
