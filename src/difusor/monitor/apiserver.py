@@ -9,6 +9,7 @@ stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -63,11 +64,9 @@ class BoundedServer(ThreadingHTTPServer):
         head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; "
                 f"charset=utf-8\r\nContent-Length: {len(body)}\r\nRetry-After: 5\r\n"
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode()
-        try:
+        with contextlib.suppress(OSError):  # best effort: the connection is closed either way
             request.settimeout(0.5)  # a client that does not read must not stall accepting
             request.sendall(head + body)
-        except OSError:
-            pass
         self.shutdown_request(request)
         self._busy_count += 1
         now = time.monotonic()
