@@ -555,3 +555,41 @@ def test_a_new_corte_is_served_without_reload(target: Target) -> None:
             time.sleep(0.02)
         assert gzip.decompress(z.body) == new
         assert server.get("/index.html").body == PAGE  # the rest of the site carried over
+
+
+def _refused_by_nginx(stack: Stack, source: str, count: int) -> None:
+    """Requests nginx turns away before any location: a header over its buffers, a garbage line."""
+    ctx = _client_context(stack.ca) if stack.ca else None
+    huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Relleno: " + b"a" * 40_000 + b"\r\n\r\n"
+    for i in range(count):
+        raw = socket.create_connection(("127.0.0.1", stack.nginx_port), timeout=10,
+                                       source_address=(source, 0))
+        sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if ctx else raw
+        with sock:
+            sock.sendall(huge if i % 2 else b"BASURA\r\n\r\n")
+            reply = sock.recv(64)
+            assert reply.startswith(b"HTTP/1.1 400"), reply
+
+
+def test_requests_nginx_refuses_reach_the_shield(stack: Stack) -> None:
+    """A flood of malformed requests never reaches a handler; nginx logs them, the shield reads
+    nginx's log too (with its zone offset) and limits the source."""
+    from difusor.shield.service import Shield
+
+    source = "127.0.0.93"
+    _refused_by_nginx(stack, source, 300)  # 300 in ~1 s: over 20/s sustained for 10 s
+    log = stack.site.cfg.nginx_access_log
+    deadline = time.monotonic() + 5
+    while True:  # nginx flushes its log every second
+        rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        mine = [x for x in rows if x["ip"] == source]
+        if len(mine) == 300:
+            break
+        assert time.monotonic() < deadline, f"nginx registró {len(mine)} de 300"
+        time.sleep(0.1)
+    assert {x["status"] for x in mine} == {400}
+    shield = Shield(stack.site.cfg, stack.site.ledger)
+    assert shield.logs[1] == log
+    shield.feed(log.read_bytes())
+    actions = shield.detector.evaluate(time.time())
+    assert any(a.key == source for a in actions), actions

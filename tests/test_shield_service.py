@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from conftest import Site, free_port, make_site, minimal_site, stop_group
 
@@ -84,6 +85,31 @@ def test_a_flood_in_the_log_becomes_decisions_evidence_and_enforcement(site: Sit
     failed = site.ledger.events("shield_enforcer_failed")
     assert failed and "nginx -s reload" in failed[0]["message"]
     assert any("doble no aplicó" in m for m in said)
+
+
+def nginx_lines(rows: list[tuple[float, str, str, int]], offset_h: int) -> bytes:
+    """nginx's lines (generated log_format): local time with its offset, integer duration."""
+    out = []
+    for t, ip, path, status in rows:
+        local = time.gmtime(t + offset_h * 3600)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{int(t * 1000) % 1000:03d}"
+        zone = f"{'+' if offset_h >= 0 else '-'}{abs(offset_h):02d}:00"
+        out.append(orjson.dumps({
+            "time": stamp + zone, "ip": ip, "method": "GET", "path": path, "query": "",
+            "status": status, "bytes": 0, "referer": "", "user_agent": UA, "corte": "-",
+            "duration_ms": 0}))
+    return b"\n".join(out) + b"\n"
+
+
+@pytest.mark.parametrize("offset_h", [-6, 0, 5])
+def test_nginx_lines_count_at_their_real_second(site: Site, offset_h: int) -> None:
+    """nginx writes local time with an offset (Mexico: -06:00); read as UTC the flood would be
+    six hours old and never judged."""
+    shield, _ = shield_for(site)
+    now = time.time()
+    shield.feed(nginx_lines(flood("198.51.100.4", now - 5, 5, 100, 400), offset_h))
+    actions = shield.detector.evaluate(now)
+    assert [a.action for a in actions if a.key == "198.51.100.4"], actions
 
 
 def test_the_operator_unblock_and_allow_are_kept_by_the_service(site: Site) -> None:

@@ -599,6 +599,12 @@ class Config(_Section):
     def state_dir(self) -> Path:
         return self.path(self.state.dir)
 
+    @property
+    def nginx_access_log(self) -> Path:
+        """Where the generated nginx config logs; the shield follows it beside the embedded log."""
+        n = self.nginx.access_log
+        return (self.path(n) if n else self.state_dir / "logs" / "nginx-access.log").absolute()
+
 
 SECTIONS: dict[str, type[BaseModel]] = {
     name: field.annotation  # type: ignore[misc]

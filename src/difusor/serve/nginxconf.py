@@ -191,8 +191,7 @@ class NginxConfig:
         state = StateLayout(cfg.state_dir)
         n = cfg.nginx
         self.root = (cfg.path(n.root) if n.root else state.store / "site").absolute()
-        self.access_log = (cfg.path(n.access_log) if n.access_log
-                           else state.logs / "nginx-access.log").absolute()
+        self.access_log = cfg.nginx_access_log
         self.acme_root = (cfg.path(n.acme_webroot) if n.acme_webroot
                           else state.root / "acme").absolute()
         self.tls = bool(n.tls_cert and n.tls_key)

@@ -1,7 +1,7 @@
 """The shield as a part of ``difusor run``: access log → detector → decisions → enforcement.
 
 Every ``READ_SECONDS`` it reads the new lines of the embedded server's access log (workers flush
-every half second, so a request is judged within about a second), feeds the detector, and when
+every half second, so a request is judged within about a second) and of nginx's, feeds the detector, and when
 the decisions changed rewrites ``decisions.json`` (every web worker reloads it within 0.2 s),
 tells the external enforcers (nginx, nftables, Cloudflare: only addresses and networks), writes
 each decision to the ledger and logs it in Spanish. Attack mode opens an ``attack`` incident
@@ -39,6 +39,18 @@ EVIDENCE_SECONDS = 5.0  # how often the open incident's evidence is rewritten
 ACTIVATION_SECONDS = 5.0  # how often the ledger is asked for the last activation
 
 
+def _epoch_second(at: str) -> int:
+    """``2024-12-08T20:30:00.123Z`` (embedded) or ``…00.123-06:00`` (nginx) → epoch second."""
+    sec = calendar.timegm(time.strptime(at[:19], "%Y-%m-%dT%H:%M:%S"))
+    zone = at[19:].lstrip(".0123456789")
+    if zone in ("", "Z"):
+        return sec
+    if len(zone) != 6 or zone[0] not in "+-" or zone[3] != ":":
+        raise ValueError(at)
+    offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+    return sec - offset if zone[0] == "+" else sec + offset
+
+
 class Shield:
     def __init__(self, cfg: Config, ledger: Ledger, log: Callable[[str], None] | None = None
                  ) -> None:
@@ -46,7 +58,9 @@ class Shield:
         self.ledger = ledger
         self.log = log or (lambda _m: None)
         self.path = decisions_path(cfg.state_dir)
-        self.access_log = StateLayout(cfg.state_dir).access_log
+        # The embedded server's log and nginx's: requests nginx refuses before any handler
+        # (400 malformed, 414, request headers too large) appear only in nginx's log.
+        self.logs = [StateLayout(cfg.state_dir).access_log, cfg.nginx_access_log]
         self.zone = ZoneInfo(cfg.site.timezone)
         self.detector = Detector(cfg.shield, self.zone, asn=AsnLookup())
         self.enforcers: list[Enforcer] = _enforcers(cfg, self.log)
@@ -64,13 +78,14 @@ class Shield:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        follower = Follower(self.access_log, from_end=True)
+        followers = [Follower(path, from_end=True) for path in self.logs]
         self._sync(time.time(), force=True)
         try:
             while not stop.wait(READ_SECONDS):
-                self.step(follower.read())
+                self.step(b"".join(f.read() for f in followers))
         finally:
-            follower.close()
+            for follower in followers:
+                follower.close()
             for enforcer in self.enforcers:
                 try:
                     enforcer.close()
@@ -103,13 +118,13 @@ class Shield:
         for line in data.splitlines():
             try:
                 row = loads(line)
-                stamp = line[9:28]  # {"time":"YYYY-MM-DDTHH:MM:SS
+                at = row["time"]
+                stamp = at[:19] + at[23:]  # the second and the zone, without the milliseconds
                 sec = stamps.get(stamp)
                 if sec is None:
                     if len(stamps) > 4096:
                         stamps.clear()
-                    sec = stamps[stamp] = calendar.timegm(
-                        time.strptime(row["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+                    sec = stamps[stamp] = _epoch_second(at)
                 observe(sec, row["ip"], row["method"], row["path"], row["query"],
                         row["status"], row["user_agent"], row.get("duration_ms") or 0.0)
                 n += 1
