@@ -31,8 +31,8 @@ from difusor import config as config_mod
 from difusor.demo.packages import archive_bytes
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
-from difusor.pipeline import Publisher
 from difusor.ports import unused_port as free_port  # (below the clients' port range)
+from difusor.publish.publisher import Publisher
 from difusor.store.layout import StoreLayout
 
 BENCH = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +21,8 @@ from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import archive_bytes
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
-from difusor.pipeline import Publisher
 from difusor.ports import unused_port as free_port  # (below the clients' port range)
+from difusor.publish.publisher import Publisher
 from difusor.store.layout import StoreLayout
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -70,7 +70,9 @@ def make_site(root: Path, extra_toml: str = "", port: int | None = None) -> Site
     cfg_path.write_text(text + extra_toml)
     cfg = config_mod.load(cfg_path)
     ledger = Ledger(StateLayout(cfg.state_dir).ledger)
-    return Site(root, cfg_path, cfg, ledger, Publisher(cfg, ledger))
+    publisher = Publisher(cfg, ledger)
+    publisher.prepare()  # the folders `difusor init` and the first publication make
+    return Site(root, cfg_path, cfg, ledger, publisher)
 
 
 @pytest.fixture
@@ -180,3 +182,15 @@ def server(site: Site) -> Iterator[ServerProcess]:
     proc = ServerProcess(site.config_path, port).start()
     yield proc
     proc.stop()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               step: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds.
+    Tests wait for the event itself: a fixed pause is too short on a loaded machine and too
+    long everywhere else."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"no llegó a tiempo ({timeout:g} s): {what}")
+        time.sleep(step)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from conftest import ServerProcess, Site
 
-import difusor.pipeline as pipeline_mod
+import difusor.publish.publisher as pipeline_mod
 from difusor.demo.election import DATABASE, SyntheticElection
 from difusor.demo.packages import write_package
 

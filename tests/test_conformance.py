@@ -33,7 +33,7 @@ from difusor.demo.packages import archive_bytes
 from difusor.headers import HeaderPolicy
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
-from difusor.pipeline import Publisher
+from difusor.publish.publisher import Publisher
 from difusor.serve.app import _NOT_FOUND as NOT_FOUND_PAGE
 from difusor.serve.nginxconf import LOG_FIELDS, NginxConfig, standalone
 from difusor.serve.selfsigned import write_self_signed

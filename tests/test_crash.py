@@ -31,8 +31,8 @@ from conftest import ServerProcess, Site, free_port, make_site
 from difusor.demo.election import Corte, SyntheticElection
 from difusor.demo.packages import write_package
 from difusor.ledger import Ledger
-from difusor.pipeline import Publisher
 from difusor.publish.activate import activate, live_release, read_generation, site_release
+from difusor.publish.publisher import Publisher
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import ManifestStore
 from difusor.store.objects import ObjectStore
@@ -364,15 +364,15 @@ _KILLER = textwrap.dedent(
 
 # (where, before/after, nth call, which corte is live right after the kill)
 KILL_POINTS = [
-    ("difusor.pipeline:take_in", "after", 1, "old"),
+    ("difusor.publish.publisher:take_in", "after", 1, "old"),
     ("difusor.ledger:Ledger.package_received", "after", 1, "old"),
-    ("difusor.pipeline:read_package", "after", 1, "old"),
+    ("difusor.publish.publisher:read_package", "after", 1, "old"),
     ("difusor.store.packs:PackWriter.seal", "after", 1, "old"),
     ("difusor.store.objects:Staging.commit", "after", 1, "old"),
     ("difusor.store.manifest:ManifestStore.save", "after", 1, "old"),
     ("difusor.ledger:Ledger.release_stored", "after", 1, "old"),
     ("difusor.publish.activate:bump_generation", "before", 1, "new"),
-    ("difusor.pipeline:activate", "after", 1, "new"),
+    ("difusor.publish.publisher:activate", "after", 1, "new"),
     ("difusor.ledger:Ledger.activated", "after", 1, "new"),
     ("difusor.receive.intake:Intake.keep", "after", 1, "new"),
     ("difusor.store.objects:write_file", "after", 10, "new"),

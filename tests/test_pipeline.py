@@ -13,6 +13,8 @@ from conftest import Site, minimal_site, realdata
 from difusor.demo.packages import archive_bytes, write_package
 from difusor.errors import NotFound, PackageRefused
 from difusor.publish.activate import live_release, read_generation
+from difusor.publish.collect import collect_cortes
+from difusor.publish.rollback import rollback
 from difusor.store.manifest import ManifestStore
 
 
@@ -110,21 +112,21 @@ def test_rollback_returns_to_the_previous_corte_and_back(site: Site, cortes: lis
     for n, corte in enumerate(cortes[:3]):
         site.publisher.publish(write_package(corte, site.root / "pk",
                                              kind="full" if n == 0 else "incremental"))
-    assert site.publisher.rollback() == cortes[1].stamp
+    assert rollback(site.publisher) == cortes[1].stamp
     assert served_files(site) == cortes[1].files
     assert site.ledger.last_activation().cause == "rollback"
     # An incremental package now lands on top of the corte that is live again.
-    assert site.publisher.rollback(cortes[2].stamp) == cortes[2].stamp
+    assert rollback(site.publisher, cortes[2].stamp) == cortes[2].stamp
     with pytest.raises(NotFound):
-        site.publisher.rollback("20991231_2359")
+        rollback(site.publisher, "20991231_2359")
 
 
 def test_gc_keeps_the_newest_and_the_live_corte(site: Site, cortes: list) -> None:
     for n, corte in enumerate(cortes):
         site.publisher.publish(write_package(corte, site.root / "pk",
                                              kind="full" if n == 0 else "incremental"))
-    site.publisher.rollback(cortes[0].stamp)
-    result = site.publisher.gc(keep=2)
+    rollback(site.publisher, cortes[0].stamp)
+    result = collect_cortes(site.publisher, keep=2)
     kept = {p.name for p in site.store.releases.iterdir()}
     assert kept == {cortes[0].stamp, cortes[-2].stamp, cortes[-1].stamp}
     assert set(result.releases) == {c.stamp for c in cortes[1:-2]}
@@ -137,6 +139,32 @@ def test_gc_keeps_the_newest_and_the_live_corte(site: Site, cortes: list) -> Non
     present = {p.parent.name + p.name for p in site.store.objects.glob("*/*") if "." not in p.name}
     assert present == referenced
     assert site.ledger.release(cortes[1].stamp).collected_at is not None
+
+
+def test_making_a_publisher_touches_nothing_on_disk(tmp_path: Path) -> None:
+    """``difusor gc``/``status`` build one: it must not create a state folder by mistake."""
+    from conftest import make_site
+
+    from difusor.publish.publisher import Publisher
+
+    site = make_site(tmp_path / "d")
+    moved = site.cfg.model_copy(update={"state": site.cfg.state.model_copy(
+        update={"dir": str(tmp_path / "otro-estado")})})
+    Publisher(moved, site.ledger)
+    assert not (tmp_path / "otro-estado").exists()
+
+
+def test_gc_does_not_replay_what_an_interrupted_run_left(site: Site,
+                                                          cortes: list) -> None:
+    """Only a publication or a rollback tidies up after a crash: collecting old cortes never
+    re-processes a copy left in incoming/ (the next publication does)."""
+    site.publisher.publish(write_package(cortes[0], site.root / "pk", kind="full"))
+    leftover = write_package(cortes[1], site.state.incoming, kind="incremental")
+    collect_cortes(site.publisher, keep=1)
+    assert leftover.exists() and site.ledger.package_by_copy(leftover.name) is None
+    site.publisher.publish(write_package(cortes[2], site.root / "pk", kind="incremental"))
+    assert not leftover.exists()
+    assert site.ledger.package_by_copy(leftover.name)["state"] == "interrupted"
 
 
 def test_spare_patch_builds_the_same_tree_as_from_scratch(site: Site, cortes: list,

@@ -38,7 +38,7 @@ def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
     """The database, created with its tables when writable; waits up to ``wait`` s for the lock."""
     path = database_path(cfg)
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)  # hides DuckDB's 0644 WAL
     deadline = time.monotonic() + wait
     delay = 0.05
     while True:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from difusor.errors import DifusorError
+from difusor.ledger import Ledger
 
 SIDECAR_SUFFIX = ".sha256"
 REASON_SUFFIX = ".motivo.txt"
@@ -159,3 +160,33 @@ def _sidecar(side: Path) -> str | None:
     except FileNotFoundError:
         return None
     return data.decode("utf-8", "replace")
+
+
+def recover_copy(path: Path, ledger: Ledger, *, packages: Path, quarantine: Path) -> None:
+    """A copy an interrupted run left in ``incoming/``: put it where its ledger row says it
+    belongs (kept, quarantined), or mark its publication interrupted and keep it."""
+    if path.name.endswith(SIDECAR_SUFFIX):
+        return  # moves with its package
+    if path.name.startswith(".") and path.name.endswith(".part"):
+        path.unlink(missing_ok=True)  # an unfinished copy; the source is still where it was
+        return
+    row = ledger.package_by_copy(path.name)
+    if row is None:  # copied, but the run died before the ledger heard of it
+        sha, size = hash_file(path)
+        pid = ledger.package_received(original_name(path.name), sha, size, path.name)
+        row = ledger.package(pid)
+        assert row is not None
+    intake = Intake.resume(path, row["name"], row["sha256"], row["size"])
+    if row["state"] in ("refused", "failed"):
+        kept = intake.quarantine(quarantine, row["reason_code"] or "", row["reason"] or "")
+        ledger.package_update(row["id"], kept_at=str(kept))
+        return
+    kept = intake.keep(packages)
+    if row["state"] in ("activated", "duplicate"):
+        ledger.package_update(row["id"], kept_at=str(kept))
+        return
+    ledger.package_update(row["id"], state="interrupted", kept_at=str(kept))
+    ledger.event(
+        "interrupted", f"publicación interrumpida de {row['name']}; original conservado",
+        package_id=row["id"], detail={"kept_at": str(kept)},
+    )

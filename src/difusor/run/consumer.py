@@ -20,7 +20,8 @@ from difusor.config import Config
 from difusor.errors import BusyError, DifusorError, PackageRefused
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout
-from difusor.pipeline import Publisher, PublishOutcome
+from difusor.publish.outcome import PublishOutcome
+from difusor.publish.publisher import Publisher
 from difusor.receive.inbox import Arrival, arrivals, sidecar_for
 from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX
 from difusor.store.space import NO_SPACE, free_bytes
