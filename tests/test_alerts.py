@@ -58,17 +58,20 @@ def smtp() -> Iterator[tuple[Controller, Mailbox]]:
 
 
 class Receiver:
-    """A webhook receiver: records (path, JSON body); /fail answers 500, /slow takes 1.5 s."""
+    """A webhook receiver: records (path, JSON body); /fail answers 500, /slow holds the
+    request (``arrived`` set) until ``release`` is set."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, Any]] = []
+        self.arrived, self.release = threading.Event(), threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path == "/slow":
-                    time.sleep(1.5)
+                    outer.arrived.set()
+                    outer.release.wait(10)
                 outer.received.append((self.path, json.loads(body)))
                 status = 500 if self.path == "/fail" else 200
                 self.send_response(status)
@@ -81,10 +84,13 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for it (the default 0.5 s, in every teardown).
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -292,20 +298,36 @@ url = "{receiver.url}/hook"
     site.ledger.close()
 
 
+class Clock:
+    """The alerter's monotonic clock, moved forward by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+    sleep = staticmethod(time.sleep)
+
+
 @pytest.mark.slow
-def test_updates_go_again_once_the_interval_passed(tmp_path: Path, receiver: Receiver) -> None:
+def test_updates_go_again_once_the_interval_passed(tmp_path: Path, receiver: Receiver,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     site = alert_site(tmp_path, f"""
 [alerts]
-min_interval = 0.3
+min_interval = 300
 
 [[alerts.webhooks]]
 url = "{receiver.url}/hook"
 """)
+    clock = Clock()
+    monkeypatch.setattr(alerts, "time", clock)  # the module's own name: no one else's clock
     alerter = Alerter(site.cfg, site.ledger)
     incident = open_incident(site.ledger)
     assert alerter.incident(incident, "opened")
+    clock.ahead = 299.0
     assert not alerter.incident(incident, "updated")
-    time.sleep(0.35)
+    clock.ahead = 301.0
     site.ledger.incident_update(incident["id"], state="identified", cause="el proveedor cayó")
     assert alerter.incident(site.ledger.incident(incident["id"]) or {}, "updated")
     assert alerter.flush(10)
@@ -353,11 +375,13 @@ def test_sending_does_not_block_the_caller(tmp_path: Path, receiver: Receiver) -
 url = "{receiver.url}/slow"
 """)
     alerter = Alerter(site.cfg, site.ledger)
-    started = time.monotonic()
     assert alerter.incident(open_incident(site.ledger), "opened")
-    assert time.monotonic() - started < 0.5
+    # The caller is back while the receiver still holds the request: a blocking send would
+    # only have returned after the receiver answered (it waits up to 10 s for ``release``).
+    assert receiver.arrived.wait(10) and receiver.received == []
+    assert not alerter.flush(0.2)  # still in flight
+    receiver.release.set()
     assert alerter.flush(10)
-    assert time.monotonic() - started >= 1.4
     assert len(receiver.received) == 1
     alerter.close()
     site.ledger.close()

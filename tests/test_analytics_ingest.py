@@ -22,7 +22,7 @@ import pytest
 from conftest import Site, make_site
 
 from difusor.analytics import agents, formats, logfile
-from difusor.analytics import ingest as ingest_mod
+from difusor.analytics import ingestor as ingest_mod
 from difusor.analytics import lookups as lookups_mod
 from difusor.analytics.db import connect, database_path
 from difusor.analytics.geo import Geo, default_db

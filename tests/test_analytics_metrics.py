@@ -25,8 +25,8 @@ from difusor.analytics import views
 from difusor.analytics.geo import state_name
 from difusor.analytics.ingest import ingest_files
 from difusor.analytics.metrics import compute, summary
-from difusor.analytics.render import print_summary
 from difusor.analytics.schema import HITS_VIEW, STORE_DDL
+from difusor.cli.analytics_tables import print_summary
 from difusor.config import Config
 
 ZONE = visitlog.ZONE

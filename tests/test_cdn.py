@@ -2,8 +2,10 @@
 
 Each double is a loopback HTTP server that records every request and answers like the vendor.
 ``PurgerContract`` holds what every driver must do (batches within the limit, 429 back-off that
-honours Retry-After, refused credentials as one Spanish line, retried server errors); each
-driver's class inherits it and adds the exact request shape of its API.
+honours Retry-After, refused credentials as one Spanish line, retried server errors, purging
+everything in one request, unusable settings or secrets as a configuration error naming the
+CDN); each driver's class — Varnish's included — inherits it and adds the exact request shape of
+its API.
 """
 
 from __future__ import annotations
@@ -33,8 +35,7 @@ from difusor import config as config_mod
 from difusor.errors import ConfigError
 from difusor.headers import HeaderPolicy
 from difusor.ledger import Ledger
-from difusor.publish.cdn import after_publish, expected_at_edge, purge_paths, purger_for
-from difusor.publish.cdn.base import Purger, driver, retry_after
+from difusor.publish.cdn import DRIVERS, Purger, after_publish, expected_at_edge, purge_paths, purger_for
 from difusor.store.manifest import FileEntry, Manifest
 
 SITE = "https://prep.example.mx"
@@ -130,8 +131,15 @@ class PurgerContract:
     throttle_wait: float  # the least back-off that honours it
     denied: Answer
     denied_hint: str  # part of the Spanish line
+    # Settings changed (or a different environment) that leave the driver unusable, and part of
+    # the Spanish line that says why.
+    unusable: ClassVar[list[tuple[dict[str, object], dict[str, str] | None, str]]]
 
     def settings(self, api: ApiDouble, tmp_path: Path) -> dict[str, object]:
+        raise NotImplementedError
+
+    def check_purge_all(self, seen: Seen) -> None:
+        """The one request that purges everything."""
         raise NotImplementedError
 
     def ok(self, seen: Seen) -> Answer:
@@ -196,6 +204,29 @@ class PurgerContract:
         assert not result.ok and len(api.seen) == 2
         assert "503" in result.message and "tras 1 reintentos" in result.message
 
+    def test_purge_all_is_one_request(self, api, tmp_path) -> None:
+        result = self.purger(api, tmp_path).purge_all()
+        assert result.ok and result.everything, result.message
+        [seen] = api.seen
+        self.check_purge_all(seen)
+        self.check_auth(seen)
+
+    def test_nothing_to_purge_asks_nothing(self, api, tmp_path) -> None:
+        result = self.purger(api, tmp_path).purge([])
+        assert result.ok and result.requests == 0 and api.seen == []
+
+    def test_unusable_settings_or_secrets_are_a_config_error_naming_the_cdn(self, api, tmp_path
+                                                                            ) -> None:
+        for n, (changed, env, hint) in enumerate(self.unusable):
+            settings = {**self.settings(api, tmp_path), **changed}
+            cfg = make_config(tmp_path / str(n), **settings)
+            with pytest.raises(ConfigError, match=re.escape(hint)) as err:
+                purger_for(cfg, cfg.cdn[0], env=self.env if env is None else env)
+            label = settings.get("name") or settings["kind"]
+            assert err.value.message.startswith(f"[[cdn]] «{label}»: "), err.value.message
+            assert err.value.exit_code == 3
+        assert api.seen == []
+
 
 # -- Cloudflare (official SDK) --------------------------------------------------------------
 
@@ -209,10 +240,17 @@ class TestCloudflare(PurgerContract):
     denied = json_answer(403, {"success": False, "errors": [
         {"code": 10000, "message": "Authentication error"}], "messages": [], "result": None})
     denied_hint = "permiso"
+    unusable: ClassVar = [({}, {}, "la variable de entorno CF_TOKEN está vacía o no existe"),
+                          ({"token_env": ""}, None, "falta token_env"),
+                          ({"zone_id": ""}, None, "cloudflare necesita zone_id")]
 
     def settings(self, api, tmp_path):
         return {"kind": "cloudflare", "name": "cf", "zone_id": "023e105f4ecef8ad9ca31a8372d0c353",
                 "token_env": "CF_TOKEN", "api_url": api.url + "/client/v4"}
+
+    def check_purge_all(self, seen):
+        assert seen.path == "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/purge_cache"
+        assert seen.json() == {"purge_everything": True}
 
     def ok(self, seen):
         return json_answer(200, {"success": True, "errors": [], "messages": [],
@@ -237,18 +275,6 @@ class TestCloudflare(PurgerContract):
         self.purger(api, tmp_path, batch_size=100).purge(urls(150))
         assert [len(self.urls_in(s)) for s in api.seen] == [100, 51]
 
-    def test_purge_all(self, api, tmp_path) -> None:
-        result = self.purger(api, tmp_path).purge_all()
-        assert result.ok and result.everything
-        assert api.seen[0].json() == {"purge_everything": True}
-
-    def test_missing_token_or_zone_is_a_config_error(self, tmp_path) -> None:
-        cfg = make_config(tmp_path, kind="cloudflare", name="cf", zone_id="z", token_env="CF_TOKEN")
-        with pytest.raises(ConfigError, match="CF_TOKEN está vacía o no existe"):
-            purger_for(cfg, cfg.cdn[0], env={})
-        cfg = make_config(tmp_path, kind="cloudflare", name="cf", token_env="CF_TOKEN")
-        with pytest.raises(ConfigError, match="zone_id"):
-            purger_for(cfg, cfg.cdn[0], env=self.env)
 
 
 # -- Fastly ---------------------------------------------------------------------------------
@@ -260,10 +286,15 @@ class TestFastly(PurgerContract):
     throttle_wait = 1.0
     denied = json_answer(403, {"msg": "Provided credentials are missing or invalid"})
     denied_hint = "purge_select"
+    unusable: ClassVar = [({}, {"OTRA": "x"}, "la variable de entorno FASTLY_KEY está vacía"),
+                          ({"token_env": ""}, None, "falta token_env")]
 
     def settings(self, api, tmp_path):
         return {"kind": "fastly", "service_id": "SU1Z0isxPaozGVKXdv0eY", "token_env": "FASTLY_KEY",
                 "api_url": api.url}
+
+    def check_purge_all(self, seen):
+        assert (seen.method, seen.path) == ("POST", "/service/SU1Z0isxPaozGVKXdv0eY/purge_all")
 
     def ok(self, seen):
         return json_answer(200, {"status": "ok", "id": "108-1391560174-974124"})
@@ -288,11 +319,9 @@ class TestFastly(PurgerContract):
         self.purger(api, tmp_path, soft=True).purge([MAIN])
         assert api.seen[0].headers["fastly-soft-purge"] == "1"
 
-    def test_purge_all(self, api, tmp_path) -> None:
-        assert self.purger(api, tmp_path).purge_all().ok
-        assert (api.seen[0].method, api.seen[0].path) == (
-            "POST", "/service/SU1Z0isxPaozGVKXdv0eY/purge_all")
-        assert api.seen[0].headers["fastly-key"] == "fastly-secreto"
+    def test_purge_all_without_a_service_says_which_key(self, api, tmp_path) -> None:
+        result = self.purger(api, tmp_path, service_id="").purge_all()
+        assert not result.ok and "service_id" in result.message and api.seen == []
 
 
 # -- CloudFront (boto3) ---------------------------------------------------------------------
@@ -332,10 +361,17 @@ class TestCloudFront(PurgerContract):
     denied = _aws_error(403, "AccessDenied", "User is not authorized to perform "
                         "cloudfront:CreateInvalidation")
     denied_hint = "cloudfront:CreateInvalidation"
+    unusable: ClassVar = [({"distribution_id": ""}, None, "cloudfront necesita distribution_id"),
+                          ({}, {"AWS_PAR": "sin-dos-puntos"},
+                           "AWS_PAR debe tener la forma ACCESS_KEY_ID:SECRET_ACCESS_KEY")]
 
     def settings(self, api, tmp_path):
         return {"kind": "cloudfront", "distribution_id": "EDFDVBD6EXAMPLE", "token_env": "AWS_PAR",
                 "api_url": api.url}
+
+    def check_purge_all(self, seen):
+        assert seen.path == "/2020-05-31/distribution/EDFDVBD6EXAMPLE/invalidation"
+        assert [p.text for p in ET.fromstring(seen.body).iter(f"{CF_NS}Path")] == ["/*"]
 
     def ok(self, seen):
         return _invalidation(seen)
@@ -369,10 +405,6 @@ class TestCloudFront(PurgerContract):
         assert result.ok
         [seen] = api.seen
         assert [p.text for p in ET.fromstring(seen.body).iter(f"{CF_NS}Path")] == ["/*"]
-
-    def test_purge_all(self, api, tmp_path) -> None:
-        assert self.purger(api, tmp_path).purge_all().ok
-        assert [p.text for p in ET.fromstring(api.seen[0].body).iter(f"{CF_NS}Path")] == ["/*"]
 
 
 # -- Akamai (Fast Purge v3, EdgeGrid) -------------------------------------------------------
@@ -410,6 +442,12 @@ class TestAkamai(PurgerContract):
     denied = json_answer(403, {"title": "Forbidden", "status": 403,
                                "detail": "Unauthorized arl"})
     denied_hint = "CCU APIs"
+    unusable: ClassVar = [({"edgerc": "/no-existe/edgerc"}, None, "credenciales de Akamai"),
+                          ({"edgerc_section": "otra"}, None, "no tiene la sección [otra]")]
+
+    def check_purge_all(self, seen):  # the configured CP code
+        assert seen.path == "/ccu/v3/invalidate/cpcode/production"
+        assert seen.json() == {"objects": [12345]}
 
     def settings(self, api, tmp_path):
         rc = tmp_path / "edgerc"
@@ -448,10 +486,9 @@ class TestAkamai(PurgerContract):
         assert all(s.path == "/ccu/v3/invalidate/url/staging" for s in api.seen)
         assert sorted(u for s in api.seen for u in self.urls_in(s)) == sorted(long)
 
-    def test_purge_all_invalidates_the_cp_code(self, api, tmp_path) -> None:
-        assert self.purger(api, tmp_path).purge_all().ok
-        assert api.seen[0].path == "/ccu/v3/invalidate/cpcode/production"
-        assert api.seen[0].json() == {"objects": [12345]}
+    def test_purge_all_without_a_cp_code_says_which_key(self, api, tmp_path) -> None:
+        result = self.purger(api, tmp_path, cp_code="").purge_all()
+        assert not result.ok and "cp_code" in result.message and api.seen == []
 
     def test_a_world_readable_edgerc_warns(self, api, tmp_path) -> None:
         settings = self.settings(api, tmp_path)
@@ -461,59 +498,75 @@ class TestAkamai(PurgerContract):
         purger.close()
         assert any("chmod 600" in w for w in purger.warnings)
 
-    def test_missing_edgerc_is_a_config_error(self, tmp_path) -> None:
-        cfg = make_config(tmp_path, kind="akamai", edgerc=str(tmp_path / "no-existe"))
-        with pytest.raises(ConfigError, match="credenciales de Akamai"):
-            purger_for(cfg, cfg.cdn[0], env={})
-
 
 # -- Varnish (HTTP PURGE / BAN) ----------------------------------------------------------------
 
-def test_varnish_purges_each_url_with_the_public_host(tmp_path) -> None:
-    with ApiDouble(lambda s: (200, {}, b"Purged")) as edge:
-        cfg = make_config(tmp_path, kind="varnish", edge_url="http://cdn.example.mx",
-                          purge_url=edge.url)
-        purger = purger_for(cfg, cfg.cdn[0], env={})
-        result = purger.purge([f"{SITE}/", f"{SITE}/json/Presidencia%20Municipal.json", MAIN])
+class TestVarnish(PurgerContract):
+    limit = 1  # one PURGE per URL, several in flight
+    throttled = (429, {"Retry-After": "1"}, b"despacio")  # a rate limit in front of the edge
+    throttle_wait = 1.0
+    denied = (403, {}, b"PURGE no permitido")
+    denied_hint = "ACL «purgadores»"
+    unusable: ClassVar = [({"edge_url": "", "purge_url": ""}, None,
+                           "varnish necesita purge_url o edge_url")]
+
+    def settings(self, api, tmp_path):
+        return {"kind": "varnish", "edge_url": "http://cdn.example.mx", "purge_url": api.url}
+
+    def ok(self, seen):
+        return 200, {}, b"Purged"
+
+    def urls_in(self, seen):
+        assert seen.method == "PURGE"
+        return [SITE + seen.path]
+
+    def check_auth(self, seen):  # the ACL is by address; the Host is the public site's
+        assert seen.headers["host"] == "prep.example.mx"
+
+    def check_purge_all(self, seen):
+        assert (seen.method, seen.path) == ("BAN", "/")
+        assert seen.headers["x-ban-url"] == "."
+
+    def test_request_shape(self, api, tmp_path) -> None:
+        result = self.purger(api, tmp_path).purge(
+            [f"{SITE}/", f"{SITE}/json/Presidencia%20Municipal.json", MAIN])
         assert result.ok and result.requests == 3
-        assert sorted((s.method, s.path) for s in edge.seen) == [
+        assert sorted((s.method, s.path) for s in api.seen) == [
             ("PURGE", "/"), ("PURGE", "/json/Presidencia%20Municipal.json"),
             ("PURGE", "/json/main.json")]
-        assert {s.headers["host"] for s in edge.seen} == {"prep.example.mx"}
-        assert purger.purge_all().ok
-        purger.close()
-        assert (edge.seen[-1].method, edge.seen[-1].path) == ("BAN", "/")
-        assert edge.seen[-1].headers["x-ban-url"] == "."
+        assert {s.headers["host"] for s in api.seen} == {"prep.example.mx"}
 
-
-def test_varnish_outside_the_acl_says_how_to_fix_it(tmp_path) -> None:
-    with ApiDouble(lambda s: (403, {}, b"PURGE no permitido")) as edge:
-        cfg = make_config(tmp_path, kind="varnish", edge_url=edge.url)
-        purger = purger_for(cfg, cfg.cdn[0], env={})
-        result = purger.purge([MAIN])
-        purger.close()
-    assert not result.ok and "ACL «purgadores»" in result.message
+    def test_edge_url_is_purged_when_there_is_no_purge_url(self, api, tmp_path) -> None:
+        assert self.purger(api, tmp_path, edge_url=api.url, purge_url="").purge([MAIN]).ok
+        assert [(s.method, s.path) for s in api.seen] == [("PURGE", "/json/main.json")]
 
 
 # -- the table, what to purge, the header policy ------------------------------------------------
 
 def test_unknown_driver_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="varnish, cloudflare, fastly, cloudfront, akamai"):
-        driver("keycdn")
+    with pytest.raises(ConfigError, match="CDN desconocida «keycdn»; usa una de: varnish, "
+                       "cloudflare, fastly, cloudfront, akamai"):
+        DRIVERS.load("keycdn")
+
+
+def test_each_kind_takes_only_its_own_keys(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"clave desconocida «zone_id» en \[\[cdn\] n\.º 1\]"):
+        make_config(tmp_path, kind="fastly", zone_id="z")
+    with pytest.raises(ConfigError, match=r"cdn\.0\.kind: valor «keycdn» no permitido; usa "
+                       "'varnish', 'cloudflare', 'fastly', 'cloudfront' or 'akamai'"):
+        make_config(tmp_path, kind="keycdn")
+    with pytest.raises(ConfigError, match=r"cdn\.0\.kind: falta este valor"):
+        make_config(tmp_path, name="sin tipo")
+    with pytest.raises(ConfigError, match=r"cdn\.0\.retries: debe ser ≤ 20"):
+        make_config(tmp_path, kind="akamai", retries=50)
 
 
 def test_sdks_load_only_when_their_driver_is_used() -> None:
-    code = ("import sys, difusor.publish.cdn, difusor.cli; "
+    code = ("import sys, difusor.publish.cdn, difusor.cli.app; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'cloudflare', 'boto3', 'botocore', 'akamai'}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stderr
-
-
-def test_retry_after_reads_seconds_and_dates() -> None:
-    assert retry_after("7") == 7.0
-    assert retry_after(None) is None and retry_after("pronto") is None
-    assert 0 <= retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
 
 
 def manifest(release: str, files: dict[str, bytes]) -> Manifest:

@@ -15,7 +15,8 @@ import pytest
 from conftest import Site
 
 from difusor.errors import DifusorError, NotFound
-from difusor.monitor.report_cli import duration, edit_incident, incident_doc, state_code
+from difusor.moments import duration
+from difusor.monitor.incident_sheet import edit_incident, incident_doc, state_code
 
 NOW = "2024-12-08T21:00:00-06:00"
 

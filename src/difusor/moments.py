@@ -2,7 +2,8 @@
 
 A moment without a zone is in the site's zone. ``dd/mm/aaaa`` alone is that day's midnight.
 What commands print (``printed``) and what JSON states (``in_zone``) are in the site's zone too:
-one zone per answer, never UTC beside local time.
+one zone per answer, never UTC beside local time. How long something lasted is said one way
+everywhere (``duration``): the CLI, the alerts and the library's messages.
 """
 
 from __future__ import annotations
@@ -58,3 +59,19 @@ def printed(when: datetime | str, zone: tzinfo) -> str:
 def in_zone(when: datetime | str, zone: tzinfo) -> str:
     """ISO 8601 in ``zone``, its offset stated: ``2024-12-08T20:31:05-06:00``."""
     return _aware(when).astimezone(zone).isoformat()
+
+
+def duration(seconds: float) -> str:
+    """``5 s``, ``14 min 30 s``, ``2 h 05 min``, ``3 d 4 h``: the two largest units, the smaller
+    one zero-padded so columns line up; never negative."""
+    s = max(0, round(seconds))
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    mins, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins:02d} min"
+    if mins:
+        return f"{mins} min {secs:02d} s"
+    return f"{secs} s"

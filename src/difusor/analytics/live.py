@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from difusor.analytics.ingest import Ingestor
+from difusor.analytics.ingestor import Ingestor
 from difusor.analytics.logfile import HEAD, fingerprint, read_head
 from difusor.analytics.lookups import Lookups
 from difusor.config import Config

@@ -147,12 +147,12 @@ _prestarted: subprocess.Popen[bytes] | None = None
 
 
 def prestart(argv: list[str]) -> None:
-    """Called by the launcher (``difusor/__main__.py``) before the CLI's imports (≈ 0.3 s of
-    typer, rich and pydantic on one core): for ``analytics ingest`` with enough bytes in the
-    files named, the helper starts now and warms up on the other core meanwhile; ``start``
-    takes it. Only a guess from the arguments: files are whatever names exist; a wrong guess
-    costs a helper that ends when it is not taken (``start_for`` with too little to read, or
-    this process ending: its stdin closes)."""
+    """Called by the launcher (``difusor/__main__.py``, through ``cli/prelude.py``) before the
+    CLI's imports (≈ 0.3 s of typer, rich and pydantic on one core): for ``analytics ingest``
+    with enough bytes in the files named, the helper starts now and warms up on the other core
+    meanwhile; ``start`` takes it. Only a guess from the arguments: files are whatever names
+    exist; a wrong guess costs a helper that ends when it is not taken (``start_for`` with too
+    little to read, or this process ending: its stdin closes)."""
     global _prestarted
     if argv[:2] != ["analytics", "ingest"] or _prestarted is not None:
         return

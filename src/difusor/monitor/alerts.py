@@ -32,7 +32,7 @@ import httpx
 
 from difusor.config import Config, EmailSettings, WebhookSettings
 from difusor.ledger import Ledger
-from difusor.moments import stored
+from difusor.moments import duration, stored
 from difusor.monitor.incidents import KINDS, SEVERITIES, STATES
 
 WEBHOOK_TIMEOUT = 5.0  # seconds per attempt
@@ -108,14 +108,14 @@ class Alerter:
         number = f"incidente n.º {incident['id']}"
         started = stored(incident["started_at"])
         ended = stored(incident["ended_at"]) if incident.get("ended_at") else None
-        duration = ((ended or datetime.now(UTC)) - started).total_seconds()
+        seconds = ((ended or datetime.now(UTC)) - started).total_seconds()
         state = STATES.get(incident["state"], incident["state"])
         severity = SEVERITIES.get(incident["severity"], incident["severity"])
         cause = incident.get("cause") or incident.get("cause_suggested") or ""
         if change == "opened":
             headline = f"Incidente n.º {incident['id']} abierto: {what}"
         elif change == "resolved":
-            headline = f"Resuelto: {number} ({what}), duró {_duration(duration)}"
+            headline = f"Resuelto: {number} ({what}), duró {duration(seconds)}"
         else:
             headline = f"Incidente n.º {incident['id']} actualizado: {what} ({state})"
         lines = [
@@ -129,9 +129,9 @@ class Alerter:
         ]
         if ended is not None:
             lines.append(f"Fin: {self._local(ended)}")
-            lines.append(f"Duración: {_duration(duration)}")
+            lines.append(f"Duración: {duration(seconds)}")
         else:
-            lines.append(f"En curso desde hace {_duration(duration)}")
+            lines.append(f"En curso desde hace {duration(seconds)}")
         if target:
             lines.append(f"Objetivo: {target}")
         if cause:
@@ -152,7 +152,7 @@ class Alerter:
             "estado": incident["state"],
             "inicio": started.astimezone(self.zone).isoformat(),
             "fin": ended.astimezone(self.zone).isoformat() if ended else None,
-            "duracion_s": round(duration),
+            "duracion_s": round(seconds),
             "causa": cause or None,
             "objetivo": target,
             "mensaje": headline,
@@ -288,17 +288,6 @@ class _SendError(Exception):
     """A channel failed; the message is the reason, in Spanish, without secrets."""
 
 
-
-
-def _duration(seconds: float) -> str:
-    s = max(0, round(seconds))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h} h {m} min"
-    if m:
-        return f"{m} min {s} s"
-    return f"{s} s"
 
 
 def _measure(item: Any) -> str:

@@ -1,4 +1,5 @@
-"""``difusor simulate attack``: a drill against a loopback target, reported in Spanish or JSON."""
+"""``difusor simulate packages|attack``: the synthetic authority's packages, and a drill against
+a loopback target reported in Spanish or JSON."""
 
 from __future__ import annotations
 
@@ -11,11 +12,34 @@ from rich.markup import escape
 from rich.table import Table
 
 from difusor import config as config_mod
-from difusor.clikit import DEFAULT_CONFIG, ConfigOpt, err, out
+from difusor.cli.kit import DEFAULT_CONFIG, ConfigOpt, JsonOpt, err, out
 from difusor.errors import DifusorError
 
 if TYPE_CHECKING:
     from difusor.shield.drill import DrillReport
+
+HELP = "Simulacros: paquetes sintéticos para ensayos y pruebas."
+
+
+def packages(
+    directory: Annotated[Path, typer.Argument(help="Carpeta donde escribir los paquetes.")],
+    count: Annotated[int, typer.Option(help="Cuántos cortes.")] = 6,
+    casillas: Annotated[int, typer.Option(help="Casillas de la elección sintética.")] = 24,
+    fmt: Annotated[str, typer.Option("--format", help="zip o tar.gz.")] = "zip",
+    sidecar: Annotated[bool, typer.Option(help="Escribir NOMBRE.sha256 junto a cada paquete.")]
+    = True,
+) -> None:
+    """Escribe la serie de paquetes de la autoridad sintética: uno completo y luego incrementales."""
+    from difusor.demo.election import SyntheticElection
+    from difusor.demo.packages import write_package
+
+    if fmt not in ("zip", "tar.gz"):
+        raise DifusorError("--format debe ser zip o tar.gz")
+    for n, corte in enumerate(SyntheticElection(casillas=casillas).cortes(count)):
+        path = write_package(corte, directory, kind="full" if n == 0 else "incremental", fmt=fmt,
+                             sidecar=sidecar)
+        out.print(str(path))
+
 
 _KIND_HELP = ("ip (una dirección a toda velocidad), distributed (200 direcciones), cachebust "
               "(consultas al azar en main.json), scan (rutas inexistentes), slow (slowloris), "
@@ -23,7 +47,7 @@ _KIND_HELP = ("ip (una dirección a toda velocidad), distributed (200 direccione
               "a 150 pet/s)")
 
 
-def simulate_attack(
+def attack(
     kind: Annotated[str, typer.Option("--kind", help=f"Tipo de ataque: {_KIND_HELP}.")],
     target: Annotated[str, typer.Option(
         "--target", help="URL del objetivo, solo loopback (127.0.0.0/8 o ::1); por omisión la "
@@ -46,7 +70,7 @@ def simulate_attack(
         "sin tope en los demás).")] = 0.0,
     poll: Annotated[float, typer.Option(
         "--poll", help="Segundos entre consultas de main.json de cada visitante.")] = 5.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Salida JSON.")] = False,
+    as_json: JsonOpt = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Simulacro de ataque contra un objetivo en loopback, con visitantes legítimos (muchos
@@ -119,3 +143,6 @@ def show(r: DrillReport) -> None:
         series.add_row(str(p["t"]), str(p["legit"]), str(p["legit_ok"]), str(p["cgnat"]),
                        str(p["sent"]), str(p["admitted"]))
     out.print(series)
+
+
+COMMANDS = {"attack": attack, "packages": packages}  # in this order in the help

@@ -1,4 +1,4 @@
-"""The summary as the operator reads it: rich tables, in Spanish (``difusor analytics summary``).
+"""``difusor analytics summary`` as the operator reads it: tables, in Spanish.
 
 Paths, views, beacon pages, referrers, agents' families and source names come from the logs, so
 from anyone: every value is escaped before rich reads it (``[/x]`` is text, not markup).
@@ -6,7 +6,7 @@ from anyone: every value is escaped before rich reads it (``[/x]`` is text, not 
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import date, tzinfo
 from typing import Any
 
 from rich.console import Console
@@ -14,17 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from difusor.analytics.metrics import TOP
-from difusor.moments import printed
-
-
-def duration(seconds: float) -> str:
-    """``754.2`` → ``12 min 34 s``; ``3725`` → ``1 h 02 min``."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+from difusor.moments import duration, printed, stored
 
 
 def size(nbytes: int) -> str:
@@ -64,7 +54,7 @@ def moment(iso: str | None, zone: tzinfo | None) -> str:
     """A summary's ISO moment as the CLI prints dates (its own offset when no zone is given)."""
     if iso is None:
         return "-"
-    when = datetime.fromisoformat(iso)
+    when = stored(iso)
     return printed(when, zone or when.tzinfo)
 
 

@@ -1,5 +1,5 @@
-"""What every command module shares: the console, the --config option, the ledger and the
-state folder checked before use, progress bars."""
+"""What every command module shares: the consoles, the --config and --now options, moments typed
+on the command line, the ledger and the state folder checked before use, progress bars."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -19,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from difusor import config as config_mod
 from difusor.errors import StoreError
 from difusor.ledger import Ledger
+from difusor.moments import parse_moment
 from difusor.paths import StateLayout
 
 out = Console(highlight=False, soft_wrap=True)
@@ -29,6 +32,21 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="Archivo de configuración.", show_default=True),
 ]
 DEFAULT_CONFIG = Path(config_mod.DEFAULT_CONFIG)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Salida JSON.")]
+NowOpt = Annotated[str | None, typer.Option(
+    "--now", envvar="DIFUSOR_NOW", hidden=True,
+    help="Momento fijo (ISO 8601) en lugar del reloj: solo para simulacros y pruebas.")]
+
+
+def moment_from(value: str | None, zone: ZoneInfo, what: str = "--now / DIFUSOR_NOW") -> datetime:
+    """A moment from the command line, ISO 8601 or ``dd/mm/aaaa HH:MM`` (a naive one is in the
+    site's ``zone``); None is the clock. ``--now``/``DIFUSOR_NOW`` fix the clock for drills."""
+    return datetime.now(UTC) if value is None else parse_moment(value, zone, what)
+
+
+def optional_moment(value: str | None, zone: ZoneInfo, what: str) -> datetime | None:
+    """An optional bound (``--from``, ``--to``): None stays None (open-ended)."""
+    return None if value is None else parse_moment(value, zone, what)
 
 
 def ledger_for(cfg: config_mod.Config) -> Ledger:
@@ -79,7 +97,8 @@ def _unusable(root: Path, exc: Exception, doing: str) -> str:
 
 @contextmanager
 def progress(label: str) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress bar on a terminal for long work; nothing when output is redirected."""
+    """A progress bar on a terminal for long work, as the callback the library takes
+    ``(done, total)``; nothing when output is redirected."""
     if not err.is_terminal:
         yield None
         return
