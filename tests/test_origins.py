@@ -4,6 +4,10 @@ In-process first (a recording double, an nginx origin folder), then real process
 an S3 double (moto's server), and three live origins — ``difusor serve``, nginx on this host over
 the nginx origin's folder, and a remote nginx fed by rsync over a real sshd on loopback — read by
 a client all along ten and more publications.
+
+``OriginContract`` holds what every origin kind must do on its own (staging serves nothing new,
+switching serves what was staged, a failing phase is retried then reported in its result, pruning
+keeps the live release); the local origin, nginx, S3, ssh and the recording double inherit it.
 """
 
 from __future__ import annotations
@@ -34,15 +38,22 @@ from conftest import ServerProcess, Site, free_port, make_site, minimal_site, st
 from test_crash import _KILLER, SUBPROCESS_ENV
 
 from difusor import config as config_mod
-from difusor.config import OriginSettings
+from difusor.config import (
+    LocalOriginSettings,
+    NginxOriginSettings,
+    S3OriginSettings,
+    SshOriginSettings,
+)
 from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import write_package
 from difusor.errors import ConfigError, PackageRefused
 from difusor.headers import HeaderPolicy
 from difusor.ledger import Ledger
-from difusor.pipeline import Publisher
 from difusor.publish.activate import live_release
-from difusor.publish.origins import JOURNAL, Origin, OriginError, Release, origin_settings
+from difusor.publish.collect import collect_cortes
+from difusor.publish.origins import JOURNAL, Context, Origin, OriginError, Release, origin_settings
+from difusor.publish.publisher import Publisher
+from difusor.publish.rollback import rollback
 from difusor.store.manifest import ManifestStore
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -97,8 +108,8 @@ class Double(Origin):
     kind = "doble"
 
     def __init__(self, name: str = "doble", *, retries: int = 2, backoff: float = 0.01) -> None:
-        settings = OriginSettings(name=name, kind="nginx", root="-", retries=retries,
-                                  backoff=backoff)
+        settings = NginxOriginSettings(name=name, kind="nginx", root="-", retries=retries,
+                                       backoff=backoff)
         super().__init__(settings, None)  # type: ignore[arg-type]
         self.calls: list[tuple[str, str, float]] = []
         self.staged: set[str] = set()
@@ -122,7 +133,8 @@ class Double(Origin):
     def _switch(self, release_id: str) -> dict:
         self.calls.append(("switch", release_id, time.time()))
         self._maybe_fail("switch")
-        assert release_id in self.staged, f"{release_id} switched before it was staged"
+        if release_id not in self.staged:  # a switch before its staging: the tests see it fail
+            raise OriginError(f"origen {self.name}: {release_id} cambiado antes de prepararlo")
         self.current = release_id
         return {}
 
@@ -165,9 +177,21 @@ def test_settings_are_checked_and_local_comes_first(tmp_path: Path) -> None:
     assert "necesita bucket" in refused(origin_toml("a", "s3"))
     assert "solo puede haber un origen local" in refused(
         origin_toml("a", "local") + origin_toml("b", "local"))
+    # Each kind takes its own keys; the checks run when difusor.toml is loaded (exit 3).
+    assert "clave desconocida «bucket» en [[origins] n.º 1]" in refused(
+        origin_toml("a", "nginx", root="/x", bucket="b"))
+    assert "origins.0.kind: valor «ftp» no permitido; usa 'local', 'nginx', 'ssh' or 's3'" in \
+        refused(origin_toml("a", "ftp"))
+    (root / "difusor.toml").write_text(config_mod.render_default() + origin_toml("a", "nginx"))
+    with pytest.raises(ConfigError, match=r"difusor\.toml: \[\[origins\]\] n\.º 1 \(a\): un "
+                       "origen nginx necesita root") as err:
+        config_mod.load(root / "difusor.toml")
+    assert err.value.exit_code == 3
     (root / "difusor.toml").write_text(config_mod.render_default() + origin_toml(
-        "a", "nginx", root="/x", retries=1, backoff=0.1, timeout=5, known_hosts="k"))
-    assert config_mod.load(root / "difusor.toml").origins[0].timeout == 5
+        "a", "nginx", root="/x", retries=1, backoff=0.1, timeout=5) + origin_toml(
+        "b", "ssh", host="h", root="/srv/x", known_hosts="k"))
+    loaded = config_mod.load(root / "difusor.toml").origins
+    assert loaded[0].timeout == 5 and loaded[1].known_hosts == "k"
 
 
 def test_without_other_origins_activation_stays_one_local_step(site: Site) -> None:
@@ -300,9 +324,96 @@ def test_rollback_switches_every_origin(doubled, tmp_path: Path) -> None:
     cortes = series(2)
     for n, corte in enumerate(cortes):
         site.publisher.publish(package(corte, tmp_path / "pk", n))
-    assert site.publisher.rollback() == cortes[0].stamp
+    assert rollback(site.publisher) == cortes[0].stamp
     assert double.current == live_release(site.store) == cortes[0].stamp
     assert events(site.ledger, "switch_window")[-1]["detail"]["cause"] == "rollback"
+
+
+# -- what every origin kind must do ------------------------------------------------------------
+
+@pytest.fixture
+def two_cortes(tmp_path: Path) -> Iterator[tuple[Site, Release, Release]]:
+    """A store holding two cortes (published on the embedded server alone), ready to stage."""
+    site = make_site(tmp_path / "difusor")
+    first, second = series(2)
+    for n, corte in enumerate((first, second)):
+        site.publisher.publish(package(corte, tmp_path / "pk", n))
+    try:
+        yield site, site.publisher._release(first.stamp), site.publisher._release(second.stamp)
+    finally:
+        site.publisher.close()
+        site.ledger.close()
+
+
+def context(site: Site) -> Context:
+    p = site.publisher
+    return Context(site.cfg, p.layout, p.objects, p.manifests)
+
+
+class OriginContract:
+    """Each kind's class provides an ``origin`` fixture (retries 1, a short backoff) and says how
+    to read the main.json it serves, when that can be seen from here."""
+
+    def main_json(self, origin: Origin) -> bytes | None:
+        return None
+
+    def test_switching_serves_what_was_staged_and_staging_alone_nothing(self, origin, two_cortes
+                                                                        ) -> None:
+        _site, first, second = two_cortes
+        for release in (first, second):
+            staged = origin.stage(release)
+            assert staged.ok and staged.attempts == 1, staged.error
+            if origin.live() is not None and release is second:
+                assert origin.live() == first.id  # staged, not served
+            switched = origin.switch(release.id)
+            assert switched.ok and switched.attempts == 1, switched.error
+            assert switched.ms >= 0 and switched.phase == "switch"
+            assert origin.live() == release.id
+            served = self.main_json(origin)
+            assert served in (None, (release.tree / MAIN).read_bytes())
+
+    def test_a_failing_phase_is_retried_then_reported_in_its_result(self, origin) -> None:
+        result = origin.switch("20241208-2030-no-existe")
+        assert not result.ok and result.exception is not None
+        assert result.attempts == (2 if origin.retryable else 1)
+        assert result.error and "\n" not in result.error
+        assert origin.switch("20241208-2030-no-existe", retries=0).attempts == 1
+
+    def test_pruning_keeps_the_live_release(self, origin, two_cortes) -> None:
+        _site, first, second = two_cortes
+        for release in (first, second):
+            assert origin.stage(release).ok and origin.switch(release.id).ok
+        origin.prune(set())
+        assert origin.live() == second.id
+        assert origin.switch(second.id).ok  # still there, whole
+        assert self.main_json(origin) in (None, (second.tree / MAIN).read_bytes())
+
+
+class TestLocalOriginContract(OriginContract):
+    @pytest.fixture
+    def origin(self, two_cortes) -> Origin:
+        from difusor.publish.origins.local import LocalOrigin
+
+        return LocalOrigin(LocalOriginSettings(name="local", kind="local"), context(two_cortes[0]))
+
+
+class TestNginxOriginContract(OriginContract):
+    @pytest.fixture
+    def origin(self, two_cortes, tmp_path: Path) -> Origin:
+        from difusor.publish.origins.nginx import NginxOrigin
+
+        settings = NginxOriginSettings(name="web2", kind="nginx", root=str(tmp_path / "web2"),
+                                       retries=1, backoff=0.01)
+        return NginxOrigin(settings, context(two_cortes[0]))
+
+    def main_json(self, origin: Origin) -> bytes | None:
+        return (origin.root / "current" / MAIN).read_bytes()  # type: ignore[attr-defined]
+
+
+class TestDoubleContract(OriginContract):
+    @pytest.fixture
+    def origin(self) -> Origin:
+        return Double(retries=1)
 
 
 # -- nginx on this host (the folder; nginx itself comes later) --------------------------------
@@ -336,7 +447,7 @@ def test_nginx_origin_gets_hard_links_and_an_atomic_current(with_nginx_origin, t
     assert sorted(p.name for p in (root / "releases").iterdir()) == [c.stamp for c in cortes]
     staged = [e for e in events(site.ledger, "origin_staged") if e["detail"]["origin"] == "web2"]
     assert [e["detail"]["method"] for e in staged] == ["enlaces"] * 3
-    site.publisher.gc(keep=1)  # collection prunes the origin's releases too, never the live one
+    collect_cortes(site.publisher, keep=1)  # collection prunes the origin's releases too, never the live one
     assert [p.name for p in (root / "releases").iterdir()] == [cortes[-1].stamp]
     assert events(site.ledger, "gc")[-1]["detail"]["origins"] == {"web2": 2}
 
@@ -458,6 +569,26 @@ def s3double(tmp_path: Path, monkeypatch) -> Iterator[S3Double]:
 
 
 @pytest.mark.slow
+class TestS3OriginContract(OriginContract):
+    @pytest.fixture
+    def origin(self, two_cortes, s3double: S3Double) -> Iterator[Origin]:
+        import boto3
+
+        from difusor.publish.origins.s3 import S3Origin
+
+        boto3.client("s3", endpoint_url=s3double.url).create_bucket(Bucket="contrato")
+        settings = S3OriginSettings(name="cubeta", kind="s3", bucket="contrato",
+                                    endpoint_url=s3double.url, region="us-east-1", retries=1,
+                                    backoff=0.01)
+        origin = S3Origin(settings, context(two_cortes[0]))
+        yield origin
+        origin.close()
+
+    def main_json(self, origin: Origin) -> bytes | None:
+        return origin.client.get_object(Bucket="contrato", Key=MAIN)["Body"].read()  # type: ignore
+
+
+@pytest.mark.slow
 def test_s3_uploads_with_headers_and_flips_main_json_last(s3double: S3Double, tmp_path: Path
                                                           ) -> None:
     import boto3
@@ -525,7 +656,7 @@ def test_s3_staging_cut_short_is_repaired_by_recovery(s3double: S3Double, tmp_pa
         publisher = site.publisher
         publisher.publish(package(old, tmp_path / "pk", 0))
         publisher.publish(package(new, tmp_path / "pk", 1))
-        assert publisher.rollback() == old.stamp
+        assert rollback(publisher) == old.stamp
         assert s3.get_object(Bucket="prep", Key=MAIN)["Body"].read() == old.files[MAIN]
         # What a run killed while staging `new` again leaves: changed objects uploaded, no flip.
         staged = publisher.origins.stage(publisher._release(new.stamp), old.stamp)
@@ -733,6 +864,25 @@ def remote(tmp_path: Path) -> Iterator[RemoteHost]:
         pytest.fail(f"the account {host.user} was not removed")
 
 
+@pytest.mark.slow
+class TestSshOriginContract(OriginContract):
+    @pytest.fixture
+    def origin(self, two_cortes, remote: RemoteHost) -> Iterator[Origin]:
+        from difusor.publish.origins.ssh import SshOrigin
+
+        settings = SshOriginSettings(
+            name="remoto", kind="ssh", host="127.0.0.1", port=remote.port, user=remote.user,
+            key=str(remote.key), known_hosts=str(remote.known_hosts), root=str(remote.root),
+            retries=1, backoff=0.01, timeout=10)
+        self.remote = remote
+        origin = SshOrigin(settings, context(two_cortes[0]))
+        yield origin
+        origin.close()
+
+    def main_json(self, origin: Origin) -> bytes | None:
+        return (self.remote.root / "current" / MAIN).read_bytes()
+
+
 @dataclass
 class Reader:
     """Reads main.json from every origin, one after the other, over and over; each round is
@@ -897,12 +1047,12 @@ def test_three_origins_switch_together_and_a_lost_one_catches_up(remote: RemoteH
         assert site.ledger.origins_out() == set()
 
         # Rolling back moves all three.
-        assert site.publisher.rollback() == cortes[13].stamp
+        assert rollback(site.publisher) == cortes[13].stamp
         for url in urls.values():
             assert httpx.get(url + "/" + MAIN, timeout=5).content == cortes[13].files[MAIN]
 
         # Collection prunes the remote releases as well (the live one stays).
-        site.publisher.gc(keep=2)
+        collect_cortes(site.publisher, keep=2)
         kept = {p.name for p in (remote.root / "releases").iterdir()}
         assert kept == {cortes[13].stamp, cortes[14].stamp}, kept
         assert events(site.ledger, "gc")[-1]["detail"]["origins"] == {"web2": 13, "remoto": 13}

@@ -1,5 +1,11 @@
 """Where blocks are enforced outside the embedded server: a real nginx on loopback, nftables in a
-network namespace of its own, and Cloudflare's list API through the real SDK against a double."""
+network namespace of its own, and Cloudflare's list API through the real SDK against a double.
+
+``EnforcerContract`` holds what every enforcement point must do (hold exactly the blocks given,
+keys normalised and a bad one skipped, nothing changed for the same state twice, a failure as one
+Spanish ``ShieldError``); each point's class inherits it: nginx with a harmless reload command,
+nftables through a double of the ``nft`` command, Cloudflare against its Lists API double.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from conftest import free_port, make_site, minimal_site
 from difusor import config as config_mod
 from difusor.errors import ConfigError, ShieldError
 from difusor.serve.nginxconf import NginxConfig, standalone
-from difusor.shield.enforce.base import build_enforcers, configured, driver
+from difusor.shield.enforce.base import DRIVERS, EnforcerBase, build_enforcers, configured
 from difusor.shield.model import Block
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -108,27 +114,100 @@ def test_the_cloudflare_sdk_loads_only_when_its_list_is_configured(tmp_path: Pat
 
 
 def test_unknown_driver_and_bad_settings_are_spanish_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nginx, nftables, cloudflare"):
-        driver("iptables")
-    cfg = cfg_with(tmp_path, '[shield]\nnftables_set = "difusor bloqueados"\n')
-    with pytest.raises(ConfigError, match="familia tabla conjunto"):
-        build_enforcers(cfg)
-    cfg = cfg_with(tmp_path / "2", '[shield.cloudflare]\naccount_id = "a"\n')
-    with pytest.raises(ConfigError, match="account_id y list_id"):
-        build_enforcers(cfg, env={"CLOUDFLARE_API_TOKEN": "t"})
+    with pytest.raises(ConfigError, match="punto de bloqueo desconocido «iptables»; usa uno de: "
+                       "nginx, nftables, cloudflare"):
+        DRIVERS.load("iptables")
+    # A point turned on but unusable is refused when difusor.toml is loaded, naming the key.
+    for n, (toml, message) in enumerate([
+            ('[shield]\nnftables_set = "difusor bloqueados"\n',
+             "[shield] nftables_set = «difusor bloqueados»: se espera «familia tabla conjunto»"),
+            ('[shield.cloudflare]\naccount_id = "a"\n',
+             "[shield.cloudflare] necesita account_id y list_id"),
+            ('[shield]\nnginx_include = "b.conf"\nnginx_reload = []\n',
+             "[shield] nginx_reload está vacío: ¿cómo recargo nginx?")]):
+        with pytest.raises(ConfigError) as err:
+            cfg_with(tmp_path / str(n), toml)
+        assert f"difusor.toml: {message}" in err.value.message
+        assert err.value.exit_code == 3
 
 
-def test_keys_are_normalised_and_a_bad_one_is_skipped_not_fatal(tmp_path: Path) -> None:
-    lines: list[str] = []
+def test_an_nginx_comment_keeps_the_latest_expiry_and_one_line_reasons(tmp_path: Path) -> None:
     cfg = cfg_with(tmp_path, '[shield]\nnginx_include = "b.conf"\nnginx_reload = ["true"]\n')
-    [nginx] = build_enforcers(cfg, log=lines.append)
-    nginx.apply([Block("203.0.113.7/32", soon(), "a"), Block("no-es-ip", soon(), "b"),
-                 Block("198.51.100.9/24", soon(), "red\ncon salto"),
+    [nginx] = build_enforcers(cfg)
+    nginx.apply([Block("203.0.113.7/32", soon(), "a"), Block("198.51.100.9/24", soon(), "red\ncon salto"),
                  Block("203.0.113.7", soon(900), "la más larga gana")], attack_mode=False)
     text = (cfg.root / "b.conf").read_text()
     assert re.findall(r"^deny (\S+);", text, re.M) == ["198.51.100.0/24", "203.0.113.7"]
     assert "la más larga gana" in text and "red con salto" in text
-    assert any("no-es-ip" in x for x in lines)
+
+
+# -- what every enforcement point must do ---------------------------------------------------------
+
+ONE, NET = "203.0.113.7", "198.51.100.0/24"
+
+
+class EnforcerContract:
+    failure_hints: tuple[str, ...]  # parts of the Spanish line when the point refuses a change
+
+    def held(self, enforcer: EnforcerBase) -> set[str]:
+        """The keys the enforcement point holds now, as the point itself says."""
+        raise NotImplementedError
+
+    def break_it(self, enforcer: EnforcerBase) -> None:
+        """Make the point refuse the next change."""
+        raise NotImplementedError
+
+    def test_it_holds_exactly_the_blocks_it_is_given(self, enforcer) -> None:
+        assert self.held(enforcer) == set()
+        enforcer.apply([Block(ONE, soon(), "una IP"), Block(NET, soon(), "una red")], False)
+        assert self.held(enforcer) == {ONE, NET}
+        enforcer.apply([Block(NET, soon(), "una red")], attack_mode=True)
+        assert self.held(enforcer) == {NET}
+        enforcer.apply([], False)
+        assert self.held(enforcer) == set()
+        assert enforcer.applied == 3
+        assert len(self.lines) == 3 and all(x.startswith(f"escudo/{enforcer.name}: ")
+                                            for x in self.lines)
+
+    def test_keys_are_normalised_and_a_bad_one_is_skipped_not_fatal(self, enforcer) -> None:
+        enforcer.apply([Block(f"{ONE}/32", soon(), "a"), Block("no-es-ip", soon(), "b"),
+                        Block("198.51.100.9/24", soon(), "red\ncon salto"),
+                        Block(ONE, soon(900), "la más larga gana")], attack_mode=False)
+        assert self.held(enforcer) == {ONE, NET}
+        assert any("no-es-ip" in x for x in self.lines)
+
+    def test_the_same_blocks_again_change_nothing(self, enforcer) -> None:
+        blocks = [Block(ONE, soon(), "una IP")]
+        enforcer.apply(blocks, False)
+        enforcer.apply(blocks, False)
+        assert enforcer.applied == 1 and self.held(enforcer) == {ONE}
+
+    def test_a_refused_change_is_one_spanish_line(self, enforcer) -> None:
+        self.break_it(enforcer)
+        with pytest.raises(ShieldError) as err:
+            enforcer.apply([Block(ONE, soon(), "una IP")], attack_mode=False)
+        assert "\n" not in err.value.message and err.value.exit_code == 8
+        for hint in self.failure_hints:
+            assert hint in err.value.message, err.value.message
+
+
+class TestNginxContract(EnforcerContract):
+    failure_hints = ("no pude recargar nginx", "no existe la orden «no-existe-esta-orden»")
+
+    @pytest.fixture
+    def enforcer(self, tmp_path: Path) -> Iterator[EnforcerBase]:
+        cfg = cfg_with(tmp_path, '[shield]\nnginx_include = "b.conf"\nnginx_reload = ["true"]\n')
+        self.lines: list[str] = []
+        [nginx] = build_enforcers(cfg, log=self.lines.append)
+        yield nginx
+        nginx.close()
+
+    def held(self, enforcer) -> set[str]:
+        path = enforcer.path  # type: ignore[attr-defined]
+        return set(re.findall(r"^deny (\S+);", path.read_text(), re.M)) if path.exists() else set()
+
+    def break_it(self, enforcer) -> None:
+        enforcer.reload = ["no-existe-esta-orden", "-s", "reload"]  # type: ignore[attr-defined]
 
 
 # -- nginx --------------------------------------------------------------------------------------
@@ -322,14 +401,6 @@ def test_a_configuration_nginx_refuses_leaves_the_include_as_it_was(nginx: Nginx
     assert settles("127.0.0.9", nginx.port, 403) == 403  # the running nginx kept its list
 
 
-def test_a_failing_reload_command_is_a_shield_error(tmp_path: Path) -> None:
-    cfg = cfg_with(tmp_path, '[shield]\nnginx_include = "b.conf"\nnginx_reload = '
-                   '["no-existe-esta-orden", "-s", "reload"]\n')
-    [enforcer] = build_enforcers(cfg)
-    with pytest.raises(ShieldError, match="no existe la orden «no-existe-esta-orden»"):
-        enforcer.apply([Block("127.0.0.9", soon(), "x")], attack_mode=False)
-
-
 # -- nftables, in a network namespace of its own -------------------------------------------------
 
 def _namespace_problem() -> str | None:
@@ -413,21 +484,80 @@ def test_nftables_drops_the_blocked_source_in_the_kernel(tmp_path: Path) -> None
     assert out["lapsed"] == "200" and out["unblocked"] == "200"
 
 
-def test_nft_errors_are_one_spanish_line(tmp_path: Path) -> None:
+def test_without_nft_the_line_says_which_package(tmp_path: Path) -> None:
     from difusor.shield.enforce.nftables import NftablesEnforcer
 
     cfg = cfg_with(tmp_path, '[shield]\nnftables_set = "inet difusor bloqueados"\n')
     enforcer = NftablesEnforcer(cfg, nft="no-existe-nft")
     with pytest.raises(ShieldError, match="no encuentro «nft»"):
         enforcer.apply([Block("127.0.0.9", soon(), "x")], attack_mode=False)
-    fake = tmp_path / "nft"
-    fake.write_text("#!/bin/sh\necho 'Error: Could not process rule: Operation not permitted' >&2"
-                    "\nexit 1\n")
-    fake.chmod(0o755)
-    enforcer = NftablesEnforcer(cfg, nft=str(fake))
-    with pytest.raises(ShieldError, match="CAP_NET_ADMIN") as err:
-        enforcer.apply([Block("127.0.0.9", soon(), "x")], attack_mode=False)
-    assert "\n" not in err.value.message
+
+
+# A double of the ``nft`` command: one JSON file holds the sets (element → expiry) and the rules;
+# it takes the commands the driver sends and answers ``-j list`` as nft does. "--fail" in the
+# state makes it refuse like nft without CAP_NET_ADMIN.
+NFT_DOUBLE = r"""
+import json, re, sys, time
+state_file = sys.argv[0] + ".json"
+try:
+    state = json.load(open(state_file))
+except FileNotFoundError:
+    state = {"sets": {}, "rules": [], "fail": False}
+if state["fail"]:
+    sys.exit("Error: Could not process rule: Operation not permitted")
+args = sys.argv[1:]
+now = time.time()
+if args[:2] == ["-f", "-"]:
+    for line in sys.stdin.read().splitlines():
+        if m := re.match(r"add set \S+ \S+ (\S+) ", line):
+            state["sets"].setdefault(m[1], {})
+        elif m := re.match(r"add rule .* @(\S+) drop$", line):
+            state["rules"].append(m[1])
+        elif m := re.match(r"add element \S+ \S+ (\S+) \{ (\S+) timeout (\d+)s", line):
+            state["sets"][m[1]][m[2]] = now + int(m[3])
+        elif m := re.match(r"delete element \S+ \S+ (\S+) \{ (\S+) \}", line):
+            del state["sets"][m[1]][m[2]]
+elif args[:3] == ["-j", "list", "chain"]:
+    rules = [{"rule": {"expr": [{"match": {"right": f"@{s}"}}]}} for s in state["rules"]]
+    print(json.dumps({"nftables": rules}))
+elif args[:3] == ["-j", "list", "set"]:
+    elems = []
+    for key, until in state["sets"][args[5]].items():
+        addr, _, bits = key.partition("/")
+        val = {"prefix": {"addr": addr, "len": int(bits)}} if bits else addr
+        elems.append({"elem": {"val": val, "expires": round(until - now)}})
+    print(json.dumps({"nftables": [{"set": {"name": args[5], "elem": elems}}]}))
+json.dump(state, open(state_file, "w"))
+"""
+
+
+class TestNftablesContract(EnforcerContract):
+    failure_hints = ("nft rechazó el cambio", "CAP_NET_ADMIN")
+
+    @pytest.fixture
+    def enforcer(self, tmp_path: Path) -> EnforcerBase:
+        from difusor.shield.enforce.nftables import NftablesEnforcer
+
+        nft = tmp_path / "nft"
+        nft.write_text(f"#!{sys.executable}\n{NFT_DOUBLE}")
+        nft.chmod(0o755)
+        cfg = cfg_with(tmp_path, '[shield]\nnftables_set = "inet difusor bloqueados"\n')
+        self.lines: list[str] = []
+        return NftablesEnforcer(cfg, log=self.lines.append, nft=str(nft))
+
+    def _state(self, enforcer) -> dict:
+        path = Path(enforcer.nft + ".json")
+        return json.loads(path.read_text()) if path.exists() else {"sets": {}, "rules": []}
+
+    def held(self, enforcer) -> set[str]:
+        state = self._state(enforcer)
+        if state["sets"]:  # once made: both families, each with its drop rule
+            assert sorted(state["rules"]) == ["bloqueados", "bloqueados6"]
+        return {key for elements in state["sets"].values() for key in elements}
+
+    def break_it(self, enforcer) -> None:
+        state = {**self._state(enforcer), "fail": True}
+        Path(enforcer.nft + ".json").write_text(json.dumps(state))
 
 
 # -- Cloudflare: the real SDK against a local double of the Lists API ---------------------------
@@ -546,14 +676,34 @@ def lists_api() -> Iterator[CloudflareListsDouble]:
         yield double
 
 
-def cloudflare(tmp_path: Path, api: CloudflareListsDouble):
+def cloudflare(tmp_path: Path, api: CloudflareListsDouble, log=None):
     from difusor.shield.enforce.cloudflare import CloudflareEnforcer
 
     cfg = cfg_with(tmp_path, f'[shield.cloudflare]\naccount_id = "{ACCOUNT}"\nlist_id = "{LIST}"\n'
                    f'token_env = "CF_LISTAS"\napi_url = "{api.url}"\n')
-    enforcer = CloudflareEnforcer.from_config(cfg, env={"CF_LISTAS": "cf-secreto"})
+    enforcer = CloudflareEnforcer.from_config(cfg, env={"CF_LISTAS": "cf-secreto"}, log=log)
     enforcer.sleep = lambda _s: None  # the double answers at once; no need to wait for real
     return enforcer
+
+
+class TestCloudflareContract(EnforcerContract):
+    failure_hints = ("Cloudflare rechazó el token (403; 10000: Authentication error)",
+                     "Listas de filtros de cuenta")
+
+    @pytest.fixture
+    def enforcer(self, tmp_path: Path, lists_api: CloudflareListsDouble) -> Iterator[EnforcerBase]:
+        self.api = lists_api
+        self.lines: list[str] = []
+        enforcer = cloudflare(tmp_path, lists_api, log=self.lines.append)
+        yield enforcer
+        enforcer.close()
+
+    def held(self, enforcer) -> set[str]:
+        return {i["ip"] for i in self.api.items.values() if i["comment"].startswith("difusor")}
+
+    def break_it(self, enforcer) -> None:
+        self.api.script.append((403, {"success": False, "errors": [
+            {"code": 10000, "message": "Authentication error"}], "messages": [], "result": None}, {}))
 
 
 @pytest.mark.slow
@@ -620,22 +770,6 @@ def test_cloudflare_waits_out_a_429_then_writes(tmp_path: Path, lists_api) -> No
         cf.close()
     assert [m for m, *_ in lists_api.seen[:3]] == ["GET", "POST", "POST"]
     assert waits[0] == 2.0 and [i["ip"] for i in lists_api.items.values()] == ["203.0.113.7"]
-
-
-def test_cloudflare_refused_token_is_one_spanish_line_with_the_permission(tmp_path: Path,
-                                                                          lists_api) -> None:
-    lists_api.script.append((403, {"success": False, "errors": [
-        {"code": 10000, "message": "Authentication error"}], "messages": [], "result": None}, {}))
-    cf = cloudflare(tmp_path, lists_api)
-    try:
-        with pytest.raises(ShieldError) as err:
-            cf.apply([Block("203.0.113.7", soon(), "x")], attack_mode=False)
-    finally:
-        cf.close()
-    message = err.value.message
-    assert "Cloudflare rechazó el token (403; 10000: Authentication error)" in message
-    assert "Listas de filtros de cuenta" in message and "\n" not in message
-    assert err.value.exit_code == 8
 
 
 def test_cloudflare_unknown_list_and_failed_operation(tmp_path: Path, lists_api) -> None:

@@ -28,6 +28,7 @@ from conftest import ServerProcess, Site, free_port, make_site, minimal_site, st
 from difusor import config as config_mod
 from difusor.publish.activate import live_release
 from difusor.publish.cdn import after_activation, after_publish, manual_purge
+from difusor.publish.rollback import rollback
 from difusor.store.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +252,7 @@ def test_purge_and_ban_only_from_the_acl(edge: Stack) -> None:
 def test_a_rollback_is_purged_too(edge: Stack) -> None:
     _previous, current = edge.publish_next()
     edge.warm("/json/main.json")
-    target = edge.site.publisher.rollback()
+    target = rollback(edge.site.publisher)
     report = after_activation(edge.site.cfg, edge.site.ledger, target)
     assert report.ok, report.lines()
     back = edge.site.publisher.manifests.load(target)

@@ -1,23 +1,30 @@
-"""The header policy: site path globs → response headers. On the ground floor (beside config.py)
+"""The header policy: site path globs → response headers. On the ground floor (beside config/)
 because every stage that sends a file reads it: the embedded server, the nginx configuration,
 the S3 origin. No header set is written out anywhere else.
 
 One object renders both the embedded server's headers and the nginx configuration, so
 the two cannot drift. Rules apply in order and a later rule overrides an earlier one's header of
 the same name; the convocatoria's rule for ``/json/main.json`` is applied last and cannot be
-overridden (config.py refuses a rule that tries).
+overridden (the config refuses a rule that tries).
 
 Globs use ``fnmatch``: ``*`` also crosses ``/``, so ``*.json`` covers ``json/main.json``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # config.py imports this module's constant
-    from difusor.config import Config
+
+class SiteConfig(Protocol):
+    """What the policy reads of the configuration (``difusor.config.Config``), named here so
+    this ground-floor module does not import the config package, which imports it."""
+
+    package: Any  # .main_json
+    headers: Sequence[Any]  # [[headers]]: .match, .set
+    cdn: Sequence[Any]  # [[cdn]]: .targeted_seconds
 
 # Convocatoria II.1.e: exactly this on /json/main.json (and on the difusor's own dynamic answers).
 MAIN_JSON_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
@@ -51,7 +58,7 @@ def default_rules(main_json: str) -> list[Rule]:
     ]
 
 
-def targeted_seconds(cfg: Config) -> int:
+def targeted_seconds(cfg: SiteConfig) -> int:
     """How long a CDN may hold main.json: the shortest ``targeted_seconds`` of the ``[[cdn]]``
     that set one (0 = none), so no edge in front of the site holds it longer than asked."""
     return min((c.targeted_seconds for c in cfg.cdn if c.targeted_seconds > 0), default=0)
@@ -71,7 +78,7 @@ class HeaderPolicy:
         self.rules = rules
 
     @classmethod
-    def from_config(cls, cfg: Config) -> HeaderPolicy:
+    def from_config(cls, cfg: SiteConfig) -> HeaderPolicy:
         main = cfg.package.main_json
         defaults = default_rules(main)
         extra = [Rule(r.match.lstrip("/"), tuple(r.set.items()), "configurada")

@@ -18,15 +18,10 @@ from typing import Any
 import requests
 from akamai.edgegrid import EdgeGridAuth, EdgeRc
 
-from difusor.config import CdnSettings, Config
+from difusor.config import AkamaiCdnSettings, Config
 from difusor.errors import ConfigError
-from difusor.publish.cdn.base import (
-    PurgeError,
-    Purger,
-    Unavailable,
-    check_answer,
-    secret_file_warning,
-)
+from difusor.providers import secret_file_warning
+from difusor.publish.cdn.base import PurgeError, Purger, Unavailable, check_answer
 
 MAX_BODY = 50_000
 _KEYS = ("client_token", "client_secret", "access_token")
@@ -36,8 +31,9 @@ class AkamaiPurger(Purger):
     kind = "akamai"
     default_batch = 10_000
     max_batch = 10_000
+    settings: AkamaiCdnSettings
 
-    def __init__(self, settings: CdnSettings, *, auth: EdgeGridAuth, host: str,
+    def __init__(self, settings: AkamaiCdnSettings, *, auth: EdgeGridAuth, host: str,
                  **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.base = (settings.api_url or f"https://{host}").rstrip("/")
@@ -45,8 +41,10 @@ class AkamaiPurger(Purger):
         self.session.auth = auth
 
     @classmethod
-    def from_config(cls, cfg: Config, settings: CdnSettings, env: Mapping[str, str]) -> Purger:
-        name = settings.name or settings.kind
+    def from_config(cls, cfg: Config, settings: AkamaiCdnSettings,  # type: ignore[override]
+                    env: Mapping[str, str]) -> Purger:
+        """The credentials come from the ``.edgerc`` file, read here (never from the TOML)."""
+        name = settings.label
         path = cfg.path(settings.edgerc)
         if not path.is_file():
             raise ConfigError(f"[[cdn]] «{name}»: no existe el archivo de credenciales de Akamai "

@@ -3,58 +3,50 @@
 A driver implements only the vendor call: ``_send`` (one batch of targets) and ``_send_all``
 (everything), turning its SDK's or API's errors into the errors below. ``Purger.purge`` does the
 rest once for all of them: de-duplication, batches within the provider's limit, calls in parallel
-for per-URL APIs, back-off on 429 honouring ``Retry-After``, and a ``PurgeResult`` that never
-raises, so a failing CDN never stops the others.
+for per-URL APIs, back-off on 429 honouring ``Retry-After`` (``providers.retrying``), and a
+``PurgeResult`` that never raises, so a failing CDN never stops the others.
 
     PurgeError (errors.py, exit 9)     the CDN refused or could not be reached; one Spanish line
     ├── RateLimited                     429 or the vendor's throttling: retried after Retry-After
     └── Unavailable                     a 5xx or a network failure: retried with back-off
 
 Drivers are named in ``DRIVERS`` and imported only when configured, so an SDK loads only when its
-driver is used.
+driver is used. Each one's settings model (``config.providers``) says what it cannot work
+without; ``purger_for`` checks it before building the driver, which then reads its secret.
 """
 
 from __future__ import annotations
 
-import email.utils
-import functools
-import importlib
 import os
-import ssl
-import stat
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit
 
-import httpx
-
-from difusor.config import CdnSettings, Config
+from difusor.config import CdnBase, CdnSettings, Config
 from difusor.errors import ConfigError, DifusorError, PurgeError
+from difusor.providers import Backoff, DriverTable, Transient, env_secret, retry_after, retrying
 
-DRIVERS = {
+DRIVERS: DriverTable[Purger] = DriverTable({
     "varnish": "difusor.publish.cdn.varnish:VarnishPurger",
     "cloudflare": "difusor.publish.cdn.cloudflare:CloudflarePurger",
     "fastly": "difusor.publish.cdn.fastly:FastlyPurger",
     "cloudfront": "difusor.publish.cdn.cloudfront:CloudFrontPurger",
     "akamai": "difusor.publish.cdn.akamai:AkamaiPurger",
-}
-MAX_WAIT = 60.0  # the longest single back-off, whatever Retry-After asks
+}, unknown="CDN desconocida «{name}»; usa una de: {known}")
+BACKOFF = Backoff(first=0.5, cap=60.0)  # 0.5 s, 1 s, 2 s… or Retry-After, at most a minute
 
 
-class RateLimited(PurgeError):
+class RateLimited(PurgeError, Transient):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class Unavailable(PurgeError):
+class Unavailable(PurgeError, Transient):
     """Worth another try: the API answered 5xx, or could not be reached."""
 
 
@@ -101,8 +93,9 @@ class Purger(ABC):
     max_batch: ClassVar[int] = 1  # the most the vendor accepts in one call
     concurrency: ClassVar[int] = 1  # vendor calls in flight at once
     needs_token: ClassVar[bool] = False  # token_env must name a non-empty variable
+    settings: CdnBase  # each driver narrows it to its own model (config.providers)
 
-    def __init__(self, settings: CdnSettings, *, site_url: str, secret: str = "",
+    def __init__(self, settings: CdnBase, *, site_url: str, secret: str = "",
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.site_url = site_url.rstrip("/")
@@ -113,19 +106,17 @@ class Purger(ABC):
 
     @property
     def name(self) -> str:
-        return self.settings.name or self.kind
+        return self.settings.label
 
     @classmethod
-    def from_config(cls, cfg: Config, settings: CdnSettings, env: Mapping[str, str]) -> Purger:
-        """The driver for ``settings``; reads its secret here, never deeper in the code."""
-        secret = ""
-        if settings.token_env:
-            secret = env.get(settings.token_env, "").strip()
+    def from_config(cls, cfg: Config, settings: CdnBase, env: Mapping[str, str]) -> Purger:
+        """The driver for ``settings`` (already checked); reads its secret here, never deeper."""
+        variable = getattr(settings, "token_env", "")  # only the kinds whose API takes a token
+        secret = env_secret(env, variable)
         if cls.needs_token and not secret:
-            where = (f"la variable de entorno {settings.token_env} está vacía o no existe"
-                     if settings.token_env else "falta token_env (el nombre de la variable de "
-                     "entorno con el token)")
-            raise ConfigError(f"[[cdn]] «{settings.name or settings.kind}»: {where}")
+            where = (f"la variable de entorno {variable} está vacía o no existe" if variable
+                     else "falta token_env (el nombre de la variable de entorno con el token)")
+            raise ConfigError(f"[[cdn]] «{settings.label}»: {where}")
         return cls(settings, site_url=cfg.site.url, secret=secret)
 
     # -- what drivers implement ----------------------------------------------------------
@@ -194,19 +185,13 @@ class Purger(ABC):
 
     def _call(self, send: Callable[[list[str]], str | None], batch: list[str],
               tally: _Tally) -> str | None:
-        attempt = 0
-        while True:
-            tally.add(requests=1)
-            try:
-                return send(batch)
-            except (RateLimited, Unavailable) as exc:
-                if attempt >= self.settings.retries:
-                    raise PurgeError(f"{exc.message} (tras {attempt} reintentos)") from None
-                asked = exc.retry_after if isinstance(exc, RateLimited) else None
-                wait = min(MAX_WAIT, asked if asked is not None else 0.5 * 2 ** attempt)
-                tally.add(retries=1, waited=wait)
-                self.sleep(wait)
-                attempt += 1
+        try:
+            return retrying(lambda: send(batch), retries=self.settings.retries, backoff=BACKOFF,
+                            sleep=self.sleep, on_try=lambda _n: tally.add(requests=1),
+                            on_wait=lambda wait: tally.add(retries=1, waited=wait))
+        except Transient as exc:  # still throttled or down after every retry
+            message = exc.message if isinstance(exc, DifusorError) else str(exc)
+            raise PurgeError(f"{message} (tras {self.settings.retries} reintentos)") from None
 
     def _result(self, urls: int, ok: bool, start: float, tally: _Tally, ids: list[str],
                 message: str) -> PurgeResult:
@@ -234,70 +219,16 @@ def check_answer(provider: str, status: int, retry_after_header: str | None, *,
         raise Unavailable(f"{provider} respondió {status}")
 
 
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (a number or an HTTP date); None when absent or odd."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-@functools.lru_cache(maxsize=1)
-def _tls() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
-
-
-def http_client(timeout: float, **kwargs: object) -> httpx.Client:
-    """An HTTP client sharing one TLS context per process: building a context costs tens of
-    milliseconds, which would otherwise be paid on every purge right after a publication."""
-    return httpx.Client(timeout=timeout, verify=_tls(), **kwargs)  # type: ignore[arg-type]
-
-
-def url_path(url: str) -> str:
-    """``https://host/a/b?x`` → ``/a/b?x`` (what a PURGE or an invalidation path names)."""
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
-def secret_file_warning(path: Path) -> str | None:
-    """A Spanish warning when a file holding credentials is readable by others."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return None
-    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
-        return (f"aviso: {path} (credenciales) lo pueden leer otros usuarios; "
-                f"corrígelo con «chmod 600 {path}»")
-    return None
-
-
 # -- the table ----------------------------------------------------------------------------
-
-def driver(kind: str) -> type[Purger]:
-    """The driver class for a provider name, imported now (and only now)."""
-    try:
-        target = DRIVERS[kind]
-    except KeyError:
-        raise ConfigError(f"CDN desconocida «{kind}»; usa una de: {', '.join(DRIVERS)}") from None
-    module, _, name = target.partition(":")
-    cls: type[Purger] = getattr(importlib.import_module(module), name)
-    return cls
-
 
 def purger_for(cfg: Config, settings: CdnSettings, *, env: Mapping[str, str] | None = None
                ) -> Purger:
     """One ``[[cdn]]``'s purger; ConfigError (Spanish, naming the CDN) when it is unusable."""
-    return driver(settings.kind).from_config(cfg, settings, os.environ if env is None else env)
+    cls = DRIVERS.load(settings.kind)
+    problem = settings.problem()
+    if problem:
+        raise ConfigError(f"[[cdn]] «{settings.label}»: {problem}")
+    return cls.from_config(cfg, settings, os.environ if env is None else env)
 
 
 def purgers(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[Purger]:

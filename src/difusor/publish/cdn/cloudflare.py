@@ -11,18 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import cloudflare
-
-from difusor.config import CdnSettings
-from difusor.errors import ConfigError
-from difusor.publish.cdn.base import (
-    PurgeError,
-    Purger,
-    RateLimited,
-    Unavailable,
-    http_client,
-    retry_after,
-)
+from difusor.config import CloudflareCdnSettings
+from difusor.errors import PurgeError
+from difusor.providers import cloudflare_api
+from difusor.publish.cdn.base import Purger, RateLimited, Unavailable
 
 
 class CloudflarePurger(Purger):
@@ -30,16 +22,17 @@ class CloudflarePurger(Purger):
     default_batch = 30
     max_batch = 500
     needs_token = True
+    settings: CloudflareCdnSettings
 
-    def __init__(self, settings: CdnSettings, **kwargs: Any) -> None:
+    def __init__(self, settings: CloudflareCdnSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        if not settings.zone_id:
-            raise ConfigError(f"[[cdn]] «{self.name}»: cloudflare necesita zone_id (el ID de la "
-                              "zona, en el panel de Cloudflare › Resumen)")
-        self.client = cloudflare.Cloudflare(
-            api_token=self.secret, base_url=settings.api_url or None, max_retries=0,
-            timeout=settings.timeout, http_client=http_client(settings.timeout),
-        )
+        self.client = cloudflare_api.client(self.secret, api_url=settings.api_url,
+                                            timeout=settings.timeout)
+        self.refusals = cloudflare_api.Refusals(
+            error=PurgeError, throttled=RateLimited, unavailable=Unavailable,
+            throttled_message="Cloudflare limitó las purgas (429)",
+            token_hint="¿tiene el permiso «Zona › Purga de caché» sobre esta zona?",
+            missing=f"la zona {settings.zone_id}", fix="zone_id")
 
     def _send(self, batch: list[str]) -> str | None:
         return self._purge(files=batch)
@@ -50,29 +43,9 @@ class CloudflarePurger(Purger):
     def _purge(self, **what: Any) -> str | None:
         try:
             answer = self.client.cache.purge(zone_id=self.settings.zone_id, **what)
-        except cloudflare.RateLimitError as exc:
-            raise RateLimited("Cloudflare limitó las purgas (429)",
-                              retry_after(exc.response.headers.get("retry-after"))) from None
-        except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as exc:
-            raise PurgeError(
-                f"Cloudflare rechazó el token ({exc.status_code}{_errors(exc)}): ¿tiene el permiso "
-                "«Zona › Purga de caché» sobre esta zona?") from None
-        except cloudflare.NotFoundError as exc:
-            raise PurgeError(f"Cloudflare no encuentra la zona {self.settings.zone_id} "
-                             f"(404{_errors(exc)}): revisa zone_id") from None
-        except cloudflare.APIStatusError as exc:
-            if exc.status_code >= 500:
-                raise Unavailable(f"Cloudflare respondió {exc.status_code}") from None
-            raise PurgeError(f"Cloudflare respondió {exc.status_code}{_errors(exc)}") from None
-        except cloudflare.APIConnectionError as exc:
-            raise Unavailable(f"no pude conectar con la API de Cloudflare: {exc.message}") from None
+        except cloudflare_api.API_ERRORS as exc:
+            raise self.refusals(exc) from None
         return answer.id if answer is not None else None
 
     def close(self) -> None:
         self.client.close()
-
-
-def _errors(exc: cloudflare.APIStatusError) -> str:
-    """The API's own error messages, when it sent any."""
-    found = [f"{e.code}: {e.message}" for e in exc.errors if getattr(e, "message", None)]
-    return f"; {'; '.join(found)}" if found else ""

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from difusor.config import CdnSettings
+from difusor.config import CloudFrontCdnSettings, Config
 from difusor.errors import ConfigError
-from difusor.publish.cdn.base import PurgeError, Purger, RateLimited, Unavailable, retry_after, url_path
+from difusor.providers import env_secret, retry_after, url_path
+from difusor.publish.cdn.base import PurgeError, Purger, RateLimited, Unavailable
 
 _THROTTLED = {"Throttling", "ThrottlingException", "TooManyInvalidationsInProgress",
               "RequestLimitExceeded"}
@@ -30,24 +32,31 @@ class CloudFrontPurger(Purger):
     kind = "cloudfront"
     default_batch = 3000
     max_batch = 3000
+    settings: CloudFrontCdnSettings
 
-    def __init__(self, settings: CdnSettings, **kwargs: Any) -> None:
+    def __init__(self, settings: CloudFrontCdnSettings, *, keys: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        if not settings.distribution_id:
-            raise ConfigError(f"[[cdn]] «{self.name}»: cloudfront necesita distribution_id")
-        keys: dict[str, str] = {}
-        if self.secret:
-            key_id, sep, secret = self.secret.partition(":")
-            if not sep or not key_id or not secret:
-                raise ConfigError(f"[[cdn]] «{self.name}»: la variable {settings.token_env} debe "
-                                  "tener la forma ACCESS_KEY_ID:SECRET_ACCESS_KEY")
-            keys = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
-        session = boto3.session.Session(**keys)
+        session = boto3.session.Session(**(keys or {}))
         self.client = session.client(
             "cloudfront", endpoint_url=settings.api_url or None, region_name="us-east-1",
             config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"},
                               connect_timeout=settings.timeout, read_timeout=settings.timeout),
         )
+
+    @classmethod
+    def from_config(cls, cfg: Config, settings: CloudFrontCdnSettings,  # type: ignore[override]
+                    env: Mapping[str, str]) -> Purger:
+        """The keys from ``token_env`` (``ACCESS_KEY_ID:SECRET_ACCESS_KEY``), or boto3's chain."""
+        secret = env_secret(env, settings.token_env)
+        if not secret:
+            return cls(settings, site_url=cfg.site.url)
+        key_id, sep, key = secret.partition(":")
+        if not sep or not key_id or not key:
+            raise ConfigError(f"[[cdn]] «{settings.label}»: la variable {settings.token_env} debe "
+                              "tener la forma ACCESS_KEY_ID:SECRET_ACCESS_KEY")
+        return cls(settings, site_url=cfg.site.url, secret=secret,
+                   keys={"aws_access_key_id": key_id, "aws_secret_access_key": key})
 
     def targets(self, urls: list[str]) -> list[str]:
         return [url_path(u) for u in urls]

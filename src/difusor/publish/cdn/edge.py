@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from difusor.publish.cdn.base import http_client
+from difusor.providers import http_client
 from difusor.publish.cdn.plan import quote_path
 
 INTERVAL = 0.05

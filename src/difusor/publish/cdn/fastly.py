@@ -14,15 +14,10 @@ from urllib.parse import quote
 
 import httpx
 
-from difusor.config import CdnSettings
+from difusor.config import FastlyCdnSettings
 from difusor.errors import ConfigError
-from difusor.publish.cdn.base import (
-    PurgeError,
-    Purger,
-    Unavailable,
-    check_answer,
-    http_client,
-)
+from difusor.providers import http_client
+from difusor.publish.cdn.base import PurgeError, Purger, Unavailable, check_answer
 
 API = "https://api.fastly.com"
 
@@ -31,8 +26,9 @@ class FastlyPurger(Purger):
     kind = "fastly"
     concurrency = 8
     needs_token = True
+    settings: FastlyCdnSettings
 
-    def __init__(self, settings: CdnSettings, **kwargs: Any) -> None:
+    def __init__(self, settings: FastlyCdnSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.api = (settings.api_url or API).rstrip("/")
         self.client = http_client(settings.timeout)

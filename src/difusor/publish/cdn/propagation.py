@@ -140,7 +140,7 @@ def _propagate(cfg: Config, ledger: Ledger, paths: list[str], release_id: str | 
     report = CdnReport(release_id, paths, [], everything)
     ready: list[tuple[CdnSettings, CdnOutcome]] = []
     for settings in cfg.cdn:  # purge them all first: an outer CDN refetches from an inner one
-        outcome = CdnOutcome(settings.name or settings.kind, settings.kind)
+        outcome = CdnOutcome(settings.label, settings.kind)
         report.cdns.append(outcome)
         _purge_one(cfg, ledger, settings, outcome, urls, release_id, cause, everything)
         for line in [*outcome.warnings, outcome.error or (outcome.purge.message

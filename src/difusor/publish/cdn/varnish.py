@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from difusor.config import CdnSettings
-from difusor.errors import ConfigError
-from difusor.publish.cdn.base import PurgeError, Purger, Unavailable, http_client, url_path
+from difusor.config import VarnishCdnSettings
+from difusor.providers import http_client, retry_after, url_path
+from difusor.publish.cdn.base import PurgeError, Purger, RateLimited, Unavailable
 
 _HINTS = {
     403: "agrega la IP de este equipo al ACL «purgadores» del VCL",
@@ -28,13 +28,11 @@ _HINTS = {
 class VarnishPurger(Purger):
     kind = "varnish"
     concurrency = 8  # one request per URL, several at once
+    settings: VarnishCdnSettings
 
-    def __init__(self, settings: CdnSettings, **kwargs: Any) -> None:
+    def __init__(self, settings: VarnishCdnSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        base = settings.purge_url or settings.edge_url
-        if not base:
-            raise ConfigError(f"[[cdn]] «{self.name}»: varnish necesita purge_url o edge_url")
-        self.base = base.rstrip("/")
+        self.base = (settings.purge_url or settings.edge_url).rstrip("/")
         self.host = urlsplit(self.site_url).netloc
         self.client = http_client(settings.timeout)
 
@@ -56,6 +54,9 @@ class VarnishPurger(Purger):
             raise Unavailable(f"no pude conectar con Varnish en {self.base}: {exc}") from None
         if r.status_code in (200, 204):
             return
+        if r.status_code == 429:  # a rate limit in front of the edge: waited out like a CDN's
+            raise RateLimited(f"Varnish limitó las purgas (429) a {method} {path}",
+                              retry_after(r.headers.get("retry-after")))
         if r.status_code >= 500 and r.status_code != 501:
             raise Unavailable(f"Varnish respondió {r.status_code} a {method} {path}")
         hint = _HINTS.get(r.status_code, "revisa el VCL")

@@ -3,8 +3,10 @@
 An origin is a place the public is served from. Publishing to it has two phases: ``stage`` puts
 the whole corte there without anyone seeing it, ``switch`` makes it the one served, in a single
 atomic step (a symlink rename, a remote ``mv -T``, the upload of ``json/main.json``). The public
-methods here retry with backoff and time every attempt; a driver implements only ``_stage``,
-``_switch`` and ``live`` for its kind (see ``local.py``, ``nginx.py``, ``ssh.py``, ``s3.py``).
+methods here retry with backoff (``providers.retrying``) and time every attempt; a driver
+implements only ``_stage``, ``_switch`` and ``live`` for its kind (see ``local.py``, ``nginx.py``,
+``ssh.py``, ``s3.py``), reading its own settings model (``config.providers``), which difusor.toml's
+loading has already checked.
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from difusor.config import Config, OriginSettings
+from difusor.config import Config, OriginBase
 from difusor.errors import DifusorError
+from difusor.providers import Backoff, DriverTable, retrying
 from difusor.store.layout import StoreLayout
 from difusor.store.manifest import Manifest, ManifestStore
 from difusor.store.objects import ObjectStore
+
+DRIVERS: DriverTable[Origin] = DriverTable({
+    "local": "difusor.publish.origins.local:LocalOrigin",
+    "nginx": "difusor.publish.origins.nginx:NginxOrigin",
+    "ssh": "difusor.publish.origins.ssh:SshOrigin",
+    "s3": "difusor.publish.origins.s3:S3Origin",
+}, unknown="tipo de origen desconocido «{name}»; los conocidos: {known}")
+MAX_BACKOFF = 30.0  # the longest wait between two tries, however many retries
+RSYNC_FLAGS = ["-a", "--delete", "--modify-window=-1"]  # -1: mtimes compared to the nanosecond
 
 
 class OriginError(DifusorError):
@@ -72,8 +84,9 @@ class Origin(ABC):
     # Staging overwrites what the public may fetch (a bucket's objects): an interrupted staging
     # must be repaired by staging the live corte again.
     stages_in_place: ClassVar[bool] = False
+    settings: OriginBase  # each driver narrows it to its own model (config.providers)
 
-    def __init__(self, settings: OriginSettings, ctx: Context) -> None:
+    def __init__(self, settings: OriginBase, ctx: Context) -> None:
         self.settings = settings
         self.ctx = ctx
         self.name = settings.name
@@ -118,26 +131,23 @@ class Origin(ABC):
         return self._attempt("switch", lambda: self._switch(release_id), retries)
 
     def _attempt(self, phase: str, call: Any, retries: int | None) -> Result:
-        tries = 1 + (self.retries if retries is None else min(retries, self.retries))
         result = Result(self.name, self.kind, phase, started=time.time())
-        delay = self.backoff
-        for n in range(1, tries + 1):
-            result.attempts = n
-            try:
-                result.detail = call() or {}
-                result.ok, result.error, result.exception = True, "", None
-                break
-            except Exception as exc:
-                result.exception = exc
-                if isinstance(exc, DifusorError):
-                    result.error = exc.message
-                elif isinstance(exc, subprocess.TimeoutExpired):
-                    result.error = (f"origen {self.name}: {Path(str(exc.cmd[0])).name} sin "
-                                    f"respuesta en {exc.timeout:.0f} s")
-                else:
-                    result.error = f"origen {self.name}: {type(exc).__name__}: {exc}"
-                if n < tries:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+        try:
+            result.detail = retrying(
+                call, retries=self.retries if retries is None else min(retries, self.retries),
+                backoff=Backoff(first=self.backoff, cap=MAX_BACKOFF), retry_on=(Exception,),
+                on_try=lambda n: setattr(result, "attempts", n)) or {}
+            result.ok = True
+        except Exception as exc:  # every try failed: the result says why, the set decides
+            result.exception = exc
+            result.error = self._reason(exc)
         result.ended = time.time()
         return result
+
+    def _reason(self, exc: Exception) -> str:
+        if isinstance(exc, DifusorError):
+            return exc.message
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return (f"origen {self.name}: {Path(str(exc.cmd[0])).name} sin respuesta en "
+                    f"{exc.timeout:.0f} s")
+        return f"origen {self.name}: {type(exc).__name__}: {exc}"

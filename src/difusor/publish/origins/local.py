@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from difusor.config import LocalOriginSettings
 from difusor.publish.activate import activate, live_release, wait_served
 from difusor.publish.origins.base import Origin, Release
 
@@ -16,6 +17,7 @@ from difusor.publish.origins.base import Origin, Release
 class LocalOrigin(Origin):
     kind = "local"
     retryable = False
+    settings: LocalOriginSettings
 
     def _stage(self, release: Release) -> dict[str, Any]:
         return {}

@@ -16,16 +16,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from difusor.config import NginxOriginSettings
 from difusor.paths import fsync_dir
-from difusor.publish.origins.base import Origin, OriginError, Release
+from difusor.publish.origins.base import RSYNC_FLAGS, Origin, OriginError, Release
 from difusor.store.objects import sync_filesystem
 from difusor.store.releases import clone_links
-
-RSYNC_FLAGS = ["-a", "--delete", "--modify-window=-1"]  # -1: mtimes compared to the nanosecond
 
 
 class NginxOrigin(Origin):
     kind = "nginx"
+    settings: NginxOriginSettings
 
     @property
     def root(self) -> Path:

@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from difusor.config import S3OriginSettings
 from difusor.headers import MAIN_JSON_CACHE_CONTROL, HeaderPolicy
 from difusor.publish.origins.base import Context, Origin, OriginError, Release
 from difusor.store.manifest import FileEntry, Manifest
@@ -35,11 +36,10 @@ UPLOAD_THREADS = 8
 class S3Origin(Origin):
     kind = "s3"
     stages_in_place = True
+    settings: S3OriginSettings
 
-    def __init__(self, settings: Any, ctx: Context) -> None:
+    def __init__(self, settings: S3OriginSettings, ctx: Context) -> None:
         super().__init__(settings, ctx)
-        if not settings.bucket:
-            raise OriginError(f"origen {self.name}: falta bucket")
         self.bucket = settings.bucket
         self.prefix = settings.prefix.strip("/") + "/" if settings.prefix.strip("/") else ""
         self.policy = HeaderPolicy.from_config(ctx.cfg)

@@ -16,6 +16,7 @@ master is gone, ssh simply connects again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import select
@@ -26,34 +27,30 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from difusor.publish.origins.base import Context, Origin, OriginError, Release
-from difusor.publish.origins.nginx import RSYNC_FLAGS
+from difusor.config import SshOriginSettings
+from difusor.publish.origins.base import RSYNC_FLAGS, Context, Origin, OriginError, Release
 
 PERSIST_SECONDS = 300
 CONNECT_SECONDS = 10  # a host that does not answer is not waited for longer
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
-_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")  # a name, IPv4 or IPv6: never an option
-_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 class SshOrigin(Origin):
     kind = "ssh"
+    settings: SshOriginSettings
 
-    def __init__(self, settings: Any, ctx: Context) -> None:
-        super().__init__(settings, ctx)
+    def __init__(self, settings: SshOriginSettings, ctx: Context) -> None:
+        super().__init__(settings, ctx)  # root, host and user were checked when loading
         self.root = settings.root.rstrip("/")
-        if not _SAFE_PATH.match(self.root) or "/../" in self.root + "/":
-            raise OriginError(f"origen {self.name}: root debe ser una ruta absoluta simple del "
-                              f"servidor remoto (letras, dígitos, . _ - /), no «{settings.root}»")
-        if not _HOST.match(settings.host) or (settings.user and not _USER.match(settings.user)):
-            raise OriginError(f"origen {self.name}: host «{settings.host}» o user "
-                              f"«{settings.user}» no son un nombre válido")
         self.destination = f"{settings.user}@{settings.host}" if settings.user else settings.host
-        folder = _control_folder()
-        self.control = f"{folder}/%C" if folder else None
         self._armed: tuple[str, subprocess.Popen[str]] | None = None
         self._exiting: list[subprocess.Popen[str]] = []  # switch commands that said «cambiado»
+
+    @functools.cached_property
+    def control(self) -> str | None:
+        """The shared connection's socket (its folder is made on first use, not when built)."""
+        folder = _control_folder()
+        return f"{folder}/%C" if folder else None
 
     # -- ssh and rsync --------------------------------------------------------------------
 
@@ -120,17 +117,9 @@ class SshOrigin(Origin):
         self._connect()
         root = shlex.quote(self.root)
         self.run(f"mkdir -p {root}/releases")
-        ssh = shlex.join(["ssh", *self.options()])
-        cmd = ["rsync", *RSYNC_FLAGS, "--stats", f"--timeout={max(1, round(self.timeout))}",
-               "--link-dest=../../current", "-e", ssh, f"{release.tree}/",
-               f"{self.destination}:{self.root}/releases/{release.id}/"]
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=self.timeout * 4)
-        if done.returncode != 0:
-            raise OriginError(self._hint(f"rsync salió con {done.returncode}: "
-                                         f"{done.stderr.strip()}"))
+        stats = self._rsync(release, [*RSYNC_FLAGS, "--link-dest=../../current"], "rsync")
         self._arm(release.id)
-        return _stats(done.stdout)
+        return stats
 
     def _switch_command(self, release_id: str, *, armed: bool) -> str:
         """``ln -s`` to a temp name, ``mv -T`` over ``current``; armed, the link is made
@@ -196,15 +185,18 @@ class SshOrigin(Origin):
 
     def add_variants(self, release: Release) -> dict[str, Any]:
         """rsync only the variants into the live release (each lands by rename, whole)."""
-        cmd = ["rsync", "-a", "--ignore-existing", "--stats", "--include=*/",
-               "--include=*.gz", "--include=*.br", "--exclude=*",
-               f"--timeout={max(1, round(self.timeout))}", "-e",
-               shlex.join(["ssh", *self.options()]), f"{release.tree}/",
+        return self._rsync(release, ["-a", "--ignore-existing", "--include=*/", "--include=*.gz",
+                                     "--include=*.br", "--exclude=*"], "rsync de variantes")
+
+    def _rsync(self, release: Release, options: list[str], what: str) -> dict[str, Any]:
+        """rsync the release's tree into ``root/releases/<id>`` over the shared connection."""
+        cmd = ["rsync", *options, "--stats", f"--timeout={max(1, round(self.timeout))}",
+               "-e", shlex.join(["ssh", *self.options()]), f"{release.tree}/",
                f"{self.destination}:{self.root}/releases/{release.id}/"]
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=self.timeout * 4)
         if done.returncode != 0:
-            raise OriginError(self._hint(f"rsync de variantes salió con {done.returncode}: "
+            raise OriginError(self._hint(f"{what} salió con {done.returncode}: "
                                          f"{done.stderr.strip()}"))
         return _stats(done.stdout)
 
@@ -219,7 +211,7 @@ class SshOrigin(Origin):
 
     def close(self) -> None:
         self._disarm()
-        if self.control:
+        if self.__dict__.get("control"):  # a shared connection can only exist once used
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 subprocess.run(["ssh", *self.options(), "-O", "exit", self.destination],
                                capture_output=True, timeout=10)

@@ -7,12 +7,12 @@ address or a network are dropped with a warning (one bad key must not leave ever
 free), one Spanish log line per change, and any unexpected ``OSError`` becomes a ``ShieldError``.
 
 Drivers are named in ``DRIVERS`` and imported only when configured, so the Cloudflare SDK loads
-only when ``[shield.cloudflare]`` is set.
+only when ``[shield.cloudflare]`` is set. Their keys (``[shield]``) are checked when difusor.toml
+is loaded (``ShieldSettings.problem``), never by the drivers.
 """
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 import time
@@ -23,14 +23,15 @@ from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 from difusor.config import Config
-from difusor.errors import ConfigError, ShieldError
+from difusor.errors import ShieldError
+from difusor.providers import DriverTable
 from difusor.shield.model import Block, Enforcer
 
-DRIVERS = {
+DRIVERS: DriverTable[EnforcerBase] = DriverTable({
     "nginx": "difusor.shield.enforce.nginx:NginxEnforcer",
     "nftables": "difusor.shield.enforce.nftables:NftablesEnforcer",
     "cloudflare": "difusor.shield.enforce.cloudflare:CloudflareEnforcer",
-}
+}, unknown="punto de bloqueo desconocido «{name}»; usa uno de: {known}")
 
 Log = Callable[[str], None]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -133,21 +134,9 @@ def configured(cfg: Config) -> list[str]:
     return names
 
 
-def driver(name: str) -> type[EnforcerBase]:
-    """The driver class for an enforcement point, imported now (and only now)."""
-    try:
-        target = DRIVERS[name]
-    except KeyError:
-        raise ConfigError(f"punto de bloqueo desconocido «{name}»; usa uno de: "
-                          f"{', '.join(DRIVERS)}") from None
-    module, _, attr = target.partition(":")
-    cls: type[EnforcerBase] = getattr(importlib.import_module(module), attr)
-    return cls
-
-
 def build_enforcers(cfg: Config, *, env: Mapping[str, str] | None = None, log: Log | None = None
                     ) -> list[Enforcer]:
     """Every enforcement point configured in ``[shield]`` (none when only the embedded server
-    enforces). ConfigError, naming the key, when one is configured but unusable."""
+    enforces). ConfigError, naming the key, when a secret one needs is missing."""
     env = os.environ if env is None else env
-    return [driver(name).from_config(cfg, env=env, log=log) for name in configured(cfg)]
+    return [DRIVERS.load(name).from_config(cfg, env=env, log=log) for name in configured(cfg)]

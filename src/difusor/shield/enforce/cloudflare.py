@@ -22,11 +22,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import cloudflare
-
 from difusor.config import Config
 from difusor.errors import ConfigError, ShieldError
-from difusor.publish.cdn.base import http_client, retry_after
+from difusor.providers import Backoff, Transient, cloudflare_api, env_secret, retrying
 from difusor.shield.enforce.base import EnforcerBase, Log, network, render_key
 from difusor.shield.model import Block
 
@@ -34,9 +32,14 @@ MARK = "difusor"
 TIMEOUT = 15.0
 WAIT = 30.0  # the longest a list operation is awaited
 RETRIES = 3  # 429s (another write pending) honoured before giving up
+BACKOFF = Backoff(first=1.0, cap=30.0)  # Retry-After when Cloudflare sends it
 BATCH = 1000
 HINT = ("¿el token tiene el permiso «Cuenta › Listas de filtros de cuenta › Editar» (Account "
         "Filter Lists: Edit) en esta cuenta?")
+
+
+class ListBusy(ShieldError, Transient):
+    """Cloudflare refused a write with 429 (another one pending): waited out, then tried again."""
 
 
 class CloudflareEnforcer(EnforcerBase):
@@ -44,23 +47,25 @@ class CloudflareEnforcer(EnforcerBase):
 
     def __init__(self, cfg: Config, *, token: str, log: Log | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        """Reads ``[shield.cloudflare]`` (both ids checked when loading)."""
         super().__init__(cfg, log=log)
         s = cfg.shield.cloudflare
-        if not (s.account_id and s.list_id):
-            raise ConfigError("[shield.cloudflare] necesita account_id y list_id (la lista de IP "
-                              "en Cuenta › Configuración › Listas)")
         self.account_id, self.list_id = s.account_id, s.list_id
         self.sleep = sleep
-        self.client = cloudflare.Cloudflare(
-            api_token=token, base_url=s.api_url or None, max_retries=0, timeout=TIMEOUT,
-            http_client=http_client(TIMEOUT),
-        )
+        self.client = cloudflare_api.client(token, api_url=s.api_url, timeout=TIMEOUT)
+        self.refusals = cloudflare_api.Refusals(
+            error=ShieldError, throttled=ListBusy,
+            throttled_message="Cloudflare sigue limitando los cambios a la lista (429) tras "
+                              f"{RETRIES} reintentos",
+            token_hint=HINT, missing=f"la lista {self.list_id} de la cuenta {self.account_id}",
+            fix="[shield.cloudflare] account_id y list_id",
+            doing=" al cambiar la lista de bloqueos")
 
     @classmethod
     def from_config(cls, cfg: Config, *, env: Mapping[str, str], log: Log | None = None
                     ) -> CloudflareEnforcer:
         var = cfg.shield.cloudflare.token_env
-        token = env.get(var, "").strip() if var else ""
+        token = env_secret(env, var)
         if not token:
             raise ConfigError(f"[shield.cloudflare]: la variable de entorno {var or '(token_env)'} "
                               "está vacía o no existe (el token de la API de Cloudflare)")
@@ -121,29 +126,14 @@ class CloudflareEnforcer(EnforcerBase):
 
     def _call(self, call: Callable[[], Any]) -> Any:
         """One SDK call; the SDK's errors become one Spanish line (429s are waited out)."""
-        for attempt in range(RETRIES + 1):
+
+        def once() -> Any:
             try:
                 return call()
-            except cloudflare.RateLimitError as exc:
-                if attempt == RETRIES:
-                    raise ShieldError(f"Cloudflare sigue limitando los cambios a la lista (429) "
-                                      f"tras {RETRIES} reintentos") from None
-                wait = retry_after(exc.response.headers.get("retry-after"))
-                self.sleep(min(30.0, wait if wait is not None else 1.0 * 2 ** attempt))
-            except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as exc:
-                raise ShieldError(f"Cloudflare rechazó el token ({exc.status_code}"
-                                  f"{_errors(exc)}): {HINT}") from None
-            except cloudflare.NotFoundError as exc:
-                raise ShieldError(f"Cloudflare no encuentra la lista {self.list_id} de la cuenta "
-                                  f"{self.account_id} (404{_errors(exc)}): revisa "
-                                  "[shield.cloudflare] account_id y list_id") from None
-            except cloudflare.APIStatusError as exc:
-                raise ShieldError(f"Cloudflare respondió {exc.status_code}{_errors(exc)} al "
-                                  "cambiar la lista de bloqueos") from None
-            except cloudflare.APIConnectionError as exc:
-                raise ShieldError(f"no pude conectar con la API de Cloudflare: {exc.message}"
-                                  ) from None
-        raise AssertionError("unreachable")
+            except cloudflare_api.API_ERRORS as exc:
+                raise self.refusals(exc) from None
+
+        return retrying(once, retries=RETRIES, backoff=BACKOFF, sleep=self.sleep)
 
     def close(self) -> None:
         self.client.close()
@@ -155,8 +145,3 @@ def _listable(key: str) -> str:
     if net is not None and net.version == 6 and net.prefixlen > 64:
         return str(ipaddress.ip_network(f"{net.network_address}/64", strict=False))
     return key
-
-
-def _errors(exc: cloudflare.APIStatusError) -> str:
-    found = [f"{e.code}: {e.message}" for e in exc.errors if getattr(e, "message", None)]
-    return f"; {'; '.join(found)}" if found else ""

@@ -18,16 +18,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from difusor.config import Config
-from difusor.errors import ConfigError, ShieldError
+from difusor.config import NFTABLES_FAMILIES, Config, nftables_set
+from difusor.errors import ShieldError
 from difusor.shield.enforce.base import EnforcerBase, Log, Network, network, render_key
 from difusor.shield.model import Block
 
 NFT = "nft"
 TIMEOUT = 15.0
 DRIFT = 5  # seconds an element's kernel expiry may differ from the wanted one before a refresh
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
-_FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
 
 
 @dataclass(frozen=True)
@@ -44,24 +42,15 @@ class SetName:
         return f"{self.name}_entrada"
 
 
-def parse_set(value: str) -> SetName:
-    """``"inet difusor bloqueados"`` → its three parts; ConfigError naming the key otherwise."""
-    parts = value.split()
-    if (len(parts) != 3 or parts[0] not in _FAMILIES
-            or not all(_NAME.match(p) for p in parts[1:])):
-        raise ConfigError(f"[shield] nftables_set = «{value}»: se espera «familia tabla conjunto» "
-                          "con familia ip, ip6 o inet, p. ej. «inet difusor bloqueados»")
-    return SetName(*parts)
-
-
 class NftablesEnforcer(EnforcerBase):
     name = "nftables"
 
     def __init__(self, cfg: Config, *, log: Log | None = None, nft: str = NFT) -> None:
+        """Reads ``[shield] nftables_set`` (its form checked when loading)."""
         super().__init__(cfg, log=log)
-        self.set = parse_set(cfg.shield.nftables_set)
+        self.set = SetName(*nftables_set(cfg.shield.nftables_set))
         self.nft = nft
-        self.versions = _FAMILIES[self.set.family]
+        self.versions = NFTABLES_FAMILIES[self.set.family]
         self._ready = False
 
     def _sync(self, blocks: list[Block], attack_mode: bool) -> bool:

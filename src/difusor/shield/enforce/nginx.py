@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from difusor.config import Config
-from difusor.errors import ConfigError, ShieldError
+from difusor.errors import ShieldError
 from difusor.shield.enforce.base import EnforcerBase, Log
 from difusor.shield.model import Block
 
@@ -34,13 +34,10 @@ class NginxEnforcer(EnforcerBase):
     name = "nginx"
 
     def __init__(self, cfg: Config, *, log: Log | None = None) -> None:
+        """Reads ``[shield] nginx_include`` and ``nginx_reload`` (checked when loading)."""
         super().__init__(cfg, log=log)
-        if not cfg.shield.nginx_include:
-            raise ConfigError("[shield] nginx_include está vacío: nada que escribir para nginx")
         self.path = cfg.path(cfg.shield.nginx_include).absolute()
         self.reload = list(cfg.shield.nginx_reload)
-        if not self.reload:
-            raise ConfigError("[shield] nginx_reload está vacío: ¿cómo recargo nginx?")
         # "nginx [opts] -s reload" → "nginx [opts] -t -q": the same binary and configuration.
         self.test = ([*self.reload[:-2], "-t", "-q"]
                      if self.reload[-2:] == ["-s", "reload"] else None)

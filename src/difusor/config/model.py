@@ -1,0 +1,87 @@
+"""The whole of difusor.toml: one field per section, and the lists of tables.
+
+``SECTIONS`` and ``LIST_SECTIONS`` are read by the error messages (which keys a table knows) and
+by the generated reference in docs/configuracion.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from difusor.config.operation import AlertSettings, MonitorSettings, OperationSettings
+from difusor.config.providers import CDN_KINDS, ORIGIN_KINDS, CdnSettings, OriginSettings
+from difusor.config.receive import (
+    CorteSettings,
+    DropFolderSettings,
+    PackageSettings,
+    PullSettings,
+    ReceiveSettings,
+    SftpSettings,
+)
+from difusor.config.site import (
+    HeaderRule,
+    NginxSettings,
+    SiteSettings,
+    StateSettings,
+    StoreSettings,
+    WebSettings,
+)
+from difusor.config.values import Section
+from difusor.config.watch import AnalyticsSettings, ShieldSettings
+
+
+class Config(Section):
+    site: SiteSettings = SiteSettings()
+    web: WebSettings = WebSettings()
+    sftp: SftpSettings = SftpSettings()
+    state: StateSettings = StateSettings()
+    receive: ReceiveSettings = ReceiveSettings()
+    dropfolder: DropFolderSettings = DropFolderSettings()
+    pull: PullSettings = PullSettings()
+    package: PackageSettings = PackageSettings()
+    corte: CorteSettings = CorteSettings()
+    store: StoreSettings = StoreSettings()
+    nginx: NginxSettings = NginxSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    alerts: AlertSettings = AlertSettings()
+    operation: OperationSettings = OperationSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    shield: ShieldSettings = ShieldSettings()
+    headers: list[HeaderRule] = Field(
+        default_factory=list,
+        description="Reglas de encabezados adicionales (después de las predeterminadas).",
+    )
+    origins: list[OriginSettings] = Field(
+        default_factory=list, description="Orígenes adicionales al servidor embebido.")
+    cdn: list[CdnSettings] = Field(default_factory=list, description="CDN delante del sitio.")
+
+    # Set by load(): the folder relative paths are resolved against.
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.state.dir)
+
+    @property
+    def nginx_access_log(self) -> Path:
+        """Where the generated nginx config logs; the shield follows it beside the embedded log."""
+        n = self.nginx.access_log
+        return (self.path(n) if n else self.state_dir / "logs" / "nginx-access.log").absolute()
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Config.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+}
+
+# An array of tables → the models an entry may be (several: chosen by its ``kind``).
+LIST_SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
+    "headers": (HeaderRule,), "origins": ORIGIN_KINDS, "cdn": CDN_KINDS,
+}
