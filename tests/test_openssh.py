@@ -31,7 +31,8 @@ from difusor.errors import DifusorError
 from difusor.publish.status import status
 from difusor.receive import openssh
 from difusor.receive.intake import original_name
-from difusor.receive.openssh import SftpAccount, render_match_block, render_sshd_config
+from difusor.receive.openssh import SftpAccount
+from difusor.receive.sshdconf import render_match_block, render_sshd_config
 
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("sftp", "ssh", "ssh-keygen", "useradd", "usermod", "userdel", "install")

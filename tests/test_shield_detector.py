@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from difusor.config import ShieldSettings
-from difusor.shield.detector import PERSIST, Action, Detector
-from difusor.shield.drill import browser_agents
+from difusor.shield.detector import Action, Detector
+from difusor.shield.drill_plan import browser_agents
+from difusor.shield.sanctions import PERSIST
 from difusor.shield.windows import RECENT
 
 ZONE = ZoneInfo("America/Mexico_City")

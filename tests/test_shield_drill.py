@@ -19,7 +19,8 @@ from conftest import free_port, make_site, stop_group
 
 from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import archive_bytes
-from difusor.shield.drill import DrillPlan, browser_agents, check_target, run_drill
+from difusor.shield.drill import run_drill
+from difusor.shield.drill_plan import DrillPlan, browser_agents, check_target
 
 INDEX = (b'<!doctype html><link rel="stylesheet" href="assets/estilo.css">'
          b'<script src="assets/app.js"></script><title>PREP</title>')

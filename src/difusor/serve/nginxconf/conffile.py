@@ -1,0 +1,88 @@
+"""The ``conf.d`` file itself: paths and options resolved from difusor.toml, the text, and what
+the operator does next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from difusor.config import Config, parse_address
+from difusor.errors import ConfigError
+from difusor.headers import HeaderPolicy
+from difusor.paths import StateLayout
+from difusor.serve.nginxconf.httplevel import http_level
+from difusor.serve.nginxconf.regions import Location, header_locations
+from difusor.serve.nginxconf.servers import servers
+
+
+class NginxConfig:
+    """``difusor nginx-config``: the ``http``-level pieces and the ``server`` blocks."""
+
+    def __init__(self, cfg: Config, policy: HeaderPolicy | None = None) -> None:
+        self.cfg = cfg
+        self.policy = policy or HeaderPolicy.from_config(cfg)
+        state = StateLayout(cfg.state_dir)
+        n = cfg.nginx
+        self.root = (cfg.path(n.root) if n.root else state.store / "site").absolute()
+        self.access_log = cfg.nginx_access_log
+        self.acme_root = (cfg.path(n.acme_webroot) if n.acme_webroot
+                          else state.root / "acme").absolute()
+        self.tls = bool(n.tls_cert and n.tls_key)
+        self.tls_cert = cfg.path(n.tls_cert).absolute() if n.tls_cert else None
+        self.tls_key = cfg.path(n.tls_key).absolute() if n.tls_key else None
+        if bool(n.tls_cert) != bool(n.tls_key):
+            raise ConfigError("[nginx] tls_cert y tls_key van juntos: define los dos o ninguno")
+        host, port = parse_address(cfg.web.listen)
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        web_tls = bool(cfg.web.tls_cert and cfg.web.tls_key)
+        self.upstream = f"{'https' if web_tls else 'http'}://" + (
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        # nginx has no escape for "$" in a string: a value with one uses a variable holding it.
+        self._dollar = any("$" in value for rule in self.policy.rules for _, value in rule.headers)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> NginxConfig:
+        return cls(cfg)
+
+    def locations(self) -> list[Location]:
+        return header_locations(self.policy)
+
+    def instructions(self, written: Path | None = None) -> str:
+        """What the operator does next (Spanish, for stderr), with warnings about missing files."""
+        lines = [f"Escrita en {written}." if written else
+                 "Guárdala, p. ej., en /etc/nginx/conf.d/difusor.conf (se incluye dentro de http { })."]
+        lines.append("Después: nginx -t && nginx -s reload (recarga sin cortar conexiones). "
+                     "Cada corte nuevo se sirve sin recargar nginx.")
+        if not self.root.exists():
+            lines.append(f"aviso: {self.root} aún no existe; aparece con la primera publicación "
+                         "(mientras, nginx responde 404).")
+        if not self.access_log.parent.is_dir():
+            lines.append(f"aviso: falta la carpeta del registro de accesos {self.access_log.parent}.")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                lines.append(f"aviso: no existe {path} ([nginx] tls_cert / tls_key).")
+        if self.cfg.cdn and not self.cfg.nginx.real_ip_from:
+            lines.append("aviso: hay [[cdn]] pero [nginx] real_ip_from está vacío: nginx verá la "
+                         "IP de la CDN y limit_req frenaría a sus nodos, no a cada visitante.")
+        if not self.tls:
+            lines.append("Sin TLS: define [nginx] tls_cert y tls_key para servir HTTPS "
+                         "(certificados de Let's Encrypt: docs/nginx.md).")
+        lines.append(f"Los procesos de nginx (www-data) deben poder leer {self.root} y las "
+                     "carpetas que lo contienen.")
+        return "\n".join(lines) + "\n"
+
+    def render(self) -> str:
+        """The whole file: the ``http``-level section, then the ``server`` blocks."""
+        return (
+            "# difusor — configuración de nginx generada por «difusor nginx-config».\n"
+            "# No la edites a mano: cambia difusor.toml y vuelve a generarla; después\n"
+            "# «nginx -t && nginx -s reload» (recarga sin cortar conexiones).\n"
+            "# Va dentro de http { } (p. ej. /etc/nginx/conf.d/difusor.conf).\n\n"
+            + self.http_level() + "\n" + self.servers()
+        )
+
+    def http_level(self) -> str:
+        return http_level(self.root, self.cfg.nginx.limit_req_rate, dollar=self._dollar)
+
+    def servers(self) -> str:
+        return servers(self)
