@@ -35,7 +35,7 @@ def test_ledger_analytics_and_log_are_0640_under_umask_000(tmp_path: Path,
     layout = StateLayout(site.cfg.state_dir)
     assert mode(layout.ledger) == 0o640
     with Ledger(layout.ledger) as ledger:  # a write makes the -wal and -shm: same mode
-        ledger.event("prueba", "prueba")
+        ledger.event("run_started", "prueba")
         for extra in ("-wal", "-shm"):
             side = Path(str(layout.ledger) + extra)
             if side.exists():

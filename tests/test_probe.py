@@ -117,10 +117,12 @@ def test_real_server_is_up_with_the_live_corte(site: Site, server: ServerProcess
         assert expected.release_id == live.release_id and expected.activated_at == live.at
         assert "json/main.json" not in expected.files and len(expected.files) == 3
         seen |= set(expected.files)
-        result = probe("http://" + site.cfg.web.listen, expected)
+        # Speed is not the point here (test_a_slow_answer_is_degraded_but_up is): a threshold
+        # a loaded machine cannot cross, and a latency that must have been measured.
+        result = probe("http://" + site.cfg.web.listen, expected, degraded_ms=10_000.0)
         assert result.ok and result.failure is None, result.message
         assert result.status == 200 and result.corte == live.release_id
-        assert result.latency_ms is not None and result.latency_ms < 1000
+        assert result.latency_ms is not None and 0 < result.latency_ms < 10_000
         assert result.detail["sample"] == 3
     assert seen == {"index.html", *(f"datos/{i}.json" for i in range(7))}
 
@@ -235,9 +237,10 @@ def test_an_untrusted_or_expired_certificate_is_down(tmp_path: Path) -> None:
         assert untrusted.detail["error"] == "tls"
     finally:
         site.close()
-    expired, ca = tls_site(tmp_path / "vencido", days=0)  # valid until the moment it was made
+    # Valid until the moment it was made, in whole seconds (rounded down): already past, for
+    # OpenSSL counts the last second as expired.
+    expired, ca = tls_site(tmp_path / "vencido", days=0)
     try:
-        time.sleep(0.01)
         result = probe(expired.url, ca_file=str(ca))
         assert not result.ok and result.failure == "tls"
         assert "vencido" in result.message

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import Site, make_site
+from conftest import Site, make_site, wait_until
 
 from difusor.demo.packages import write_package
 from difusor.errors import DifusorError
@@ -410,38 +410,66 @@ def test_a_complete_download_waits_for_its_sidecar_without_downloading_again(
     assert len(inbox(site)) == 2
 
 
+class WatchedStop(threading.Event):
+    """A stop event that tells when the puller's loop begins waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited.set()
+        return super().wait(timeout)
+
+
 def test_run_delivers_and_stops_promptly(origin: Origin, site: Site, pullers: Pullers) -> None:
     origin.resources[PATH] = Resource(payload(10_000))
+    # A long interval: a prompt stop can only come from the stop event, not from the next poll.
+    pull = site.cfg.pull.model_copy(update={"interval": 60.0})
+    stop = WatchedStop()
     delivered = threading.Event()
-    puller = Puller(site.cfg, on_delivered=lambda _p: delivered.set())
-    stop = threading.Event()
+
+    def on_delivered(_path: Path) -> None:
+        stop.waited.clear()  # in the puller's thread: any wait from here on is the idle one
+        delivered.set()
+
+    puller = Puller(site.cfg.model_copy(update={"pull": pull}), on_delivered=on_delivered)
     runner = threading.Thread(target=puller.run, args=(stop,))
     runner.start()
-    assert delivered.wait(10)
-    time.sleep(0.2)
-    started = time.monotonic()
-    stop.set()
-    runner.join(5)
+    try:
+        assert delivered.wait(10)
+        assert stop.waited.wait(10)  # idle until the next poll, 60 s away
+    finally:
+        started = time.monotonic()
+        stop.set()
+        runner.join(10)
     took = time.monotonic() - started
-    assert not runner.is_alive() and took < 0.5
+    assert not runner.is_alive() and took < 5, took
     assert len(inbox(site)) == 1
 
 
 @pytest.mark.slow
 def test_run_stops_promptly_during_a_stalled_download_and_resumes_later(
         origin: Origin, site: Site, pullers: Pullers) -> None:
-    body = payload(500_000)
-    origin.resources[PATH] = Resource(body, stall_after=200_000)
+    body, stall = payload(500_000), 200_000
+    origin.resources[PATH] = Resource(body, stall_after=stall)
     stop = threading.Event()
+    part = site.state.root / "pull" / "descarga.part"
     runner = threading.Thread(target=pullers(site).run, args=(stop,))
     runner.start()
-    assert origin.stalled.wait(10)
-    time.sleep(0.3)  # the puller is now waiting for bytes that do not come
-    started = time.monotonic()
-    stop.set()
-    runner.join(5)
+    try:
+        assert origin.stalled.wait(10)
+        # The puller has written what came before the silence (all but the last TLS record,
+        # which may still sit in its file buffer): it is now waiting for bytes that do not come.
+        wait_until(lambda: part.exists() and part.stat().st_size >= stall - 16_384, 10,
+                   "the bytes before the stall written to the partial file")
+    finally:
+        started = time.monotonic()
+        stop.set()
+        runner.join(15)
     took = time.monotonic() - started
-    assert not runner.is_alive() and took < 0.5
+    # Without the stop the read would last until the origin gives up (10 s) or pull.timeout.
+    assert not runner.is_alive() and took < 5, took
     assert inbox(site) == []
     origin.release.set()
     path = pullers(site).poll_once()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from conftest import Site, free_port, make_site, minimal_site, stop_group
+from conftest import Site, free_port, make_site, minimal_site, stop_group, wait_until
 
 from difusor.errors import ShieldError
 from difusor.ledger import Ledger
@@ -232,7 +232,10 @@ def running(tmp_path: Path):
         except httpx.TransportError:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-    time.sleep(1.0)  # the shield part starts following the log
+    # The shield part writes the decisions file once it follows the logs (from their end):
+    # requests before that would never be judged.
+    decisions = dec.decisions_path(site.cfg.state_dir)
+    wait_until(decisions.exists, 30, "the shield following the access log")
     yield site, url
     stop_group(proc)
     if proc.stderr:
@@ -246,11 +249,19 @@ def test_difusor_run_contains_a_single_address_flood_while_visitors_browse(runni
     attackers = [Traffic("127.0.9.9", url + "/json/main.json", 0.0) for _ in range(3)]
     for t in visitors:
         t.thread.start()
-    time.sleep(1.0)
+    wait_until(lambda: all(t.statuses for t in visitors), 10, "every visitor browsing")
     started = time.monotonic()
     for t in attackers:
         t.thread.start()
-    time.sleep(10.0)
+
+    def late() -> list[int]:
+        """The flood's answers once the shield had 5 s to act."""
+        return [code for t in attackers for at, code in list(t.statuses) if at > started + 5.0]
+
+    # Enough evidence, however fast this machine is: 500 flood answers after the shield's
+    # 5 s, and more than 150 visitor requests (each visitor pauses 0.5 s between them).
+    wait_until(lambda: len(late()) >= 500 and sum(len(t.statuses) for t in visitors) > 150, 60,
+               "500 flood answers after 5 s and 150 visitor requests")
     for t in attackers + visitors:
         t.stop.set()
     for t in attackers + visitors:
@@ -259,13 +270,14 @@ def test_difusor_run_contains_a_single_address_flood_while_visitors_browse(runni
     refused = [at for at, code in flood if code in (403, 429)]
     assert refused, Counter(code for _at, code in flood)
     assert refused[0] - started < 5.0
-    late = [code for at, code in flood if at > started + 5.0]
-    assert late and sum(c in (403, 429) for c in late) / len(late) > 0.99, Counter(late)
+    after = late()
+    assert sum(c in (403, 429) for c in after) / len(after) > 0.99, Counter(after)
     seen = [code for t in visitors for _at, code in t.statuses]
     assert len(seen) > 150 and sum(c == 200 for c in seen) / len(seen) >= 0.999, Counter(seen)
     # the evidence: decisions and the attack incident
-    time.sleep(6.0)  # attack mode ends after attack_quiet of calm
     with Ledger(site.state.ledger) as ledger:
+        wait_until(lambda: [i for i in ledger.incidents() if i["kind"] == "attack"], 30,
+                   "the attack incident on record", step=0.2)
         shield = [e["detail"] for e in ledger.events("shield")]
         assert any(d["action"] == "throttle" and d["key"] == "127.0.9.9" for d in shield)
         assert any(d["action"] == "attack_mode_on" for d in shield)

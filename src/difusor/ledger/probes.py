@@ -1,0 +1,38 @@
+"""Probes: the monitor's (and remote agents') checks of each target, the base of uptime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from difusor.ledger.db import LedgerDB, decoded, dumps, utcnow
+
+
+class ProbesMixin(LedgerDB):
+    def probe_recorded(
+        self, *, target: str, vantage: str, ok: bool, interval_s: float, at: str | None = None,
+        failure: str | None = None, status: int | None = None, latency_ms: float | None = None,
+        corte: str | None = None, message: str = "", detail: dict[str, Any] | None = None,
+    ) -> int:
+        """One probe's result. ``failure`` names what failed (outage, degraded, stale,
+        integrity, header, tls, authority_delay); ``interval_s`` is how long the result stands for
+        (uptime counts time, not checks: a gap longer than that is *unknown*)."""
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO probes(at, target, vantage, ok, failure, status, latency_ms, corte,"
+                " interval_s, message, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (at or utcnow(), target, vantage, int(ok), failure, status, latency_ms, corte,
+                 interval_s, message, dumps(detail)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def probes(self, target: str | None = None, since: str | None = None,
+               until: str | None = None, vantage: str | None = None) -> list[dict[str, Any]]:
+        """Probe rows in time order (ISO-8601 UTC bounds, ``until`` exclusive)."""
+        sql, args = "SELECT * FROM probes WHERE 1=1", []
+        for column, op, value in (("target", "=", target), ("at", ">=", since),
+                                  ("at", "<", until), ("vantage", "=", vantage)):
+            if value is not None:
+                sql += f" AND {column} {op} ?"
+                args.append(value)
+        rows = self._db.execute(sql + " ORDER BY at, id", args).fetchall()
+        return [decoded(r) for r in rows]
