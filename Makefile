@@ -3,8 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the suite and the benchmarks drive for real.
+# poppler-utils: the memoria's tests read its PDF (pdftotext, pdftoppm); WeasyPrint draws with
+# Pango and the DejaVu fonts.
 DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish \
-	goaccess nftables iproute2
+	goaccess nftables iproute2 poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
 .PHONY: demo demo-fast test test-fast lint deps install lock upgrade bench clean docs
 
@@ -46,8 +48,11 @@ demo-fast: install
 	$(BIN)/difusor demo --fast
 
 deps:
-	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver varnishd goaccess nft ip; do \
+	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver varnishd goaccess nft ip \
+	  pdftotext pdftoppm; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing pango"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "instalando paquetes Debian:$$missing"; \
