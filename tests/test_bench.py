@@ -103,3 +103,15 @@ def test_analytics_ingest_quick(tmp_path: Path) -> None:
     big = result["big"]
     assert big["lines"] == 20_000 and big["result"]["hits"] > 0
     assert big["summary"]["seconds"] > 0 and big["ingest"]["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_memoria_quick(tmp_path: Path) -> None:
+    result = run_quick("memoria.py", tmp_path)
+    for part in ("month", "night"):
+        data = result[part]
+        assert data["data"]["lines"] >= 20_000 and data["data"]["probes"] > 0
+        assert data["report"]["seconds"] > 0 and data["report"]["peak_rss_mb"] > 0
+        assert data["summary"]["seconds"] > 0 and data["ratio"] > 0
+        assert data["pdf_bytes"] > 0 and data["html_bytes"] > 0
+    assert result["month"]["data"]["probes"] == 2 * 8640  # a day of two targets every 10 s

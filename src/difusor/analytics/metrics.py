@@ -8,8 +8,13 @@ builds (which hits count, their visits, which are page views). Definitions, as c
 - unique_visitors: distinct (local day, visitor) pairs — a range of several days counts
   visitor-days, never claiming a person is the same across days; ``days`` lists each day.
 - visits, avg/median_visit_seconds: per visit, last hit − first hit (polling is a heartbeat).
+- total_visitors: every arrival of a visitor, i.e. the visits (one who comes back after
+  ``session_minutes`` of silence arrives again): the convocatoria's "total de visitantes",
+  beside the unique ones (visitor-days). Its own key so the memoria states which it is.
 - pageviews: HTML pages plus the app's inferred views (sessions.py).
 - geo, browsers, devices: by visitors; referrers: by visits (first external referrer).
+- series: at a step fit to the range's length (GRANULARITY); series_10min and series_hour: the
+  same points at 10 minutes and at one hour whatever the range (the memoria's charts).
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ def database_path(cfg: Config) -> Any:
 
 
 def summary(cfg: Config, start: datetime | None, end: datetime | None, *,
-            include_bots: bool = False) -> dict[str, Any]:
-    """The whole summary of ``[start, end)`` (open ends: all the data) as a JSON-ready dict."""
+            include_bots: bool = False, full: bool = False) -> dict[str, Any]:
+    """The whole summary of ``[start, end)`` (open ends: all the data) as a JSON-ready dict;
+    ``full``: every row of the ranked lists (the memoria's annexes), not only the top ones."""
     if not database_path(cfg).exists():
         return empty(start, end, include_bots)
     from difusor.analytics.db import connect  # the ingest's: waits a bounded time for the lock
@@ -47,9 +53,44 @@ def summary(cfg: Config, start: datetime | None, end: datetime | None, *,
     con = connect(cfg, read_only=True)
     try:
         return compute(con, ZoneInfo(cfg.site.timezone), start, end,
-                       session_minutes=cfg.analytics.session_minutes, include_bots=include_bots)
+                       session_minutes=cfg.analytics.session_minutes, include_bots=include_bots,
+                       full=full)
     finally:
         con.close()
+
+
+def span(cfg: Config) -> tuple[datetime | None, datetime | None]:
+    """The first and last request times recorded (None, None without any)."""
+    if not database_path(cfg).exists():
+        return None, None
+    from difusor.analytics.db import connect
+
+    con = connect(cfg, read_only=True)
+    try:
+        first, last = con.execute("SELECT min(ts), max(ts) FROM hits").fetchone()
+    finally:
+        con.close()
+    return first, last
+
+
+def answered_during(cfg: Config, windows: list[tuple[datetime, datetime]]) -> dict[str, int]:
+    """Requests answered (status < 400) and refused (403, 429) within ``windows``: what the
+    site kept serving while an attack was being contained. Bots included (they are not the
+    attack); beacon reports left out, as everywhere."""
+    if not windows or not database_path(cfg).exists():
+        return {"served": 0, "refused": 0}
+    from difusor.analytics.db import connect
+
+    where = " OR ".join("(ts >= ? AND ts < ?)" for _ in windows)
+    con = connect(cfg, read_only=True)
+    try:
+        served, refused = con.execute(
+            f"SELECT count(*) FILTER (status < 400), count(*) FILTER (status IN (403, 429)) "
+            f"FROM hits WHERE method <> '{sessions.BEACON}' AND ({where})",
+            [x for w in windows for x in w]).fetchone()
+    finally:
+        con.close()
+    return {"served": served, "refused": refused}
 
 
 def empty(start: datetime | None, end: datetime | None, include_bots: bool) -> dict[str, Any]:
@@ -62,14 +103,18 @@ def empty(start: datetime | None, end: datetime | None, include_bots: bool) -> d
         "geo": {"visitors": 0, "country": [], "state": []},
         "browsers": [], "devices": [], "referrers": [],
         "series": {"granularity": GRANULARITY[0][1], "points": []},
+        "series_10min": [], "series_hour": [], "total_visitors": 0,
         "beacon": {"views": 0, "reports": 0, "avg_visible_seconds": 0.0, "pages": []}, "sources": [],
     }
 
 
 def compute(con: duckdb.DuckDBPyConnection, zone: ZoneInfo, start: datetime | None,
             end: datetime | None, *, session_minutes: float = 30.0,
-            include_bots: bool = False) -> dict[str, Any]:
+            include_bots: bool = False, full: bool = False) -> dict[str, Any]:
     """The summary on an open connection (tests hand it their own rows)."""
+    def top(n: int) -> str:
+        return "" if full else f"LIMIT {n}"
+
     con.execute(f"SET TimeZone = '{zone.key}'")
     scope = sessions.prepare(con, start, end, session_minutes=session_minutes,
                              include_bots=include_bots)
@@ -113,35 +158,37 @@ def compute(con: duckdb.DuckDBPyConnection, zone: ZoneInfo, start: datetime | No
         WHERE is_start""")
     visits = con.execute("SELECT count(*), coalesce(avg(seconds), 0), coalesce(median(seconds), 0) "
                          "FROM vs").fetchone()
-    data.update(visits=visits[0], avg_visit_seconds=round(visits[1], 3),
+    data.update(visits=visits[0], total_visitors=visits[0], avg_visit_seconds=round(visits[1], 3),
                 median_visit_seconds=round(visits[2], 3))
     data["unique_visitors"] = con.execute("SELECT count(*) FROM vd").fetchone()[0]
     data["days"] = _days(con)
     data["top_pages"] = _rows(con, "path", "pageviews", f"""
         SELECT page_path, count(*) AS n, count(DISTINCT (day, visitor)) FROM r
-        WHERE counted AND page GROUP BY page_path ORDER BY n DESC, page_path LIMIT {TOP}""",
+        WHERE counted AND page GROUP BY page_path ORDER BY n DESC, page_path {top(TOP)}""",
                               "visitors")
     data["top_views"] = _rows(con, "view", "views", f"""
         SELECT view, count(*) AS n, count(DISTINCT (day, visitor)) FROM r
         WHERE counted AND is_pv AND view IS NOT NULL AND NOT page
-        GROUP BY view ORDER BY n DESC, view LIMIT {TOP}""", "visitors")
+        GROUP BY view ORDER BY n DESC, view {top(TOP)}""", "visitors")
     data["geo"] = {
         "visitors": data["unique_visitors"],
-        "country": _rows(con, "country", "visitors", _by("country", "vd", "TRUE", 60)),
-        "state": _rows(con, "state", "visitors", _by("state", "vd", "country = 'MX'", 40)),
+        "country": _rows(con, "country", "visitors", _by("country", "vd", "TRUE", top(60))),
+        "state": _rows(con, "state", "visitors", _by("state", "vd", "country = 'MX'", top(40))),
     }
-    data["browsers"] = _rows(con, "browser", "visitors", _by("browser", "vd", "TRUE", TOP))
-    data["devices"] = _rows(con, "device", "visitors", _by("device", "vd", "TRUE", TOP))
-    data["referrers"] = _rows(con, "host", "visits", _by("ref", "vs", "ref IS NOT NULL", TOP))
+    data["browsers"] = _rows(con, "browser", "visitors", _by("browser", "vd", "TRUE", top(TOP)))
+    data["devices"] = _rows(con, "device", "visitors", _by("device", "vd", "TRUE", top(TOP)))
+    data["referrers"] = _rows(con, "host", "visits", _by("ref", "vs", "ref IS NOT NULL", top(TOP)))
     data["series"] = _series(con, zone, start, end, one[5], one[6])
+    for key, step in (("series_10min", timedelta(minutes=10)), ("series_hour", timedelta(hours=1))):
+        data[key] = _series(con, zone, start, end, one[5], one[6], step)["points"]
     data["beacon"] = _beacon(con, scope)
     data["sources"] = _sources(con, scope)
     return data
 
 
-def _by(column: str, table: str, where: str, limit: int) -> str:
+def _by(column: str, table: str, where: str, limit: str) -> str:
     return (f"SELECT {column} AS k, count(*) AS n FROM {table} WHERE {where} "
-            f"GROUP BY k ORDER BY n DESC, k NULLS LAST LIMIT {limit}")
+            f"GROUP BY k ORDER BY n DESC, k NULLS LAST {limit}")
 
 
 def _rows(con: duckdb.DuckDBPyConnection, key: str, count: str, sql: str,
@@ -170,11 +217,14 @@ def granularity(span: timedelta) -> tuple[str, timedelta]:
 
 
 def _series(con: duckdb.DuckDBPyConnection, zone: ZoneInfo, start: datetime | None,
-            end: datetime | None, first: datetime | None, last: datetime | None) -> dict[str, Any]:
+            end: datetime | None, first: datetime | None, last: datetime | None,
+            fixed: timedelta | None = None) -> dict[str, Any]:
     lo, hi = start or first, end or last
     if lo is None or hi is None:
         return {"granularity": GRANULARITY[0][1], "points": []}
     name, step = granularity(hi - lo)
+    if fixed is not None:
+        name, step = f"{int(fixed.total_seconds())} s", fixed
     width = f"INTERVAL '{int(step.total_seconds())} seconds'"
     bucket = f"time_bucket({width}, ts, '{zone.key}')"
     # A bucket never spans local midnight (buckets are aligned in local time), so its visitors

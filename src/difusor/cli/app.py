@@ -18,7 +18,17 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError as _HelpShown
 from typer._click.exceptions import UsageError as _UsageError
 
-from difusor.cli import analytics, configure, monitoring, publishing, services, shield, simulate, spanish
+from difusor.cli import (
+    analytics,
+    configure,
+    monitoring,
+    publishing,
+    report,
+    services,
+    shield,
+    simulate,
+    spanish,
+)
 from difusor.cli.kit import err
 from difusor.errors import DifusorError, ExitCode
 
@@ -40,6 +50,7 @@ COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("incidents", monitoring.incidents),
     ("incident", monitoring.incident),
     ("takedown", monitoring.takedown),
+    ("report", report.report),
 ]
 GROUPS: list[tuple[str, str, Mapping[str, Callable[..., Any]]]] = [
     ("simulate", simulate.HELP, simulate.COMMANDS),

@@ -1,5 +1,6 @@
-"""``difusor uptime``, ``incidents``, ``incident``, ``takedown``: availability against 99.9 %, the
-incidents the memoria técnica reports, and the site's final takedown.
+"""``difusor uptime``, ``incidents``, ``incident`` (and ``incident new``), ``takedown``:
+availability against 99.9 %, the incidents the memoria técnica reports, and the site's final
+takedown.
 
 ``--now`` (or ``DIFUSOR_NOW``) fixes the clock, for drills and tests."""
 
@@ -98,8 +99,23 @@ def incidents(
             out.print(line, markup=False)
 
 
+NEW = ("new", "nuevo")  # ``difusor incident new``: one the monitor never saw
+
+
 def incident(
-    number: Annotated[int, typer.Argument(metavar="N", help="Número del incidente.")],
+    number: Annotated[str, typer.Argument(
+        metavar="N|new", help="Número del incidente, o «new» para registrar uno que el monitor "
+        "no vio (un corte del proveedor de internet, una llamada de la autoridad).")],
+    title: Annotated[str | None, typer.Option(help="new: título breve del incidente.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="new: inicio, dd/mm/aaaa HH:MM o ISO 8601 (sin zona: la del sitio).")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="new: fin (sin él queda abierto, «identificado»).")] = None,
+    kind: Annotated[str | None, typer.Option(
+        help="new: tipo (connectivity, web, outage, attack, other…; por omisión other).")]
+    = None,
+    severity: Annotated[str | None, typer.Option(
+        help="new: critical|major|minor|warning|info (por omisión, la del tipo).")] = None,
     cause: Annotated[str | None, typer.Option(
         help="Causa raíz (lo pasa a «identificado» si no está resuelto).")] = None,
     impact: Annotated[str | None, typer.Option(
@@ -113,21 +129,58 @@ def incident(
     now: NowOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
-    """Muestra un incidente y registra su causa, impacto, medidas o estado."""
-    from difusor.monitor.incident_sheet import edit_incident, incident_doc
+    """Muestra un incidente y registra su causa, impacto, medidas o estado; «new» registra uno
+    nuevo."""
+    from difusor.monitor.incident_sheet import edit_incident, incident_doc, new_incident
 
+    creating = number.strip().lower() in NEW
+    if not creating:
+        if not number.strip().isdigit():
+            raise typer.BadParameter(f"«{number}» no es un número de incidente ni «new»",
+                                     param_hint="N")
+        given = [f"--{n}" for n, v in (("title", title), ("start", start), ("end", end),
+                                        ("kind", kind), ("severity", severity)) if v is not None]
+        if given:
+            raise DifusorError(f"{', '.join(given)} solo van con «difusor incident new»")
     cfg = config_mod.load(config)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
+    if creating:
+        missing = [f"--{n}" for n, v in (("title", title), ("start", start), ("cause", cause),
+                                          ("impact", impact)) if v is None]
+        if missing or not measure or state is not None:
+            raise DifusorError("«difusor incident new» pide --title, --start, --cause, --impact "
+                               "y al menos una --measure (--end, --kind y --severity son "
+                               "opcionales; --state no va)"
+                               + (f"; faltan: {', '.join(missing)}" if missing else ""))
+        assert title is not None and start is not None and cause is not None
+        assert impact is not None
+        began = moment_from(start, zone, "--start")
+        ended = moment_from(end, zone, "--end") if end is not None else None
+        with ledger_for(cfg) as ledger:
+            made = new_incident(ledger, title=title, start=began, end=ended, cause=cause,
+                                impact=impact, measures=measure, kind=kind, severity=severity,
+                                now=moment)
+            row = ledger.incident(made)
+        assert row is not None
+        doc = incident_doc(row, moment)
+        if as_json:
+            out.print_json(json.dumps(doc, ensure_ascii=False))
+            return
+        out.print(f"Incidente n.º {made} registrado.", markup=False)
+        for line in incident_lines(doc, zone):
+            out.print(line, markup=False)
+        return
+    ident = int(number)
     with ledger_for(cfg) as ledger:
-        row = edit_incident(ledger, number, cause=cause, impact=impact, measures=measure or [],
+        row = edit_incident(ledger, ident, cause=cause, impact=impact, measures=measure or [],
                             state=state, now=moment)
     doc = incident_doc(row, moment)
     if as_json:
         out.print_json(json.dumps(doc, ensure_ascii=False))
         return
     if any(v is not None for v in (cause, impact, state)) or measure:
-        out.print(f"Incidente n.º {number} actualizado.")
+        out.print(f"Incidente n.º {ident} actualizado.")
     for line in incident_lines(doc, zone):
         out.print(line, markup=False)
 

@@ -76,12 +76,19 @@ class AlertSettings(Section):
 
 
 class OperationSettings(Section):
+    start: str = Field("", description="Inicio de la operación (ISO 8601), p. ej. "
+                       "2024-12-08T18:00:00-06:00: desde aquí cuenta la memoria técnica "
+                       "(«difusor report»); vacío = desde el primer dato registrado.")
     end: str = Field("", description="Fin de la operación (ISO 8601), p. ej. "
                      "2024-12-09T20:00:00-06:00; vacío = sin fecha.")
     keep_hours: float = Field(24.0, ge=0, description="Horas que el sitio debe seguir en línea "
                               "después del fin (convocatoria I.2).")
+    authority: str = Field("", description="Autoridad que encarga el PREP, para la portada de "
+                           "la memoria técnica, p. ej. Instituto Electoral de Michoacán.")
+    election: str = Field("", description="Elección, para la portada de la memoria técnica, p. "
+                          "ej. Proceso Electoral Local Extraordinario Irimbo 2024.")
 
-    @field_validator("end")
+    @field_validator("start", "end")
     @classmethod
     def _end(cls, v: str) -> str:
         return check_end(v)

@@ -127,3 +127,8 @@ class EventsMixin(LedgerDB):
             args.append(until)
         rows = self._db.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
         return [decoded(r) for r in rows]
+
+    def events_span(self) -> tuple[str | None, str | None]:
+        """The first and last event times (ISO-8601 UTC), or (None, None) without events."""
+        row = self._db.execute("SELECT min(at), max(at) FROM events").fetchone()
+        return (row[0], row[1]) if row else (None, None)

@@ -36,3 +36,8 @@ class ProbesMixin(LedgerDB):
                 args.append(value)
         rows = self._db.execute(sql + " ORDER BY at, id", args).fetchall()
         return [decoded(r) for r in rows]
+
+    def probes_span(self) -> tuple[str | None, str | None]:
+        """The first and last probe times (ISO-8601 UTC), or (None, None) without probes."""
+        row = self._db.execute("SELECT min(at), max(at) FROM probes").fetchone()
+        return (row[0], row[1]) if row else (None, None)

@@ -4,7 +4,11 @@
 cause (the suggested one, marked as such, until an operator writes one), impact, measures and
 state, with Spanish labels (``difusor incidents --json`` prints it; the CLI lays it out as text).
 ``edit_incident`` is the operator's side of an incident: a cause moves it from *investigating* to
-*identified*, measures are appended with their time and "operador".
+*identified*, measures are appended with their time and "operador". ``new_incident`` records one
+the monitor never saw (an ISP cut, a call from the authority): ``difusor incident new``.
+
+Each kind falls in one of the convocatoria's categories (II.4.a: interruptions of the service,
+failures of the web page, connectivity problems, cyber attacks, other problems): ``CATEGORIES``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,21 @@ KIND_LABELS = {
     "purge_failure": "falla de purga",
     "origin_out": "origen fuera de rotación",
     "authority_delay": "retraso de la autoridad",
+    "disk": "disco casi lleno",
+    # kinds only an operator records (``difusor incident new --kind``)
+    "connectivity": "problema de conectividad",
+    "web": "falla de la página web",
+    "other": "otro",
+}
+MANUAL_KIND = "other"  # ``incident new`` without --kind
+MANUAL_SEVERITY = {"connectivity": "major", "web": "major", "other": "minor"}
+INTERRUPTION, WEB, CONNECTIVITY, ATTACK, OTHER = (
+    "interrupción del servicio", "falla de la página web", "problema de conectividad",
+    "ataque cibernético", "otro")
+CATEGORIES = {  # kind → the convocatoria's category (II.4.a)
+    "outage": INTERRUPTION, "origin_out": INTERRUPTION, "degraded": WEB, "stale": WEB,
+    "integrity": WEB, "header": WEB, "tls": WEB, "purge": WEB, "purge_failure": WEB,
+    "web": WEB, "connectivity": CONNECTIVITY, "attack": ATTACK,
 }
 STATE_LABELS = {
     "investigating": "investigando",
@@ -84,6 +103,9 @@ def incident_doc(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "id": row["id"],
         "tipo": row["kind"],
         "tipo_texto": kinds.get(row["kind"], row["kind"]),
+        "categoria": CATEGORIES.get(row["kind"], OTHER),
+        "titulo": (row.get("detail") or {}).get("title"),
+        "deteccion": _detected_by(row),
         "severidad": row["severity"],
         "severidad_texto": severities.get(row["severity"], row["severity"]),
         "objetivo": row.get("target"),
@@ -101,6 +123,14 @@ def incident_doc(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "actualizado": row.get("updated_at"),
         "detalle": row.get("detail") or {},
     }
+
+
+def _detected_by(row: dict[str, Any]) -> str:
+    """Who saw it first: the operator (recorded by hand), the shield (attacks) or the monitor."""
+    given = (row.get("detail") or {}).get("detected_by")
+    if given:
+        return str(given)
+    return "escudo" if row["kind"] == "attack" else "monitor"
 
 
 def _impact(value: Any) -> Any:
@@ -165,3 +195,48 @@ def edit_incident(ledger: Ledger, incident_id: int, *, cause: str | None = None,
     updated = ledger.incident(incident_id)
     assert updated is not None
     return updated
+
+
+def new_incident(ledger: Ledger, *, title: str, start: datetime, end: datetime | None,
+                 cause: str, impact: str, measures: Sequence[str], kind: str | None = None,
+                 severity: str | None = None, target: str | None = None,
+                 now: datetime | None = None) -> int:
+    """Record an incident the monitor never saw; returns its number. With an end it is
+    resolved; without one it stays *identified* (its cause is known) until edited."""
+    kinds, _states, severities = _labels()
+    kind = kind or MANUAL_KIND
+    if kind not in kinds:
+        raise DifusorError(f"tipo de incidente desconocido «{kind}»; usa uno de: "
+                           + ", ".join(sorted(kinds)))
+    severity = severity or MANUAL_SEVERITY.get(kind) or _default_severity(kind)
+    if severity not in severities:
+        raise DifusorError(f"severidad desconocida «{severity}»; usa una de: "
+                           + ", ".join(severities))
+    for flag, text in (("--title", title), ("--cause", cause), ("--impact", impact)):
+        if not text.strip():
+            raise DifusorError(f"{flag} no puede ir vacío")
+    if end is not None and end <= start:
+        raise DifusorError("--end debe ser posterior a --start")
+    now = now or datetime.now(UTC)
+    stamp = now.astimezone(UTC).isoformat(timespec="microseconds")
+    number = ledger.incident_opened(
+        kind=kind, severity=severity, started_at=_stored(start), target=target,
+        detail={"title": title.strip(), "detected_by": OPERATOR})
+    ledger.incident_update(
+        number, cause=cause.strip(), impact=impact.strip(),
+        measures=[{"at": stamp, "by": OPERATOR, "text": m.strip()} for m in measures if m.strip()],
+        state="resolved" if end is not None else "identified",
+        ended_at=_stored(end) if end is not None else None)
+    ledger.event("incident_updated", f"incidente n.º {number} registrado por el operador",
+                 detail={"incident": number, "fields": ["new"]})
+    return number
+
+
+def _default_severity(kind: str) -> str:
+    from difusor.monitor.incidents import KINDS
+
+    return KINDS.get(kind, ("", "minor"))[1]
+
+
+def _stored(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="microseconds")

@@ -16,6 +16,11 @@ server the monitor then probes, ``origen``, or else the first target the ledger 
 way visitors reach the site, so the site is down while *any* of them is down, unknown while any
 is unknown, and up only when all are up. Time after ``now`` (the rest of the current month) is
 not measured at all: it is neither up nor unknown.
+
+The public site's **timeline** (``linea_de_tiempo`` in ``--json``) is the same segments as
+up / degraded / down / unknown: *degraded* is up but slow (a successful probe whose failure is
+``degraded``, from every vantage that saw it up); authority delay shows as up (the site
+answered; the wait was the authority's).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ TARGET = 0.999  # the convocatoria's monthly availability (II.2.e)
 SITE = "sitio público"
 
 UP, DOWN, DELAY = "up", "down", "authority_delay"
+DEGRADED, UNKNOWN = "degraded", "unknown"
 _US = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -66,6 +72,7 @@ class Uptime:
     authority_delay_seconds: float
     down: list[DownInterval] = field(default_factory=list)
     targets: tuple[str, ...] = ()  # what it covers (the public site: the public targets)
+    timeline: tuple[tuple[datetime, datetime, str], ...] = ()  # up|degraded|down|unknown
 
     @property
     def ratio(self) -> float | None:
@@ -130,7 +137,9 @@ class UptimeReport:
         return {"desde": self.site.start.isoformat(), "hasta": self.site.end.isoformat(),
                 "medido_hasta": self.site.until.isoformat(), "meta_pct": TARGET * 100,
                 "sitio_publico": self.site.to_dict(),
-                "objetivos": [u.to_dict() for u in self.targets]}
+                "objetivos": [u.to_dict() for u in self.targets],
+                "linea_de_tiempo": [{"inicio": a.isoformat(), "fin": b.isoformat(), "estado": s}
+                                    for a, b, s in self.site.timeline]}
 
 
 # A segment of a timeline: [start_us, end_us) in one state; failure only for DOWN.
@@ -254,7 +263,7 @@ def _state(row: dict[str, Any]) -> tuple[str, str]:
     if failure == "authority_delay":
         return DELAY, ""
     if row["ok"]:
-        return UP, ""
+        return UP, DEGRADED if failure == DEGRADED else ""
     return DOWN, failure or "outage"
 
 
@@ -289,9 +298,11 @@ def _append(segs: list[_Seg], seg: _Seg) -> None:
 def _vantage_state(states: list[tuple[str, str] | None]) -> tuple[str, str] | None:
     """Views of one target: up if any vantage saw it up; down only if none did."""
     known = [s for s in states if s is not None]
-    for wanted in (UP, DELAY):
-        if any(s[0] == wanted for s in known):
-            return wanted, ""
+    ups = [s for s in known if s[0] == UP]
+    if ups:  # degraded only when every vantage that saw it up saw it slow
+        return UP, "" if any(not s[1] for s in ups) else DEGRADED
+    if any(s[0] == DELAY for s in known):
+        return DELAY, ""
     return (DOWN, _failures(known)) if known else None
 
 
@@ -304,7 +315,9 @@ def _site_state(states: list[tuple[str, str] | None]) -> tuple[str, str] | None:
         return DOWN, _failures(down)
     if any(s is None for s in states):
         return None
-    return (DELAY, "") if any(s[0] == DELAY for s in states if s) else (UP, "")
+    if any(s[0] == DELAY for s in states if s):
+        return DELAY, ""
+    return UP, DEGRADED if any(s[1] == DEGRADED for s in states if s) else ""
 
 
 def _failures(states: Iterable[tuple[str, str] | None]) -> str:
@@ -355,11 +368,31 @@ def _summary(name: str, segs: list[_Seg], start: datetime, end: datetime, until:
         for one in failure.split(", "):
             outages[-1][2].setdefault(one)
     down = [DownInterval(_at(a), _at(b), ", ".join(f)) for a, b, f in outages]
+    timeline = _public_timeline(segs, _us(start), _us(until))
     measured = _us(until) - _us(start)
     unknown = measured - sum(totals.values())
     return Uptime(
         target=name, start=start, end=end, until=until,
         up_seconds=totals[UP] / 1e6, down_seconds=totals[DOWN] / 1e6,
         unknown_seconds=unknown / 1e6, authority_delay_seconds=totals[DELAY] / 1e6,
-        down=down, targets=covers,
+        down=down, targets=covers, timeline=timeline,
     )
+
+
+def _public_timeline(segs: list[_Seg], lo: int, hi: int
+                     ) -> tuple[tuple[datetime, datetime, str], ...]:
+    """``segs`` as up/degraded/down/unknown over [lo, hi): the gaps between them are unknown."""
+    out: list[list[Any]] = []
+    cursor = lo
+    for begin, stop, state, failure in [*segs, (hi, hi, UNKNOWN, "")]:
+        pieces = [(cursor, begin, UNKNOWN)] if begin > cursor else []
+        if stop > begin:
+            shown = DOWN if state == DOWN else DEGRADED if failure == DEGRADED else UP
+            pieces.append((begin, stop, shown))
+        for a, b, name in pieces:
+            if out and out[-1][1] == a and out[-1][2] == name:
+                out[-1][1] = b
+            else:
+                out.append([a, b, name])
+        cursor = max(cursor, stop)
+    return tuple((_at(a), _at(b), s) for a, b, s in out)

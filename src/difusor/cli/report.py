@@ -1,0 +1,89 @@
+"""``difusor report``: the memoria técnica (convocatoria II.4) — a thin command over
+``report.period``, ``report.document``, ``report.tables`` and ``report.render``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+from difusor import config as config_mod
+from difusor.cli.kit import DEFAULT_CONFIG, ConfigOpt, NowOpt, err, ledger_for, moment_from, out
+from difusor.errors import StoreError
+from difusor.moments import printed
+
+DEFAULT_OUTPUT = Path("memoria")
+
+
+def report(
+    since: Annotated[str | None, typer.Option(
+        "--from", help="Inicio del periodo: dd/mm/aaaa HH:MM o ISO 8601 (sin zona: la del "
+        "sitio). Por omisión, el inicio de la operación o del primer dato.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--to", help="Fin del periodo, exclusivo. Por omisión, [operation] end más keep_hours, "
+        "o el último dato.")] = None,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Carpeta donde se escriben el PDF, el HTML y anexos/.")]
+    = DEFAULT_OUTPUT,
+    draft: Annotated[bool, typer.Option(
+        "--draft", help="Marcar cada página como BORRADOR (p. ej. durante la noche).")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Imprimir todas las cifras del documento en JSON, sin escribir archivos.")]
+    = False,
+    now: NowOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Memoria técnica: PDF y HTML en español con incidentes, disponibilidad, visitas y
+    conclusiones, y los datos completos en CSV (convocatoria II.4)."""
+    from difusor.report.document import build
+    from difusor.report.period import resolve
+
+    cfg = config_mod.load(config)
+    zone = ZoneInfo(cfg.site.timezone)
+    moment = moment_from(now, zone)
+    say = _progress(not as_json)
+    with ledger_for(cfg) as ledger:
+        period = resolve(cfg, ledger, since, until)
+        say(f"periodo: {printed(period.start, zone)} → {printed(period.end, zone)} "
+            f"({_ORIGINS[period.origin]})")
+        say("reuniendo cifras (visitas, disponibilidad, incidentes, cortes)…")
+        doc = build(cfg, ledger, period.start, period.end, draft=draft, now=moment,
+                    origin=period.origin)
+        if as_json:
+            out.print_json(json.dumps(doc, ensure_ascii=False))
+            return
+        from difusor.report.tables import annex_tables
+
+        say("preparando los anexos…")
+        tables = annex_tables(cfg, ledger, period.start, period.end, doc)
+    from difusor.report.render import write_memoria
+
+    say(f"escribiendo la memoria en {output}/ …")
+    try:
+        written = write_memoria(doc, tables, output, cfg)
+    except OSError as exc:
+        raise StoreError(f"no puedo escribir en {output}: {exc.strerror or exc}") from None
+    out.print(f"Memoria técnica escrita en {output}/ ({len(written)} archivos):", markup=False)
+    for path in written:
+        out.print(f"  {path}", markup=False)
+    if not doc["texto_operador"]["existe"]:
+        out.print(f"Aviso: falta el texto del operador ({doc['texto_operador']['archivo']}); "
+                  "la sección 9 lo incluirá cuando exista.", markup=False)
+
+
+_ORIGINS = {"operacion": "la operación configurada", "opciones": "--from/--to",
+            "datos": "todos los datos registrados"}
+
+
+def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+    """One line per step on stderr, so ``--json`` output and pipes stay clean."""
+    def say(text: str) -> None:
+        if enabled:
+            err.print(text, markup=False)
+    return say
+
+
+__all__ = ["report"]

@@ -1,0 +1,214 @@
+"""The memoria técnica as one self-contained HTML file and a PDF/A-3b with the CSV annexes.
+
+``render_html`` fills the Jinja2 templates (``templates/``, one per section) from the document
+dict (see ``difusor.report``) and the SVG drawings; ``write_memoria`` writes HTML, PDF and
+annexes. Same document, same bytes: nothing reads the clock — every date written into the
+files (HTML meta, PDF info and XMP, attachment dates) is ``doc["generado"]``; the PDF's
+``/ID`` is a hash of its content, and fonts are the installed DejaVu (no font lookup varies).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import mimetypes
+import os
+import re
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from difusor.moments import duration, printed, stored
+from difusor.monitor.incident_sheet import SEVERITY_LABELS
+from difusor.report import sections
+from difusor.report.annexes import Table, write_annexes
+from difusor.report.operator_text import operator_html
+
+if TYPE_CHECKING:
+    from difusor.config import Config
+
+TEMPLATES = Path(__file__).with_name("templates")
+HTML_NAME = "memoria-tecnica.html"
+PDF_NAME = "memoria-tecnica.pdf"
+NONE = "sin datos"
+
+
+# -- numbers and moments, the Mexican Spanish way (1,234,567.89; 08/12/2024 20:30:00 CST) ----
+
+
+def num(value: Any, places: int = 0) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return NONE
+    return f"{value:,.{places}f}"
+
+
+def pct(value: Any, places: int = 3) -> str:
+    """A percentage already ×100, truncated (99.9996 is not 100)."""
+    if value is None:
+        return NONE
+    scale = 10 ** places
+    return f"{math.floor(float(value) * scale + 1e-9) / scale:,.{places}f} %"
+
+
+def figure(value: Any) -> str:
+    """A figure of any kind as the text beside a finding."""
+    if isinstance(value, bool) or value is None:
+        return {True: "sí", False: "no", None: "—"}[value]
+    if isinstance(value, int):
+        return num(value)
+    if isinstance(value, float):
+        return num(value, 0 if value.is_integer() else 2)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {figure(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(figure(v) for v in value)
+    return str(value)
+
+
+def size(value: Any) -> str:
+    if value is None:
+        return NONE
+    n = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{num(n, 0 if unit == 'B' else 1)} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _filters(zone: ZoneInfo) -> dict[str, Any]:
+    def moment(value: Any, fmt: str = "") -> str:
+        if not value:
+            return "—"
+        if not fmt:
+            return printed(value, zone)
+        return stored(value).astimezone(zone).strftime(fmt) if isinstance(value, str) \
+            else value.astimezone(zone).strftime(fmt)
+
+    return {
+        "num": num, "pct": pct, "figure": figure, "size": size, "moment": moment,
+        "dur": lambda s: NONE if s is None else duration(s),
+        "day": lambda v: moment(v, "%d/%m/%Y"),
+        "hhmm": lambda v: moment(v, "%H:%M"),
+        "hms": lambda v: moment(v, "%H:%M:%S"),
+        "hmsz": lambda v: moment(v, "%H:%M:%S %Z"),
+        "sev": lambda code: SEVERITY_LABELS.get(code, code),
+        "dhms": lambda v: moment(v, "%d/%m %H:%M:%S"),
+        "shorthash": lambda h: f"{h[:12]}…" if h else "—",
+        "or_none": lambda v, text="sin registrar": text if v in (None, "", [], {}) else v,
+    }
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+
+def environment(zone: ZoneInfo) -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
+        ["html", "css"], default=True), undefined=StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(_filters(zone))
+    # Tables name a column's format by the filter's name (see templates/macros.html).
+    env.globals["fmt"] = lambda name, value: env.filters[name](value)
+    return env
+
+
+_PROLOGUE = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?", re.IGNORECASE)
+
+
+def _inline_svg(svg: str) -> Markup:
+    # The drawings are ours (charts/map/diagram); an XML prologue is not valid inside HTML.
+    return Markup(_PROLOGUE.sub("", svg or "").strip())
+
+
+def logo_uri(path: str | None) -> str | None:
+    """The operator's logo inlined as a ``data:`` URI (the HTML makes no request)."""
+    if not path or not Path(path).is_file():
+        return None
+    mime = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
+
+
+def render_html(doc: dict[str, Any], drawings: dict[str, str]) -> str:
+    """The whole memoria as one HTML page (inline CSS and SVG, no external request)."""
+    zone = ZoneInfo(doc["periodo"]["zona"])
+    env = environment(zone)
+    operator = doc.get("texto_operador") or {}
+    context = {
+        "doc": doc, "zone": zone, "v": sections.derive(doc),
+        "svg": {k: _inline_svg(v) for k, v in drawings.items()},
+        "logo": logo_uri((doc.get("sitio") or {}).get("logo")),
+        "operator_html": Markup(operator_html(operator.get("archivo")) or ""),
+        # In UTC, so the PDF's info dictionary and its XMP state the very same date string.
+        "created": generated_at(doc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "css": Markup((TEMPLATES / "memoria.css").read_text(encoding="utf-8")),
+    }
+    return env.get_template("memoria.html").render(context)
+
+
+def draw_all(doc: dict[str, Any], cfg: Config) -> dict[str, str]:
+    """Every drawing of the memoria as SVG text (the visuals' functions, called here)."""
+    from difusor.report import charts, diagram, mexico_map
+
+    zone = ZoneInfo(doc["periodo"]["zona"])
+    visits, cortes = doc.get("visitas") or {}, doc["cronologia"]["cortes"]
+    return {
+        "visitas": charts.visits_chart(visits.get("series_10min") or [],
+                                       [c["en_linea"] for c in cortes if c.get("en_linea")], zone),
+        "por_hora": charts.hourly_chart(visits.get("series_hora") or [], zone),
+        "linea_de_tiempo": charts.uptime_timeline(
+            (doc.get("disponibilidad") or {}).get("linea_de_tiempo") or [], zone),
+        "retraso": charts.lag_chart(cortes),
+        "mapa": mexico_map.mexico_map((visits.get("geo") or {}).get("state") or []),
+        "diagrama": diagram.service_diagram(cfg),
+    }
+
+
+# -- PDF -------------------------------------------------------------------------------------
+
+
+def generated_at(doc: dict[str, Any]) -> datetime:
+    """The document's one date (from the data, never the clock), in UTC."""
+    return stored(doc["generado"]).astimezone(UTC)
+
+
+def write_pdf(html: str, target: Path, attachments: list[Path], doc: dict[str, Any]) -> None:
+    """PDF/A-3b with the CSVs attached as its source data; reproducible byte for byte."""
+    from weasyprint import HTML, Attachment
+
+    when = generated_at(doc).replace(tzinfo=None)  # WeasyPrint prints it with a «Z»
+    files = [Attachment(filename=str(p), name=p.name, created=when, modified=when,
+                        description=f"Anexo {p.stem} (CSV, UTF-8)", relationship="Data")
+             for p in attachments]
+    with warnings.catch_warnings():
+        # WeasyPrint opens its sRGB profile (the PDF/A output intent) and never closes it.
+        warnings.simplefilter("ignore", ResourceWarning)
+        pdf = HTML(string=html, base_url=str(target.parent)).write_pdf(
+            pdf_variant="pdf/a-3b", attachments=files, pdf_identifier=True,
+            custom_metadata=False, optimize_images=False, uncompressed_pdf=False)
+    _write_atomic(target, pdf)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_memoria(doc: dict[str, Any], tables: dict[str, Table], outdir: Path,
+                  cfg: Config) -> list[Path]:
+    """``outdir/memoria-tecnica.{html,pdf}`` and ``outdir/anexos/*.csv``; fills
+    ``doc["anexos"]``; returns the paths written (HTML, PDF, then the CSVs)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    doc["anexos"] = write_annexes(outdir / "anexos", tables)
+    csvs = [outdir / a["archivo"] for a in doc["anexos"]]
+    html = render_html(doc, draw_all(doc, cfg))
+    html_path, pdf_path = outdir / HTML_NAME, outdir / PDF_NAME
+    _write_atomic(html_path, html.encode("utf-8"))
+    write_pdf(html, pdf_path, csvs, doc)
+    return [html_path, pdf_path, *csvs]
