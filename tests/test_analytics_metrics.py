@@ -102,6 +102,22 @@ def test_summary_equals_truth(con: duckdb.DuckDBPyConnection, traffic: visitlog.
     json.dumps(data)  # JSON-ready as it is
 
 
+def test_the_full_summary_cut_to_the_top_is_the_summary(con: duckdb.DuckDBPyConnection,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memoria computes the summary once with every row (annexes) and cuts it for the
+    document: the cut must be exactly what ``analytics summary --json`` prints."""
+    from difusor.analytics import metrics
+    from difusor.analytics.metrics import top_only
+
+    # Lists of two rows, so this traffic's lists (ties included) really are cut.
+    monkeypatch.setattr(metrics, "LIMITS", tuple((p, 2) for p, _n in metrics.LIMITS))
+    full = compute(con, ZONE, None, None, full=True)
+    sizes = {p: len(full[p[0]] if len(p) == 1 else full[p[0]][p[1]]) for p, _n in metrics.LIMITS}
+    assert sum(n > 2 for n in sizes.values()) >= 3, sizes
+    assert top_only(full) == compute(con, ZONE, None, None)
+    assert full == compute(con, ZONE, None, None, full=True)  # the cut copied, never changed
+
+
 def test_from_to_slices_the_range(con: duckdb.DuckDBPyConnection,
                                   traffic: visitlog.Traffic) -> None:
     start, end = visitlog.ts("2024-12-08 22:00"), visitlog.ts("2024-12-09 00:30")

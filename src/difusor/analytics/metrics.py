@@ -30,6 +30,10 @@ from difusor.config import Config
 from difusor.paths import StateLayout
 
 TOP = 20
+# How many rows each ranked list keeps (all of them with ``full``): (path in the summary, n).
+LIMITS = ((("top_pages",), TOP), (("top_views",), TOP), (("geo", "country"), 60),
+          (("geo", "state"), 40), (("browsers",), TOP), (("devices",), TOP),
+          (("referrers",), TOP))
 MAX_SERIES_POINTS = 20_000
 GRANULARITY = (  # (longest range, name, bucket) — the finest that keeps charts readable
     (timedelta(hours=6), "minuto", timedelta(minutes=1)),
@@ -112,8 +116,10 @@ def compute(con: duckdb.DuckDBPyConnection, zone: ZoneInfo, start: datetime | No
             end: datetime | None, *, session_minutes: float = 30.0,
             include_bots: bool = False, full: bool = False) -> dict[str, Any]:
     """The summary on an open connection (tests hand it their own rows)."""
-    def top(n: int) -> str:
-        return "" if full else f"LIMIT {n}"
+    limits = dict(LIMITS)
+
+    def top(*path: str) -> str:  # each list is ordered totally (count, then key): LIMIT = a cut
+        return "" if full else f"LIMIT {limits[path]}"
 
     con.execute(f"SET TimeZone = '{zone.key}'")
     scope = sessions.prepare(con, start, end, session_minutes=session_minutes,
@@ -164,25 +170,41 @@ def compute(con: duckdb.DuckDBPyConnection, zone: ZoneInfo, start: datetime | No
     data["days"] = _days(con)
     data["top_pages"] = _rows(con, "path", "pageviews", f"""
         SELECT page_path, count(*) AS n, count(DISTINCT (day, visitor)) FROM r
-        WHERE counted AND page GROUP BY page_path ORDER BY n DESC, page_path {top(TOP)}""",
+        WHERE counted AND page GROUP BY page_path ORDER BY n DESC, page_path {top("top_pages")}""",
                               "visitors")
     data["top_views"] = _rows(con, "view", "views", f"""
         SELECT view, count(*) AS n, count(DISTINCT (day, visitor)) FROM r
         WHERE counted AND is_pv AND view IS NOT NULL AND NOT page
-        GROUP BY view ORDER BY n DESC, view {top(TOP)}""", "visitors")
+        GROUP BY view ORDER BY n DESC, view {top("top_views")}""", "visitors")
     data["geo"] = {
         "visitors": data["unique_visitors"],
-        "country": _rows(con, "country", "visitors", _by("country", "vd", "TRUE", top(60))),
-        "state": _rows(con, "state", "visitors", _by("state", "vd", "country = 'MX'", top(40))),
+        "country": _rows(con, "country", "visitors",
+                         _by("country", "vd", "TRUE", top("geo", "country"))),
+        "state": _rows(con, "state", "visitors",
+                       _by("state", "vd", "country = 'MX'", top("geo", "state"))),
     }
-    data["browsers"] = _rows(con, "browser", "visitors", _by("browser", "vd", "TRUE", top(TOP)))
-    data["devices"] = _rows(con, "device", "visitors", _by("device", "vd", "TRUE", top(TOP)))
-    data["referrers"] = _rows(con, "host", "visits", _by("ref", "vs", "ref IS NOT NULL", top(TOP)))
+    data["browsers"] = _rows(con, "browser", "visitors",
+                             _by("browser", "vd", "TRUE", top("browsers")))
+    data["devices"] = _rows(con, "device", "visitors", _by("device", "vd", "TRUE", top("devices")))
+    data["referrers"] = _rows(con, "host", "visits",
+                              _by("ref", "vs", "ref IS NOT NULL", top("referrers")))
     data["series"] = _series(con, zone, start, end, one[5], one[6])
     for key, step in (("series_10min", timedelta(minutes=10)), ("series_hour", timedelta(hours=1))):
         data[key] = _series(con, zone, start, end, one[5], one[6], step)["points"]
     data["beacon"] = _beacon(con, scope)
     data["sources"] = _sources(con, scope)
+    return data
+
+
+def top_only(full: dict[str, Any]) -> dict[str, Any]:
+    """The summary as it is without ``full`` (what ``analytics summary --json`` prints), cut
+    from a ``full=True`` one: the memoria needs both and computes the summary once."""
+    data = {**full, "geo": dict(full["geo"])}
+    for path, n in LIMITS:
+        holder = data
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = holder[path[-1]][:n]
     return data
 
 

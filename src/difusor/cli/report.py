@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -40,25 +41,30 @@ def report(
     conclusiones, y los datos completos en CSV (convocatoria II.4)."""
     from difusor.report.document import build
     from difusor.report.period import resolve
+    from difusor.report.tables import full_summary
 
     cfg = config_mod.load(config)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     say = _progress(not as_json)
+    if not as_json:
+        _warm_up()
     with ledger_for(cfg) as ledger:
         period = resolve(cfg, ledger, since, until)
         say(f"periodo: {printed(period.start, zone)} → {printed(period.end, zone)} "
             f"({_ORIGINS[period.origin]})")
         say("reuniendo cifras (visitas, disponibilidad, incidentes, cortes)…")
+        # Files need the full ranked lists too: one summary with every row serves both.
+        full = None if as_json else full_summary(cfg, period.start, period.end)
         doc = build(cfg, ledger, period.start, period.end, draft=draft, now=moment,
-                    origin=period.origin)
+                    origin=period.origin, full_visits=full)
         if as_json:
             out.print_json(json.dumps(doc, ensure_ascii=False))
             return
         from difusor.report.tables import annex_tables
 
         say("preparando los anexos…")
-        tables = annex_tables(cfg, ledger, period.start, period.end, doc)
+        tables = annex_tables(cfg, ledger, period.start, period.end, doc, full)
     from difusor.report.render import write_memoria
 
     say(f"escribiendo la memoria en {output}/ …")
@@ -72,6 +78,18 @@ def report(
     if not doc["texto_operador"]["existe"]:
         out.print(f"Aviso: falta el texto del operador ({doc['texto_operador']['archivo']}); "
                   "la sección 9 lo incluirá cuando exista.", markup=False)
+
+
+def _warm_up() -> None:
+    """Import the renderer's libraries (≈ 1 s: WeasyPrint, Matplotlib, Jinja2) on a thread while
+    the figures are gathered: DuckDB and SQLite release the GIL while they query, so the two
+    overlap on the second core."""
+    def work() -> None:
+        import jinja2  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import weasyprint  # noqa: F401
+
+    threading.Thread(target=work, name="difusor-report-imports", daemon=True).start()
 
 
 _ORIGINS = {"operacion": "la operación configurada", "opciones": "--from/--to",

@@ -28,14 +28,48 @@ class ProbesMixin(LedgerDB):
     def probes(self, target: str | None = None, since: str | None = None,
                until: str | None = None, vantage: str | None = None) -> list[dict[str, Any]]:
         """Probe rows in time order (ISO-8601 UTC bounds, ``until`` exclusive)."""
-        sql, args = "SELECT * FROM probes WHERE 1=1", []
+        sql, args = self._probe_where("SELECT * FROM probes WHERE 1=1", target, since, until,
+                                      vantage)
+        rows = self._db.execute(sql + " ORDER BY at, id", args).fetchall()
+        return [decoded(r) for r in rows]
+
+    def probe_states(self, target: str | None = None, since: str | None = None,
+                     until: str | None = None, vantage: str | None = None) -> list[Any]:
+        """What availability reads of each probe, in time order, as rows (``row["ok"]``…) with
+        nothing decoded: at, target, vantage, ok, failure, interval_s. A month of probes is half
+        a million rows; decoding their details would cost seconds nobody uses."""
+        sql, args = self._probe_where(
+            "SELECT at, target, vantage, ok, failure, interval_s FROM probes WHERE 1=1",
+            target, since, until, vantage)
+        return self._db.execute(sql + " ORDER BY at, id", args).fetchall()
+
+    def probes_per_hour(self, since: str, until: str) -> list[tuple[Any, ...]]:
+        """Per UTC hour (``YYYY-MM-DDTHH``), target and vantage: probes, correct ones, mean and
+        max latency (ms), and the failures as ``kind: n; …``; in that order."""
+        where = "at >= ? AND at < ?"
+        fails: dict[tuple[str, str, str], list[str]] = {}
+        for hour, target, vantage, failure, n in self._db.execute(f"""
+                SELECT substr(at, 1, 13) AS h, target, vantage, failure, count(*) FROM probes
+                WHERE {where} AND coalesce(failure, '') <> ''
+                GROUP BY h, target, vantage, failure ORDER BY h, target, vantage, failure""",
+                (since, until)):
+            fails.setdefault((hour, target, vantage), []).append(f"{failure}: {n}")
+        return [(h, t, v, n, ok, avg, top, "; ".join(fails.get((h, t, v), [])))
+                for h, t, v, n, ok, avg, top in self._db.execute(f"""
+                SELECT substr(at, 1, 13) AS h, target, vantage, count(*), sum(ok),
+                       avg(latency_ms), max(latency_ms) FROM probes WHERE {where}
+                GROUP BY h, target, vantage ORDER BY h, target, vantage""", (since, until))]
+
+    @staticmethod
+    def _probe_where(sql: str, target: str | None, since: str | None, until: str | None,
+                     vantage: str | None) -> tuple[str, list[Any]]:
+        args: list[Any] = []
         for column, op, value in (("target", "=", target), ("at", ">=", since),
                                   ("at", "<", until), ("vantage", "=", vantage)):
             if value is not None:
                 sql += f" AND {column} {op} ?"
                 args.append(value)
-        rows = self._db.execute(sql + " ORDER BY at, id", args).fetchall()
-        return [decoded(r) for r in rows]
+        return sql, args
 
     def probes_span(self) -> tuple[str | None, str | None]:
         """The first and last probe times (ISO-8601 UTC), or (None, None) without probes."""

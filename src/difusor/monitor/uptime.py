@@ -240,14 +240,14 @@ def _iso(when: datetime) -> str:
 def _timelines(ledger: Ledger, start: datetime, until: datetime, names: Sequence[str] | None,
                vantage: str | None) -> dict[str, list[_Seg]]:
     """Per target: what the probes say over [start, until), vantages already combined."""
-    rows: list[dict[str, Any]] = []
+    rows: list[Any] = []
     since, upto = _iso(start - LOOKBACK), _iso(until)
     if names is None:
-        rows = ledger.probes(since=since, until=upto, vantage=vantage)
+        rows = ledger.probe_states(since=since, until=upto, vantage=vantage)
     else:
         for name in dict.fromkeys(names):
-            rows += ledger.probes(target=name, since=since, until=upto, vantage=vantage)
-    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            rows += ledger.probe_states(target=name, since=since, until=upto, vantage=vantage)
+    grouped: dict[str, dict[str, list[Any]]] = {}
     for row in rows:
         grouped.setdefault(row["target"], {}).setdefault(row["vantage"], []).append(row)
     lo, hi = _us(start), _us(until)
@@ -258,7 +258,7 @@ def _timelines(ledger: Ledger, start: datetime, until: datetime, names: Sequence
     return out
 
 
-def _state(row: dict[str, Any]) -> tuple[str, str]:
+def _state(row: Any) -> tuple[str, str]:  # a ledger.probe_states row
     failure = row["failure"] or ""
     if failure == "authority_delay":
         return DELAY, ""
@@ -267,7 +267,7 @@ def _state(row: dict[str, Any]) -> tuple[str, str]:
     return DOWN, failure or "outage"
 
 
-def _timeline(rows: list[dict[str, Any]], lo: int, hi: int) -> list[_Seg]:
+def _timeline(rows: list[Any], lo: int, hi: int) -> list[_Seg]:
     """One vantage's probes of one target (time order) as merged segments within [lo, hi)."""
     times = [_us(datetime.fromisoformat(r["at"])) for r in rows]
     segs: list[_Seg] = []

@@ -5,9 +5,9 @@ Matplotlib draws them through ``Figure`` (never pyplot: no global figure manager
 lock, because the SVG backend reads ``rcParams`` — process-global — while it writes. Same input,
 same bytes:
 - ``svg.hashsalt`` is fixed per chart, ``metadata`` carries no date and no creator;
-- ``svg.fonttype = "path"``: glyphs become outlines (deterministic ``<defs>``), so the chart looks
-  the same in any browser and in WeasyPrint whether or not DejaVu Sans is installed where the
-  HTML is opened; the numbers the charts show are in the document's tables as text anyway;
+- ``svg.fonttype = "none"``: labels stay text in DejaVu Sans (which the PDF embeds; a browser
+  without it uses its own sans-serif). Drawn as outlines, the glyphs tripled the SVG and took
+  WeasyPrint seconds per memoria;
 - every ``id`` (Matplotlib's ``figure_1``, ``DejaVuSans-…`` glyphs, clip paths) is prefixed with
   the chart's name, and the backend's ``*{…}`` style is scoped to the chart, so several charts
   sit in one HTML page without clashing.
@@ -41,7 +41,7 @@ STATES = {  # uptime estado → (colour, Spanish legend)
     "unknown": ("#9e9e9e", "desconocido"),
 }
 _RC = {"font.family": "sans-serif", "font.sans-serif": [FONT], "font.size": 8,
-       "svg.fonttype": "path", "axes.spines.top": False, "axes.spines.right": False,
+       "svg.fonttype": "none", "axes.spines.top": False, "axes.spines.right": False,
        "axes.grid": True, "grid.color": "#dddddd", "grid.linewidth": 0.5,
        "legend.frameon": False, "path.simplify": False}
 _LOCK = threading.Lock()  # rcParams are process-global: one chart drawn at a time
@@ -56,8 +56,8 @@ def esc(text: object) -> str:
 
 
 def number(n: float) -> str:
-    """``12 345``: the thin-space grouping of Mexican official tables (as the CLI prints)."""
-    return f"{round(n):,}".replace(",", "\u2009")
+    """``12,345``: the same grouping as the document's tables (``render.num``)."""
+    return f"{round(n):,}"
 
 
 def empty_svg(name: str, title: str) -> str:

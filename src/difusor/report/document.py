@@ -64,16 +64,18 @@ METHODOLOGY = [
 
 
 def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft: bool = False,
-          now: datetime | None = None, origin: str = "opciones") -> dict[str, Any]:
+          now: datetime | None = None, origin: str = "opciones",
+          full_visits: dict[str, Any] | None = None) -> dict[str, Any]:
     """The document dict for ``[start, end)``; ``now`` bounds what was measured (default: the
-    clock), ``origin`` says where the period came from (report/period.py)."""
-    from difusor.analytics.metrics import summary
+    clock), ``origin`` says where the period came from (report/period.py). ``full_visits``: the
+    period's ``summary(full=True)`` when the caller has it for the annexes (computed once)."""
+    from difusor.analytics.metrics import summary, top_only
     from difusor.monitor.incident_sheet import incident_doc
     from difusor.monitor.uptime import report
 
     zone = ZoneInfo(cfg.site.timezone)
     now = now or datetime.now(UTC)
-    visits = summary(cfg, start, end)
+    visits = top_only(full_visits) if full_visits is not None else summary(cfg, start, end)
     visits["series_hora"] = visits["series_hour"]  # the contract's name, same points
     availability = report(cfg, ledger, start=start, end=end, now=now).to_dict()
     incidents = [incident_doc(row, now) for row in

@@ -79,6 +79,7 @@ def incident_card(inc: dict[str, Any]) -> dict[str, Any]:
         cause = f"{cause} (sugerida por el monitor, por confirmar)"
     return {
         "id": inc.get("id"), "tipo": inc.get("tipo_texto") or inc.get("tipo") or MISSING,
+        "titulo": inc.get("titulo") or None, "categoria": inc.get("categoria") or None,
         "severidad": inc.get("severidad_texto") or inc.get("severidad") or MISSING,
         "estado": inc.get("estado_texto") or inc.get("estado") or MISSING,
         "objetivo": inc.get("objetivo") or "—",

@@ -9,25 +9,30 @@ incidents from the document itself, probes and shield decisions straight from th
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from difusor.config import Config
 from difusor.ledger import Ledger
-from difusor.moments import in_zone, stored
+from difusor.moments import in_zone
 from difusor.report.chronology import events, iso
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def annex_tables(cfg: Config, ledger: Ledger, start: datetime, end: datetime,
-                 doc: dict[str, Any]) -> dict[str, Table]:
+def full_summary(cfg: Config, start: datetime, end: datetime) -> dict[str, Any]:
+    """The period's visits with every row of the ranked lists (document and annexes)."""
     from difusor.analytics.metrics import summary
 
+    return summary(cfg, start, end, full=True)
+
+
+def annex_tables(cfg: Config, ledger: Ledger, start: datetime, end: datetime,
+                 doc: dict[str, Any], full: dict[str, Any] | None = None) -> dict[str, Table]:
+    """``full``: the period's ``full_summary`` if the caller already has it."""
     zone = ZoneInfo(cfg.site.timezone)
-    full = summary(cfg, start, end, full=True)
+    full = full if full is not None else full_summary(cfg, start, end)
     geo = full["geo"]
     return {
         "cortes": _cortes(doc),
@@ -73,25 +78,16 @@ def _incidents(doc: dict[str, Any]) -> Table:
 
 
 def _probes(ledger: Ledger, start: datetime, end: datetime, zone: ZoneInfo) -> Table:
-    """Per local hour, target and vantage: probes, successes, failures by kind, latency."""
-    hours: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
-        lambda: {"n": 0, "ok": 0, "failures": defaultdict(int), "ms": []})
-    for row in ledger.probes(since=iso(start), until=iso(end)):
-        hour = stored(row["at"]).astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        cell = hours[(hour.isoformat(), row["target"], row["vantage"])]
-        cell["n"] += 1
-        cell["ok"] += int(bool(row["ok"]))
-        if row["failure"]:
-            cell["failures"][row["failure"]] += 1
-        if row["latency_ms"] is not None:
-            cell["ms"].append(float(row["latency_ms"]))
+    """Per hour, target and vantage: probes, successes, failures by kind, latency. Counted by
+    the ledger per UTC hour; each hour is labelled with its start in the site's zone (Mexico's
+    offsets are whole hours, so a UTC hour is a local hour)."""
     rows = []
-    for (hour, target, vantage), c in sorted(hours.items()):
-        ms = c["ms"]
-        rows.append((hour, target, vantage, c["n"], c["ok"], c["n"] - c["ok"],
-                     "; ".join(f"{k}: {n}" for k, n in sorted(c["failures"].items())),
-                     round(sum(ms) / len(ms), 1) if ms else None,
-                     round(max(ms), 1) if ms else None))
+    for hour, target, vantage, n, ok, avg, top, failures in ledger.probes_per_hour(
+            iso(start), iso(end)):
+        begins = datetime.fromisoformat(hour + ":00:00+00:00").astimezone(zone).isoformat()
+        rows.append((begins, target, vantage, n, ok, n - ok, failures,
+                     round(avg, 1) if avg is not None else None,
+                     round(top, 1) if top is not None else None))
     return (["hora", "objetivo", "punto", "sondeos", "correctos", "fallidos", "fallas",
              "latencia_promedio_ms", "latencia_max_ms"], rows)
 
