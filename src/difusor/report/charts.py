@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from difusor.moments import duration, stored
+from difusor.report.numbers import grouped
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,7 +58,7 @@ def esc(text: object) -> str:
 
 def number(n: float) -> str:
     """``12,345``: the same grouping as the document's tables (``render.num``)."""
-    return f"{round(n):,}"
+    return grouped(round(n))
 
 
 def empty_svg(name: str, title: str) -> str:

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from difusor.moments import duration
+from difusor.report.numbers import grouped
 
 
 def _n(value: float) -> str:
-    """1234567 → ``1 234 567`` (the thin-space grouping Spanish style guides use)."""
-    return f"{value:,.0f}".replace(",", " ")
+    return grouped(value)
 
 
 def _hm(iso: str) -> str:

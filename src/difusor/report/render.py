@@ -27,6 +27,7 @@ from difusor.moments import duration, printed, stored
 from difusor.monitor.incident_sheet import SEVERITY_LABELS
 from difusor.report import sections
 from difusor.report.annexes import Table, write_annexes
+from difusor.report.numbers import grouped
 from difusor.report.operator_text import operator_html
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ NONE = "sin datos"
 def num(value: Any, places: int = 0) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return NONE
-    return f"{value:,.{places}f}"
+    return grouped(value, places)
 
 
 def pct(value: Any, places: int = 3) -> str:
@@ -53,6 +54,24 @@ def pct(value: Any, places: int = 3) -> str:
         return NONE
     scale = 10 ** places
     return f"{math.floor(float(value) * scale + 1e-9) / scale:,.{places}f} %"
+
+
+def lag(seconds: float | None) -> str:
+    """A publication lag: milliseconds matter under a second (``350 ms``), then a duration."""
+    if seconds is None:
+        return NONE
+    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else duration(seconds)
+
+
+def sources(rows: list[dict[str, Any]] | int | None, shown: int = 5) -> str:
+    """An attack's sources: ``45.10.0.9 (138), …`` and how many more (all are in the annex);
+    a bare count when that is all the record has."""
+    if isinstance(rows, int):
+        return num(rows)
+    rows = rows or []
+    text = ", ".join(f"{r.get('clave')} ({num(r.get('peticiones'))})" for r in rows[:shown])
+    more = len(rows) - shown
+    return (text + (f" y {more:,} más" if more > 0 else "")) or NONE
 
 
 def figure(value: Any) -> str:
@@ -93,6 +112,7 @@ def _filters(zone: ZoneInfo) -> dict[str, Any]:
     return {
         "num": num, "pct": pct, "figure": figure, "size": size, "moment": moment,
         "dur": lambda s: NONE if s is None else duration(s),
+        "lag": lag, "sources": sources,
         "day": lambda v: moment(v, "%d/%m/%Y"),
         "hhmm": lambda v: moment(v, "%H:%M"),
         "hms": lambda v: moment(v, "%H:%M:%S"),
