@@ -196,6 +196,25 @@ def test_public_targets_down_while_any_is_down(tmp_path: Path) -> None:
     assert rep.site.up_seconds == 600 - 90 - 60
 
 
+def test_latency_per_target_from_the_successful_probes(tmp_path: Path) -> None:
+    """The memoria's latency table: nearest-rank median and p95, maximum; failed probes and
+    probes outside the range do not count."""
+    site = make_site(tmp_path / "d", TARGETS)
+    t0 = datetime(2024, 12, 8, 18, 0, tzinfo=UTC)
+    for k in range(1, 21):  # 10, 20, … 200 ms
+        site.ledger.probe_recorded(target="cdn", vantage="local", ok=True, interval_s=30,
+                                   latency_ms=10.0 * k, at=iso(at(k - 1, t0)))
+    site.ledger.probe_recorded(target="cdn", vantage="local", ok=False, failure="outage",
+                               interval_s=30, latency_ms=9000.0, at=iso(at(20, t0)))
+    site.ledger.probe_recorded(target="cdn", vantage="local", ok=True, interval_s=30,
+                               latency_ms=5000.0, at=iso(t0 + timedelta(hours=2)))
+    rep = report(site.cfg, site.ledger, start=t0, end=t0 + timedelta(hours=1),
+                 now=t0 + timedelta(hours=1)).to_dict()
+    site.ledger.close()
+    assert rep["latencia"] == [{"objetivo": "cdn", "sondeos": 20, "p50_ms": 100.0,
+                                "p95_ms": 190.0, "max_ms": 200.0}]
+
+
 def test_public_site_fallbacks(tmp_path: Path) -> None:
     site = make_site(tmp_path / "d", TARGETS.replace("public = true\n", ""))
     assert public_targets(site.cfg, ["x"]) == ["cdn"]  # no public target: the first configured

@@ -60,6 +60,15 @@ class ProbesMixin(LedgerDB):
                        avg(latency_ms), max(latency_ms) FROM probes WHERE {where}
                 GROUP BY h, target, vantage ORDER BY h, target, vantage""", (since, until))]
 
+    def probe_latencies(self, since: str, until: str) -> dict[str, list[float]]:
+        """The response times (ms) of the successful probes, by target."""
+        out: dict[str, list[float]] = {}
+        for target, ms in self._db.execute(
+                "SELECT target, latency_ms FROM probes WHERE at >= ? AND at < ? AND ok "
+                "AND latency_ms IS NOT NULL", (since, until)):
+            out.setdefault(target, []).append(float(ms))
+        return out
+
     @staticmethod
     def _probe_where(sql: str, target: str | None, since: str | None, until: str | None,
                      vantage: str | None) -> tuple[str, list[Any]]:

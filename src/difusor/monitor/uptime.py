@@ -17,10 +17,9 @@ way visitors reach the site, so the site is down while *any* of them is down, un
 is unknown, and up only when all are up. Time after ``now`` (the rest of the current month) is
 not measured at all: it is neither up nor unknown.
 
-The public site's **timeline** (``linea_de_tiempo`` in ``--json``) is the same segments as
-up / degraded / down / unknown: *degraded* is up but slow (a successful probe whose failure is
-``degraded``, from every vantage that saw it up); authority delay shows as up (the site
-answered; the wait was the authority's).
+The public site's **timeline** (``linea_de_tiempo``) is the same segments as up / degraded /
+down / unknown: *degraded* is up but slow (every vantage that saw it up saw ``degraded``);
+authority delay shows as up (the site answered). ``latencia``: see ``monitor/latency.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from zoneinfo import ZoneInfo
 from difusor.config import Config
 from difusor.errors import DifusorError
 from difusor.ledger import Ledger
+from difusor.monitor.latency import latency
 
 STANDS_FOR = 2.0  # a result stands at most this many intervals
 LOOKBACK = timedelta(hours=6)  # how far before the range a standing result is looked for
@@ -132,11 +132,12 @@ class UptimeReport:
 
     site: Uptime
     targets: list[Uptime]
+    latency: list[dict[str, Any]] = field(default_factory=list)  # monitor/latency.py
 
     def to_dict(self) -> dict[str, Any]:
         return {"desde": self.site.start.isoformat(), "hasta": self.site.end.isoformat(),
                 "medido_hasta": self.site.until.isoformat(), "meta_pct": TARGET * 100,
-                "sitio_publico": self.site.to_dict(),
+                "sitio_publico": self.site.to_dict(), "latencia": self.latency,
                 "objetivos": [u.to_dict() for u in self.targets],
                 "linea_de_tiempo": [{"inicio": a.isoformat(), "fin": b.isoformat(), "estado": s}
                                     for a, b, s in self.site.timeline]}
@@ -180,7 +181,8 @@ def report(cfg: Config, ledger: Ledger, *, start: datetime, end: datetime,
     public = public_targets(cfg, names)
     per_target = [_summary(n, lines.get(n, []), start, end, until, (n,)) for n in names]
     site = _combine([lines.get(n, []) for n in public], _site_state)
-    return UptimeReport(_summary(SITE, site, start, end, until, tuple(public)), per_target)
+    return UptimeReport(_summary(SITE, site, start, end, until, tuple(public)), per_target,
+                        latency(ledger, since=_iso(start), until=_iso(until)))
 
 
 def public_targets(cfg: Config, known: Sequence[str] = ()) -> list[str]:
