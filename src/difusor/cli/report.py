@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -47,8 +46,6 @@ def report(
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     say = _progress(not as_json)
-    if not as_json:
-        _warm_up()
     with ledger_for(cfg) as ledger:
         period = resolve(cfg, ledger, since, until)
         say(f"periodo: {printed(period.start, zone)} → {printed(period.end, zone)} "
@@ -78,18 +75,6 @@ def report(
     if not doc["texto_operador"]["existe"]:
         out.print(f"Aviso: falta el texto del operador ({doc['texto_operador']['archivo']}); "
                   "la sección 9 lo incluirá cuando exista.", markup=False)
-
-
-def _warm_up() -> None:
-    """Import the renderer's libraries (≈ 1 s: WeasyPrint, Matplotlib, Jinja2) on a thread while
-    the figures are gathered: DuckDB and SQLite release the GIL while they query, so the two
-    overlap on the second core."""
-    def work() -> None:
-        import jinja2  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-        import weasyprint  # noqa: F401
-
-    threading.Thread(target=work, name="difusor-report-imports", daemon=True).start()
 
 
 _ORIGINS = {"operacion": "la operación configurada", "opciones": "--from/--to",
