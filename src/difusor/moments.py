@@ -46,6 +46,11 @@ def stored(iso: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def storable(when: datetime) -> str:
+    """A time in the ledger's own form (UTC, microseconds), so its string comparisons hold."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _aware(when: datetime | str) -> datetime:
     return stored(when) if isinstance(when, str) else when
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from difusor.errors import DifusorError, NotFound
 from difusor.ledger import Ledger
-from difusor.moments import stored
+from difusor.moments import storable, stored
 
 KIND_LABELS = {
     "outage": "caída",
@@ -168,7 +168,7 @@ def edit_incident(ledger: Ledger, incident_id: int, *, cause: str | None = None,
     if row is None:
         raise NotFound(f"no existe el incidente n.º {incident_id} (ver difusor incidents)")
     now = now or datetime.now(UTC)
-    stamp = now.astimezone(UTC).isoformat(timespec="microseconds")
+    stamp = storable(now)
     fields: dict[str, Any] = {}
     if cause is not None:
         if not cause.strip():
@@ -218,15 +218,15 @@ def new_incident(ledger: Ledger, *, title: str, start: datetime, end: datetime |
     if end is not None and end <= start:
         raise DifusorError("--end debe ser posterior a --start")
     now = now or datetime.now(UTC)
-    stamp = now.astimezone(UTC).isoformat(timespec="microseconds")
+    stamp = storable(now)
     number = ledger.incident_opened(
-        kind=kind, severity=severity, started_at=_stored(start), target=target,
+        kind=kind, severity=severity, started_at=storable(start), target=target,
         detail={"title": title.strip(), "detected_by": OPERATOR})
     ledger.incident_update(
         number, cause=cause.strip(), impact=impact.strip(),
         measures=[{"at": stamp, "by": OPERATOR, "text": m.strip()} for m in measures if m.strip()],
         state="resolved" if end is not None else "identified",
-        ended_at=_stored(end) if end is not None else None)
+        ended_at=storable(end) if end is not None else None)
     ledger.event("incident_updated", f"incidente n.º {number} registrado por el operador",
                  detail={"incident": number, "fields": ["new"]})
     return number
@@ -236,7 +236,3 @@ def _default_severity(kind: str) -> str:
     from difusor.monitor.incidents import KINDS
 
     return KINDS.get(kind, ("", "minor"))[1]
-
-
-def _stored(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="microseconds")

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from difusor.config import Config
 from difusor.errors import DifusorError
 from difusor.ledger import Ledger
+from difusor.moments import storable
 from difusor.monitor.latency import latency
 
 STANDS_FOR = 2.0  # a result stands at most this many intervals
@@ -182,7 +183,7 @@ def report(cfg: Config, ledger: Ledger, *, start: datetime, end: datetime,
     per_target = [_summary(n, lines.get(n, []), start, end, until, (n,)) for n in names]
     site = _combine([lines.get(n, []) for n in public], _site_state)
     return UptimeReport(_summary(SITE, site, start, end, until, tuple(public)), per_target,
-                        latency(ledger, since=_iso(start), until=_iso(until)))
+                        latency(ledger, since=storable(start), until=storable(until)))
 
 
 def public_targets(cfg: Config, known: Sequence[str] = ()) -> list[str]:
@@ -234,16 +235,11 @@ def _at(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def _iso(when: datetime) -> str:
-    """The ledger's own form (UTC, microseconds), so its string comparisons hold."""
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _timelines(ledger: Ledger, start: datetime, until: datetime, names: Sequence[str] | None,
                vantage: str | None) -> dict[str, list[_Seg]]:
     """Per target: what the probes say over [start, until), vantages already combined."""
     rows: list[Any] = []
-    since, upto = _iso(start - LOOKBACK), _iso(until)
+    since, upto = storable(start - LOOKBACK), storable(until)
     if names is None:
         rows = ledger.probe_states(since=since, until=upto, vantage=vantage)
     else:

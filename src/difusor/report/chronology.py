@@ -12,21 +12,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from difusor.config import Config
 from difusor.ledger import Ledger
-from difusor.moments import in_zone, stored
+from difusor.moments import in_zone, storable, stored
 
 PAGE = 10_000
 _CHANGED = re.compile(r"\((\d+) archivos nuevos o cambiados\)")  # publisher's activation line
-
-
-def iso(when: datetime) -> str:
-    """The ledger's form (UTC, microseconds): its string comparisons hold."""
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def events(ledger: Ledger, kinds: tuple[str, ...], start: datetime, end: datetime
@@ -35,7 +30,7 @@ def events(ledger: Ledger, kinds: tuple[str, ...], start: datetime, end: datetim
     rows: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = ledger.events_since(after_id=after, kinds=kinds, since=iso(start), until=iso(end),
+        page = ledger.events_since(after_id=after, kinds=kinds, since=storable(start), until=storable(end),
                                    limit=PAGE)
         rows += page
         if len(page) < PAGE:
@@ -58,7 +53,7 @@ def percentiles(values: Iterable[float]) -> dict[str, float | None]:
 def chronology(cfg: Config, ledger: Ledger, start: datetime, end: datetime) -> dict[str, Any]:
     """``cronologia`` of the document (see report/__init__.py)."""
     zone = ZoneInfo(cfg.site.timezone)
-    packages = [p for p in ledger.packages_since(iso(start), limit=1_000_000)
+    packages = [p for p in ledger.packages_since(storable(start), limit=1_000_000)
                 if stored(p["received_at"]) < end]
     by_package = {p["id"]: p for p in packages}
     first_live: dict[str, dict[str, Any]] = {}

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 from difusor import __version__
 from difusor.config import Config
 from difusor.ledger import Ledger
-from difusor.moments import in_zone
-from difusor.report.chronology import chronology, iso, percentiles
+from difusor.moments import in_zone, storable
+from difusor.report.chronology import chronology, percentiles
 from difusor.report.findings import findings, recommendations
 from difusor.report.security import security
 
@@ -79,7 +79,7 @@ def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft:
     visits["series_hora"] = visits["series_hour"]  # the contract's name, same points
     availability = report(cfg, ledger, start=start, end=end, now=now).to_dict()
     incidents = [incident_doc(row, now) for row in
-                 ledger.incidents(since=iso(start), until=iso(end), limit=100_000)]
+                 ledger.incidents(since=storable(start), until=storable(end), limit=100_000)]
     incidents.sort(key=lambda i: (i["inicio"], i["id"]))
     cron = chronology(cfg, ledger, start, end)
     sec = security(cfg, ledger, start, end, incidents)

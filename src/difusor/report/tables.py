@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from difusor.config import Config
 from difusor.ledger import Ledger
-from difusor.moments import in_zone
-from difusor.report.chronology import events, iso
+from difusor.moments import in_zone, storable
+from difusor.report.chronology import events
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 
@@ -83,7 +83,7 @@ def _probes(ledger: Ledger, start: datetime, end: datetime, zone: ZoneInfo) -> T
     offsets are whole hours, so a UTC hour is a local hour)."""
     rows = []
     for hour, target, vantage, n, ok, avg, top, failures in ledger.probes_per_hour(
-            iso(start), iso(end)):
+            storable(start), storable(end)):
         begins = datetime.fromisoformat(hour + ":00:00+00:00").astimezone(zone).isoformat()
         rows.append((begins, target, vantage, n, ok, n - ok, failures,
                      round(avg, 1) if avg is not None else None,

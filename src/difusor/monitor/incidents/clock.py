@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 
 from difusor.moments import stored
-
-
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def seconds(start: str, end: str) -> float:

@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from difusor.moments import stored
-from difusor.monitor.incidents.clock import iso, seconds
+from difusor.moments import storable, stored
+from difusor.monitor.incidents.clock import seconds
 
 MONITOR_AGENTS = (b"difusor-",)  # user agents of our own probes, not visitors
 _SLACK = timedelta(seconds=10)  # lines are written in batches: a little out of order
@@ -36,7 +36,7 @@ def impact(path: Path, start: str, end: str, *, estimate: bool = False
     if estimate:
         window = max(seconds(start, end), 1.0)
         length = min(max(window, 300.0), 3600.0)
-        before = iso(stored(start) - timedelta(seconds=length))
+        before = storable(stored(start) - timedelta(seconds=length))
         earlier, _e, seen = _count(files, _log_stamp(before), lo)
         out["baseline_requests_per_min"] = round(earlier / length * 60, 2)
         out["estimated_requests"] = round(earlier / length * window)
@@ -57,7 +57,7 @@ def impact_text(found: dict[str, Any], kind: str) -> str:
 def _count(files: list[Path], lo: bytes, hi: bytes) -> tuple[int, int, set[bytes]]:
     requests = errors = 0
     ips: set[bytes] = set()
-    past = _log_stamp(iso(_parse_log(hi) + _SLACK))
+    past = _log_stamp(storable(_parse_log(hi) + _SLACK))
     for path in files:
         with path.open("rb") as f:
             f.seek(_first_offset(f, lo))
@@ -84,7 +84,7 @@ def _count(files: list[Path], lo: bytes, hi: bytes) -> tuple[int, int, set[bytes
 
 def _first_offset(f: BinaryIO, lo: bytes) -> int:
     """Offset of a line start at or before the first line stamped ≥ ``lo`` minus slack."""
-    target = _log_stamp(iso(_parse_log(lo) - _SLACK))
+    target = _log_stamp(storable(_parse_log(lo) - _SLACK))
     size = os.fstat(f.fileno()).st_size
     left, right = 0, size
     while right - left > 4096:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from difusor.monitor.incidents.clock import iso
+from difusor.moments import storable
 
 if TYPE_CHECKING:  # the tracker owns us and opens and resolves what we find
     from difusor.monitor.incidents.tracker import IncidentTracker
@@ -39,7 +39,7 @@ class LedgerEvents:
         scan: the last ``LEDGER_LOOKBACK``, skipping events that already have their incident)."""
         ledger = self.tracker.ledger
         if self._cursor is None:
-            since = iso(datetime.now(UTC) - LEDGER_LOOKBACK)
+            since = storable(datetime.now(UTC) - LEDGER_LOOKBACK)
             known = ledger.incidents(since=since)
             self._seen = {str(i["detail"].get("source")) for i in known}
             self._spans = [(i["kind"], i["target"], i["started_at"], i["ended_at"])

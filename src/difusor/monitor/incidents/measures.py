@@ -6,8 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from difusor.ledger import Ledger
-from difusor.moments import stored
-from difusor.monitor.incidents.clock import iso
+from difusor.moments import storable, stored
 
 _MEASURE_EVENTS = ("service_restarted", "origin_out", "origin_back", "origin_restored", "purge",
                    "activated", "alert_sent")
@@ -16,8 +15,8 @@ _MEASURE_EVENTS = ("service_restarted", "origin_out", "origin_back", "origin_res
 def automatic_measures(ledger: Ledger, incident: dict[str, Any], start: str, end: str, *,
                        margin: float) -> list[dict[str, Any]]:
     """What the system itself did in the window, from the ledger (``by: auto``)."""
-    since = iso(stored(start) - timedelta(seconds=margin))
-    until = iso(stored(end) + timedelta(seconds=margin))
+    since = storable(stored(start) - timedelta(seconds=margin))
+    until = storable(stored(end) + timedelta(seconds=margin))
     out: list[dict[str, Any]] = []
     for event in ledger.events_since(kinds=_MEASURE_EVENTS, since=since, until=until):
         detail = event["detail"] or {}

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 from difusor.config import Config
 from difusor.ledger import Ledger, utcnow
-from difusor.moments import stored
+from difusor.moments import storable, stored
 from difusor.monitor.incidents.causes import authority_cause, suggest_cause
-from difusor.monitor.incidents.clock import iso, local, seconds
+from difusor.monitor.incidents.clock import local, seconds
 from difusor.monitor.incidents.impact import impact, impact_text
 from difusor.monitor.incidents.kinds import KINDS
 from difusor.monitor.incidents.ledgerevents import LedgerEvents
@@ -76,7 +76,7 @@ class IncidentTracker:
         """Streaks a restarted monitor was in the middle of, from the ledger's last probes."""
         self._restored.add((name, vantage))
         span = GAP_INTERVALS * interval * (self.cfg.monitor.fail_after + 1)
-        since = iso(stored(before) - timedelta(seconds=span))
+        since = storable(stored(before) - timedelta(seconds=span))
         for row in self.ledger.probes(target=name, since=since, until=before, vantage=vantage):
             result = ProbeResult(row["target"], bool(row["ok"]), row["failure"], row["status"],
                                  row["latency_ms"], row["corte"], row["message"] or "",
