@@ -39,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from harness import guard, machine_load, make_site, print_load
-from report import table, write_result
+from results import table, write_result
 
 NAME = "analytics_ingest"
 TARGET_RATIO = 10.0

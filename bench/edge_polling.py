@@ -16,7 +16,7 @@ Two stacks get the same load and the same cortes, one after the other in the sam
 The load (a separate asyncio process): 2,000 tabs (quick 200), 8 behind each loopback source
 address (127.0.x.y, one small keep-alive pool per address, as tabs behind one NAT), each polling
 every 10 s — accelerated from the sites' 60 s so the run stays short — spread uniformly, for
-40 s (quick 10 s). While it runs, 5 cortes (quick 2) are published with the ``Publisher``, which
+40 s (quick 6 s). While it runs, 5 cortes (quick 2) are published with the ``Publisher``, which
 purges Varnish itself once the corte is live (``after_activation``); bench/poller.py, polling
 through Varnish every ~2 ms, stops the clock when the edge first serves the new main.json.
 
@@ -62,7 +62,7 @@ from harness import (
     wait_serving,
 )
 from publish_latency import Poller
-from report import percentile, table, write_result
+from results import percentile, table, write_result
 from sites import MAIN_JSON, Corte, irimbo_cortes
 
 from difusor.publish.cdn import after_activation
@@ -589,12 +589,12 @@ def print_report(rows: list[dict[str, Any]], cut: dict[str, Any], goals: list[di
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200 tabs for 10 s, 2 cortes")
+    ap.add_argument("--quick", action="store_true", help="200 tabs for 6 s, 2 cortes")
     ap.add_argument("--tabs", type=int, help="simulated tabs (2,000; quick 200)")
     ap.add_argument("--interval", type=float, default=10.0,
                     help="seconds between one tab's polls (10: sites poll every 60 s)")
     ap.add_argument("--duration", type=float, help="seconds of load per configuration (40; "
-                    "quick 10)")
+                    "quick 6)")
     ap.add_argument("--publishes", type=int, help="cortes published under load (5; quick 2)")
     ap.add_argument("--targeted-seconds", type=int, default=5,
                     help="targeted_seconds of the second configuration (5)")
@@ -604,7 +604,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.tabs = args.tabs or (200 if args.quick else 2_000)
     args.addresses = min(250 * 254, math.ceil(args.tabs / TABS_PER_ADDRESS))
-    args.duration = args.duration or (10.0 if args.quick else 40.0)
+    args.duration = args.duration or (6.0 if args.quick else 40.0)
     args.publishes = args.publishes if args.publishes is not None else (2 if args.quick else 5)
     args.max_seconds = args.max_seconds or (200 if args.quick else 600)
     if not 1 <= args.targeted_seconds <= 60:

@@ -48,7 +48,7 @@ from harness import (
     start_difusor,
     start_nginx,
 )
-from report import percentile, table, write_result
+from results import percentile, table, write_result
 from sites import MAIN_JSON, Corte, NationalSite, irimbo_cortes
 
 NAME = "publish_latency"
@@ -411,7 +411,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="3 Irimbo and 2 national cortes per case, 2,000-file national site")
     ap.add_argument("--irimbo-cortes", type=int, help="timed cortes per Irimbo case (10; quick 3)")
     ap.add_argument("--national-cortes", type=int, help="timed cortes per national case (5; quick 2)")
-    ap.add_argument("--national-files", type=int, help="casilla JSON files (20,000; quick 2,000)")
+    ap.add_argument("--national-files", type=int, help="casilla JSON files (20,000; quick 1,000)")
     ap.add_argument("--national-changed", type=int, help="files changed per corte (a tenth)")
     ap.add_argument("--no-fsync", action="store_true",
                     help="difusor with [store] fsync = false: what durability costs (the anchor "
@@ -421,7 +421,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.irimbo_cortes = args.irimbo_cortes or (3 if args.quick else 10)
     args.national_cortes = args.national_cortes or (2 if args.quick else 5)
-    args.national_files = args.national_files or (2_000 if args.quick else 20_000)
+    args.national_files = args.national_files or (1_000 if args.quick else 20_000)
     args.national_changed = args.national_changed or max(1, args.national_files // 10)
     args.max_seconds = args.max_seconds or (300 if args.quick else 1800)
     return args

@@ -40,7 +40,7 @@ from harness import (
     start_nginx,
     wait_serving,
 )
-from report import table, write_result
+from results import table, write_result
 from sites import main_json_payload, throughput_site
 
 NAME = "serve_throughput"

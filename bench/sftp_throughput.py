@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import BenchError, Child, free_port, guard, machine_load, print_load, wait_ssh
-from report import table, write_result
+from results import table, write_result
 
 from difusor.receive.sftp import CIPHERS
 

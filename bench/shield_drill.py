@@ -40,7 +40,7 @@ from harness import (
     print_load,
     wait_serving,
 )
-from report import table, write_result
+from results import table, write_result
 
 from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import archive_bytes
