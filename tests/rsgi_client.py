@@ -25,6 +25,7 @@ class Scope:
     client: str = "127.0.0.1:50000"
     proto: str = "http"
     headers: Headers = field(default_factory=lambda: Headers({}))
+    authority: str | None = None  # HTTP/2's :authority; HTTP/1.1 requests carry Host instead
 
 
 @dataclass

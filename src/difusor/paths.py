@@ -108,10 +108,11 @@ class StateLayout:
     def publish_lock(self) -> Path:
         return self.root / "publish.lock"
 
-    def create(self) -> None:
+    def create(self) -> StateLayout:
         for d in (self.root, self.inbox, self.uploads, self.incoming, self.packages, self.quarantine,
                   self.store, self.logs, self.shield):
             d.mkdir(parents=True, exist_ok=True)
         # The analytics database's write-ahead log is made 0644 by DuckDB: the folder hides it.
         self.analytics.mkdir(mode=0o750, exist_ok=True)
         private_file(self.log_file)  # the logger appends to it and keeps its mode
+        return self

@@ -18,10 +18,12 @@ from difusor.cli.kit import (
     DEFAULT_CONFIG,
     ConfigOpt,
     JsonOpt,
+    SiteOpt,
     err,
     optional_moment,
     out,
     progress,
+    site_view,
 )
 from difusor.errors import DifusorError
 
@@ -64,13 +66,14 @@ def summary(
     as_json: JsonOpt = False,
     include_bots: Annotated[bool, typer.Option(
         "--include-bots", help="Contar también a los robots en las métricas.")] = False,
+    site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Visitantes, visitas, páginas y vistas, tiempo en el sitio, geolocalización y series."""
     from difusor.analytics.metrics import summary as compute_summary
     from difusor.cli.analytics_tables import print_summary
 
-    cfg = config_mod.load(config)
+    cfg = site_view(config_mod.load(config), site)
     zone = ZoneInfo(cfg.site.timezone)
     start, end = optional_moment(since, zone, "--from"), optional_moment(until, zone, "--to")
     if start and end and end <= start:

@@ -27,6 +27,7 @@ from difusor.cli import (
     services,
     shield,
     simulate,
+    sites,
     spanish,
 )
 from difusor.cli.kit import err
@@ -39,6 +40,7 @@ COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("run", services.run),
     ("publish", publishing.publish),
     ("status", publishing.status),
+    ("phase", sites.phase),
     ("rollback", publishing.rollback),
     ("gc", publishing.gc),
     ("demo", services.demo),
@@ -56,6 +58,7 @@ GROUPS: list[tuple[str, str, Mapping[str, Callable[..., Any]]]] = [
     ("simulate", simulate.HELP, simulate.COMMANDS),
     ("analytics", analytics.HELP, analytics.COMMANDS),
     ("shield", shield.HELP, shield.COMMANDS),
+    ("simulacro", sites.HELP, sites.COMMANDS),
 ]
 
 

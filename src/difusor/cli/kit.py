@@ -33,6 +33,8 @@ ConfigOpt = Annotated[
 ]
 DEFAULT_CONFIG = Path(config_mod.DEFAULT_CONFIG)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Salida JSON.")]
+SiteOpt = Annotated[str | None, typer.Option(
+    "--site", help="Sitio con nombre (sección sites.NOMBRE); por omisión, el oficial.")]
 NowOpt = Annotated[str | None, typer.Option(
     "--now", envvar="DIFUSOR_NOW", hidden=True,
     help="Momento fijo (ISO 8601) en lugar del reloj: solo para simulacros y pruebas.")]
@@ -77,6 +79,18 @@ def existing_state(cfg: config_mod.Config) -> StateLayout:
     except OSError as exc:
         raise StoreError(_unusable(root, exc, "no puedo escribir")) from None
     return StateLayout(root)
+
+
+def site_view(cfg: config_mod.Config, site: str | None) -> config_mod.Config:
+    """``--site NAME`` → that site's view of the file (its state folder made inside the
+    difusor's, which must exist); no ``[sites]`` and no ``--site``: the file itself."""
+    from difusor.sites.catalog import resolve
+
+    view = resolve(cfg, site)
+    if view is not cfg:
+        existing_state(cfg)
+        StateLayout(view.state_dir).create()
+    return view
 
 
 def _not_a_folder(root: Path) -> str:

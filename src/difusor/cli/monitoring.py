@@ -19,9 +19,11 @@ from difusor.cli.kit import (
     ConfigOpt,
     JsonOpt,
     NowOpt,
+    SiteOpt,
     ledger_for,
     moment_from,
     out,
+    site_view,
 )
 from difusor.cli.monitor_views import incident_lines, uptime_table
 from difusor.errors import DifusorError
@@ -40,12 +42,13 @@ def uptime(
         help="Solo los sondeos de este punto (local o el nombre de un agente remoto).")] = None,
     as_json: JsonOpt = False,
     now: NowOpt = None,
+    site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Disponibilidad medida en tiempo, por objetivo y del sitio público, contra 99.9 %."""
     from difusor.monitor.uptime import month_range, report
 
-    cfg = config_mod.load(config)
+    cfg = site_view(config_mod.load(config), site)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     if since is not None or until is not None:
@@ -75,12 +78,13 @@ def incidents(
     = False,
     as_json: JsonOpt = False,
     now: NowOpt = None,
+    site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Los incidentes con todo lo que pide la memoria técnica (II.4.a), del más reciente."""
     from difusor.monitor.incident_sheet import incident_doc
 
-    cfg = config_mod.load(config)
+    cfg = site_view(config_mod.load(config), site)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     with ledger_for(cfg) as ledger:
@@ -127,6 +131,7 @@ def incident(
         "en-observacion, resuelto).")] = None,
     as_json: JsonOpt = False,
     now: NowOpt = None,
+    site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Muestra un incidente y registra su causa, impacto, medidas o estado; «new» registra uno
@@ -142,7 +147,7 @@ def incident(
                                         ("kind", kind), ("severity", severity)) if v is not None]
         if given:
             raise DifusorError(f"{', '.join(given)} solo van con «difusor incident new»")
-    cfg = config_mod.load(config)
+    cfg = site_view(config_mod.load(config), site)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     if creating:

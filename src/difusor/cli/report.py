@@ -11,7 +11,17 @@ from zoneinfo import ZoneInfo
 import typer
 
 from difusor import config as config_mod
-from difusor.cli.kit import DEFAULT_CONFIG, ConfigOpt, NowOpt, err, ledger_for, moment_from, out
+from difusor.cli.kit import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    NowOpt,
+    SiteOpt,
+    err,
+    ledger_for,
+    moment_from,
+    out,
+    site_view,
+)
 from difusor.errors import StoreError
 from difusor.moments import printed
 
@@ -34,6 +44,7 @@ def report(
         "--json", help="Imprimir todas las cifras del documento en JSON, sin escribir archivos.")]
     = False,
     now: NowOpt = None,
+    site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Memoria técnica: PDF y HTML en español con incidentes, disponibilidad, visitas y
@@ -42,7 +53,7 @@ def report(
     from difusor.report.period import resolve
     from difusor.report.tables import full_summary
 
-    cfg = config_mod.load(config)
+    cfg = site_view(config_mod.load(config), site)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     say = _progress(not as_json)

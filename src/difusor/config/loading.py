@@ -11,8 +11,9 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from difusor.config.model import LIST_SECTIONS, SECTIONS, Config
+from difusor.config.model import DICT_SECTIONS, LIST_SECTIONS, SECTIONS, Config
 from difusor.config.providers import origins_problem
+from difusor.config.sites import sites_problem
 from difusor.config.values import DEFAULT_CONFIG
 from difusor.errors import ConfigError
 from difusor.headers import MAIN_JSON_CACHE_CONTROL
@@ -35,8 +36,9 @@ def load(path: str | Path = DEFAULT_CONFIG) -> Config:
 
 
 def from_dict(raw: dict[str, Any], root: Path, origin: str = DEFAULT_CONFIG) -> Config:
-    if "root" in raw:
-        raise ConfigError(f"{origin}: clave desconocida «root»")
+    for private in ("root", "site_name", "site_role"):
+        if private in raw:
+            raise ConfigError(f"{origin}: sección desconocida [{private}]")
     try:
         cfg = Config.model_validate({**raw, "root": root})
     except ValidationError as exc:
@@ -44,6 +46,9 @@ def from_dict(raw: dict[str, Any], root: Path, origin: str = DEFAULT_CONFIG) -> 
     _check_files(cfg, origin)
     _check_headers(cfg, origin)
     _check_providers(cfg, origin)
+    problem = sites_problem(cfg)
+    if problem:
+        raise ConfigError(f"{origin}: {problem}")
     return cfg
 
 
@@ -132,6 +137,8 @@ def _entry(loc: list[Any]) -> tuple[list[Any], type[BaseModel] | None]:
         if len(loc) >= 3 and loc[2] in by_kind:
             return [*loc[:2], *loc[3:]], by_kind[loc[2]]
         return loc, None
+    if loc and loc[0] in DICT_SECTIONS:
+        return loc, DICT_SECTIONS[loc[0]] if len(loc) >= 3 else None
     return loc, SECTIONS.get(loc[0]) if loc else None
 
 
@@ -158,7 +165,7 @@ def _unknown_key(loc: list[str], model: type[BaseModel] | None) -> str:
     where = ".".join(loc[:-1])
     known: list[str]
     if not where:
-        known = [k for k in Config.model_fields if k != "root"]
+        known = [k for k in Config.model_fields if k not in ("root", "site_name", "site_role")]
         hint = difflib.get_close_matches(name, known, n=1)
         msg = f"sección desconocida [{name}]"
     else:

@@ -28,6 +28,7 @@ from difusor.config.site import (
     StoreSettings,
     WebSettings,
 )
+from difusor.config.sites import FeedEntry, SiteEntry
 from difusor.config.values import Section
 from difusor.config.watch import AnalyticsSettings, ShieldSettings
 
@@ -56,6 +57,14 @@ class Config(Section):
     origins: list[OriginSettings] = Field(
         default_factory=list, description="Orígenes adicionales al servidor embebido.")
     cdn: list[CdnSettings] = Field(default_factory=list, description="CDN delante del sitio.")
+    sites: dict[str, SiteEntry] = Field(
+        default_factory=dict, description="Sitios con nombre (prueba, oficial…); vacío = uno solo.")
+    feeds: dict[str, FeedEntry] = Field(
+        default_factory=dict, description="Autoridades adicionales que alimentan sitios.")
+
+    # Set by site_config() on the view of one named site; "" on the file itself.
+    site_name: str = Field(default="", exclude=True)
+    site_role: str = Field(default="", exclude=True)
 
     # Set by load(): the folder relative paths are resolved against.
     root: Path = Field(default=Path("."), exclude=True)
@@ -67,6 +76,12 @@ class Config(Section):
     @property
     def state_dir(self) -> Path:
         return self.path(self.state.dir)
+
+    def for_site(self, name: str) -> Config:
+        """The view of one ``[sites.NAME]`` (see ``config/sites.py``)."""
+        from difusor.config.sites import site_config
+
+        return site_config(self, name)
 
     @property
     def nginx_access_log(self) -> Path:
@@ -82,6 +97,9 @@ SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 # An array of tables → the models an entry may be (several: chosen by its ``kind``).
+# A table of named tables → the model each entry is.
+DICT_SECTIONS: dict[str, type[BaseModel]] = {"sites": SiteEntry, "feeds": FeedEntry}
+
 LIST_SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "headers": (HeaderRule,), "origins": ORIGIN_KINDS, "cdn": CDN_KINDS,
 }

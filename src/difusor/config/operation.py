@@ -75,10 +75,24 @@ class AlertSettings(Section):
     email: EmailSettings = EmailSettings()
 
 
+class SimulacroWindow(Section):
+    name: str = Field("", description="Nombre, p. ej. «Tercer simulacro».")
+    start: str = Field(description="Inicio (ISO 8601 con zona), p. ej. 2024-12-01T09:00:00-06:00.")
+    end: str = Field(description="Fin (ISO 8601 con zona).")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _moment(cls, v: str) -> str:
+        if not v:
+            raise ValueError("falta la fecha")
+        return check_end(v)
+
+
 class OperationSettings(Section):
-    start: str = Field("", description="Inicio de la operación (ISO 8601), p. ej. "
-                       "2024-12-08T18:00:00-06:00: desde aquí cuenta la memoria técnica "
-                       "(«difusor report»); vacío = desde el primer dato registrado.")
+    start: str = Field("", description="Inicio de la publicación oficial (ISO 8601), p. ej. "
+                       "2024-12-08T18:00:00-06:00: desde aquí los paquetes van al sitio oficial "
+                       "y cuenta la memoria técnica («difusor report»); vacío = desde el primer "
+                       "dato registrado.")
     end: str = Field("", description="Fin de la operación (ISO 8601), p. ej. "
                      "2024-12-09T20:00:00-06:00; vacío = sin fecha.")
     keep_hours: float = Field(24.0, ge=0, description="Horas que el sitio debe seguir en línea "
@@ -87,6 +101,10 @@ class OperationSettings(Section):
                            "la memoria técnica, p. ej. Instituto Electoral de Michoacán.")
     election: str = Field("", description="Elección, para la portada de la memoria técnica, p. "
                           "ej. Proceso Electoral Local Extraordinario Irimbo 2024.")
+
+    simulacros: list[SimulacroWindow] = Field(
+        default_factory=list, description="[[operation.simulacros]]: ventanas de los simulacros "
+        "(convocatoria I.11); sus paquetes van al sitio de prueba.")
 
     @field_validator("start", "end")
     @classmethod

@@ -15,10 +15,25 @@ from difusor.config.values import Address, Section, Url
 class SiteSettings(Section):
     name: str = Field("PREP", description="Nombre del sitio, texto libre.")
     url: Url = Field("http://127.0.0.1:8080", description="URL pública del sitio.")
+    hosts: list[str] = Field(default_factory=list, description="Nombres (encabezado Host) del "
+                             "sitio; vacío = cualquiera. Con [sites], cada sitio lleva los suyos.")
+    portal_origins: list[str] = Field(
+        default_factory=list, description="Orígenes del portal del medio (p. ej. "
+        "https://www.medio.mx) que pueden leer /_difusor/status.json (CORS) para el aviso del "
+        "corte; vacío = ninguno.")
     timezone: str = Field(
         "America/Mexico_City",
         description="Zona horaria de los cortes cuando el dato no trae la suya.",
     )
+
+    @field_validator("portal_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"«{origin}» no es un origen (https://host o https://host:puerto, "
+                                 "sin ruta ni / final)")
+        return v
 
     @field_validator("timezone")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from difusor.config.model import LIST_SECTIONS, SECTIONS
+from difusor.config.model import DICT_SECTIONS, LIST_SECTIONS, SECTIONS
 from difusor.config.receive import SftpSettings
 from difusor.config.site import SiteSettings, StateSettings, WebSettings
 from difusor.config.values import check_address, check_end, check_network
@@ -51,7 +51,29 @@ def render_default(
         "[state]\n"
         f"dir = {_q(state.dir)}\n\n"
         + _render_operation(operation_end)
+        + _SITES_EXAMPLE
     )
+
+
+# The convocatoria's two URLs and its calendar (III.2.h, I.11), ready to uncomment.
+_SITES_EXAMPLE = """
+# Sitio de prueba y sitio oficial (convocatoria III.2.h; ver docs/sitios.md). Sin [sites], un solo
+# sitio. Los paquetes de un simulacro van al de prueba; desde el inicio (start), al oficial.
+# [sites.prueba]
+# role = "prueba"
+# url = "https://prueba.prep.example.mx"
+# [sites.oficial]
+# role = "oficial"
+# url = "https://prep.example.mx"
+#
+# Calendario (Irimbo 2024): en [operation], el inicio de la publicación oficial,
+#   start = "2024-12-08T18:00:00-06:00"
+# y cada simulacro (I.11; el último, el 1 de diciembre):
+# [[operation.simulacros]]
+# name = "Último simulacro"
+# start = "2024-12-01T09:00:00-06:00"
+# end = "2024-12-01T14:00:00-06:00"
+"""
 
 
 def _render_operation(end: str | None) -> str:
@@ -87,6 +109,11 @@ def settings_reference() -> str:
         section(name, model)
     for name, models in [*LIST_SECTIONS.items(), *tables]:
         lines += _entry_rows(name, models)
+    for name, model in DICT_SECTIONS.items():
+        for key, field in model.model_fields.items():
+            # A sub-table (a feed's [sftp]) takes the keys of the section of the same name.
+            shown = "tabla" if key in SECTIONS else _default_cell(field)
+            lines.append(f"| `[{name}.NOMBRE] {key}` | {shown} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
 
 

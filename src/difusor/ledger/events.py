@@ -54,6 +54,9 @@ class EventKind(StrEnum):
     INCIDENT_UPDATED = "incident_updated"
     ALERT_SENT = "alert_sent"
     ALERT_FAILED = "alert_failed"
+    # sites/: the operation's phase and the test site
+    PHASE_SET = "phase_set"
+    SIMULACRO_RESET = "simulacro_reset"
     # run/: the supervisor
     RUN_STARTED = "run_started"
     RUN_STOPPED = "run_stopped"

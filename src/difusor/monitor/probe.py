@@ -66,12 +66,12 @@ class _Findings:
 
 
 def probe_target(name: str, url: str, expected: Expected, *, timeout: float, degraded_ms: float,
-                 tls_warn_days: int, ca_file: str = "",
+                 tls_warn_days: int, ca_file: str = "", host: str = "",
                  client: httpx.Client | None = None) -> ProbeResult:
     """Probe ``url`` (a site's base URL) against ``expected``; never raises for network trouble."""
     own = client is None
     if client is None:
-        client = make_client(timeout, ca_file)
+        client = make_client(timeout, ca_file, host)
     try:
         return _probe(client, name, url.rstrip("/"), expected, timeout=timeout,
                       degraded_ms=degraded_ms, tls_warn_days=tls_warn_days)
@@ -80,17 +80,18 @@ def probe_target(name: str, url: str, expected: Expected, *, timeout: float, deg
             client.close()
 
 
-def make_client(timeout: float, ca_file: str = "") -> httpx.Client:
+def make_client(timeout: float, ca_file: str = "", host: str = "") -> httpx.Client:
     """A client that opens a fresh connection per probe (as a new visitor would) and trusts
     the system's CAs plus ``ca_file`` (a self-signed certificate, or a chain: the leaf is
-    enough to anchor it)."""
+    enough to anchor it). ``host``: the Host to ask for (one named site of a server that serves
+    several), instead of the URL's."""
     context = ssl.create_default_context()
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     return httpx.Client(verify=context, timeout=timeout, follow_redirects=False,
                         headers={"User-Agent": "difusor-monitor",
-                                 "Accept-Encoding": "identity"})
+                                 "Accept-Encoding": "identity", **({"Host": host} if host else {})})
 
 
 def _probe(client: httpx.Client, name: str, base: str, expected: Expected, *, timeout: float,

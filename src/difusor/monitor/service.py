@@ -47,6 +47,7 @@ class Target:
     name: str
     url: str
     ca_file: str = ""
+    host: str = ""  # the Host asked for ("" = the URL's)
 
 
 def targets(cfg: Config) -> list[Target]:
@@ -60,7 +61,9 @@ def targets(cfg: Config) -> list[Target]:
         host = f"[{host}]"
     tls = bool(cfg.web.tls_cert and cfg.web.tls_key)
     url = f"{'https' if tls else 'http'}://{host}:{port}"
-    return [Target(EMBEDDED, url, str(cfg.path(cfg.web.tls_cert)) if tls else "")]
+    # One named site of several: the server tells sites apart by Host.
+    host = cfg.site.hosts[0] if cfg.site_name and cfg.site.hosts else ""
+    return [Target(EMBEDDED, url, str(cfg.path(cfg.web.tls_cert)) if tls else "", host)]
 
 
 class Monitor:
@@ -156,7 +159,8 @@ class Monitor:
         monitor = self.cfg.monitor
         result = probe_target(target.name, target.url, expected, timeout=monitor.timeout,
                               degraded_ms=monitor.degraded_ms,
-                              tls_warn_days=monitor.tls_warn_days, ca_file=target.ca_file)
+                              tls_warn_days=monitor.tls_warn_days, ca_file=target.ca_file,
+                              host=target.host)
         return at, result
 
     def _authority(self) -> tuple[str | None, str | None]:

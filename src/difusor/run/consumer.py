@@ -6,6 +6,11 @@ waiting, or being published when the process died, is published on the next star
 refused for want of disk space stays in the inbox and is tried again once the free space has
 grown (looked at every ``NO_SPACE_RETRY`` seconds), so a full disk is one refusal in the ledger,
 not one every few seconds.
+
+With ``[sites]`` the consumer serves one feed (``""``: the file's own receivers) and each package
+goes to the site the operation's phase names (``sites.catalog.route``): the test site during a
+simulacro, the official one from the start of publication. A package no site may take (the
+operation is closed) is kept in the feed's quarantine with the reason, never dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from difusor.config import Config
@@ -23,7 +29,9 @@ from difusor.paths import StateLayout
 from difusor.publish.outcome import PublishOutcome
 from difusor.publish.publisher import Publisher
 from difusor.receive.inbox import Arrival, arrivals, sidecar_for
-from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX
+from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX, hash_file
+from difusor.sites import phase as phases
+from difusor.sites.catalog import route
 from difusor.store.space import NO_SPACE, free_bytes
 
 Log = Callable[[str], None]
@@ -31,16 +39,17 @@ NO_SPACE_RETRY = 2.0  # seconds between two looks at the free space (a look is o
 
 
 class InboxConsumer:
-    def __init__(self, cfg: Config, ledger: Ledger, *, log: Log | None = None,
+    def __init__(self, cfg: Config, ledger: Ledger, *, feed: str = "", log: Log | None = None,
                  on_outcome: Callable[[Arrival, PublishOutcome | None], None] | None = None) -> None:
-        self.cfg = cfg
-        self.ledger = ledger
-        self.state = StateLayout(cfg.state_dir)
-        self.publisher = Publisher(cfg, ledger)
-        # Beside a manual `difusor publish`: retry soon rather than block, so a stop stays prompt.
-        self.publisher.lock_timeout = 1.0
+        from difusor.config.sites import feed_config
+
+        self.root = cfg  # the whole file: its sites and calendar decide where a package goes
+        self.feed = feed
+        self.cfg = feed_config(cfg, feed)
+        self.ledger = ledger  # the difusor's own ledger (the phase the operator set is there)
+        self.state = StateLayout(self.cfg.state_dir)
         self.log = log or (lambda _m: None)
-        self.publisher.log = self.log
+        self._publishers: dict[str, Publisher] = {}
         self.on_outcome = on_outcome
         self._wake = threading.Event()
         self.no_space_retry = NO_SPACE_RETRY
@@ -50,6 +59,25 @@ class InboxConsumer:
         self._sidecars_seen = cfg.package.require_checksum == "sidecar" or any(
             p.name.endswith(SIDECAR_SUFFIX) for p in _listing(self.state.packages)
         )
+
+    def publisher(self, site: str = "") -> Publisher:
+        """The publisher of ``site`` ("" = the file itself), made on first use."""
+        p = self._publishers.get(site)
+        if p is None:
+            cfg = self.root.for_site(site) if site else self.cfg
+            ledger = self.ledger if not site else Ledger(StateLayout(cfg.state_dir).ledger)
+            p = self._publishers[site] = Publisher(cfg, ledger)
+            # Beside a manual `difusor publish`: retry soon rather than block, so a stop stays prompt.
+            p.lock_timeout = 1.0
+            p.log = self.log
+        return p
+
+    def close(self) -> None:
+        for site, p in self._publishers.items():
+            p.close()
+            if site:
+                p.ledger.close()
+        self._publishers.clear()
 
     def notify(self, _path: Path | None = None) -> None:
         """A receiver delivered something: look now instead of at the next poll."""
@@ -108,9 +136,14 @@ class InboxConsumer:
     def _take(self, package: Arrival, sidecar: Arrival | None) -> bool:
         if sidecar is not None:
             self._sidecars_seen = True
+        now = datetime.now(UTC)
+        site, why = route(self.root, self.feed, phases.current(self.root, self.ledger, now).name)
+        if site is None:
+            self._refuse(package, sidecar, why)
+            return True
         outcome: PublishOutcome | None = None
         try:
-            outcome = self.publisher.publish(
+            outcome = self.publisher(site).publish(
                 package.path, name=package.name, link=True,
                 sidecar=sidecar.path if sidecar else None,
                 on_live=lambda o: self.log(f"{package.name}: {o.message} "
@@ -127,8 +160,9 @@ class InboxConsumer:
                 self._retry_at = time.monotonic() + self.no_space_retry
                 self._free_when_full = self._free()
                 return False
+            where = self.publisher(site).cfg.state_dir / "quarantine"
             self.log(f"{package.name}: paquete rechazado — {refusal.message} "
-                     f"(original en {self.state.quarantine})")
+                     f"(original en {where})")
         except DifusorError as exc:
             self.log(f"{package.name}: no se pudo publicar — {exc.message}")
         except Exception as exc:  # kept in quarantine by the publisher; the loop goes on
@@ -140,6 +174,24 @@ class InboxConsumer:
         if self.on_outcome:
             self.on_outcome(package, outcome)
         return True
+
+    def _refuse(self, package: Arrival, sidecar: Arrival | None, why: str) -> None:
+        """No site takes packages now: the original goes to the feed's quarantine with why."""
+        sha, size = hash_file(package.path)
+        self.state.quarantine.mkdir(parents=True, exist_ok=True)
+        target = self.state.quarantine / package.path.name
+        for item in (sidecar, package):
+            if item is not None:
+                os.replace(item.path, self.state.quarantine / item.path.name)
+        target.with_name(target.name + REASON_SUFFIX).write_text(
+            f"Paquete rechazado: {package.name}\nMotivo: {why}\nCódigo: no_site\n"
+            f"sha256: {sha}\nTamaño: {size} bytes\n"
+            f"Fecha: {datetime.now(UTC).isoformat(timespec='seconds')}\n", encoding="utf-8")
+        self.ledger.event("refused", f"{package.name}: {why}",
+                          detail={"code": "no_site", "sha256": sha, "name": package.name})
+        self.log(f"{package.name}: paquete rechazado — {why} (original en {target})")
+        if self.on_outcome:
+            self.on_outcome(package, None)
 
     def _orphans(self, pending: list[Arrival]) -> None:
         """A sidecar with no package, older than the wait: its package went without it, or never

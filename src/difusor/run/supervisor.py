@@ -5,6 +5,10 @@ server, a child process of its own (its workers are processes). A part that rais
 logged, written to the ledger and started again with a growing pause; SIGINT/SIGTERM stop them
 all within 10 s. Anything cut short is safe: publishing is crash-safe and the inbox keeps
 whatever was not finished.
+
+With ``[sites]``: receivers and an inbox consumer per feed (the consumer picks the site by the
+operation's phase), and a monitor, shield and analytics per site, each on its own state and
+ledger; one web server answers for every site by Host.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from difusor.config import Config
+from difusor.config.sites import feed_config
 from difusor.errors import BusyError
 from difusor.ledger import Ledger
 from difusor.paths import StateLayout, private_file
 from difusor.run.consumer import InboxConsumer
 from difusor.serve.lifeline import PARENT_ENV
+from difusor.sites.catalog import feeds, site_configs
 
 STOP_BUDGET = 9.0  # seconds: the contract promises a clean stop within 10
 _BACKOFF_MAX = 30.0
@@ -57,38 +63,50 @@ class Supervisor:
         self._lock = _hold_run_lock(self.state.root / "run.lock")
         self.ledger = Ledger(self.state.ledger)
         self.stop = threading.Event()
-        self.consumer = InboxConsumer(cfg, self.ledger, log=log.info)
+        self.consumers = {f: InboxConsumer(cfg, self.ledger, feed=f, log=log.info)
+                          for f in feeds(cfg)}
+        self.consumer = self.consumers[""]
+        # Each site's view and ledger ("" = the file itself, with the difusor's ledger).
+        self.sites = site_configs(cfg)
+        self.site_ledgers = {name: self.ledger if not name else
+                             Ledger(StateLayout(site.state_dir).create().ledger)
+                             for name, site in self.sites.items()}
         self.parts = self._parts()
         self._web: subprocess.Popen[bytes] | None = None
 
     # -- what runs ----------------------------------------------------------------------
 
     def _parts(self) -> list[Part]:
-        parts = [Part("publicador", self.consumer.run), Part("servidor web", self._run_web),
-                 Part("limpieza", self._janitor)]
-        if self.cfg.sftp.enabled:
-            parts.append(Part("SFTP", self._run_sftp))
-        if self.cfg.dropfolder.dirs:
-            parts.append(Part("carpeta vigilada", self._run_dropfolder))
-        if self.cfg.pull.url:
-            parts.append(Part("descarga HTTPS", self._run_pull))
+        parts = [Part("servidor web", self._run_web)]
+        for feed, consumer in self.consumers.items():
+            cfg, tag = feed_config(self.cfg, feed), f" ({feed})" if feed else ""
+            parts += [Part("publicador" + tag, consumer.run),
+                      Part("limpieza" + tag, _bind(self._janitor, cfg))]
+            if cfg.sftp.enabled:
+                parts.append(Part("SFTP" + tag, _bind(self._run_sftp, cfg, consumer)))
+            if cfg.dropfolder.dirs:
+                parts.append(Part("carpeta vigilada" + tag,
+                                  _bind(self._run_dropfolder, cfg, consumer)))
+            if cfg.pull.url:
+                parts.append(Part("descarga HTTPS" + tag, _bind(self._run_pull, cfg, consumer)))
         if self.cfg.monitor.listen:
             parts.append(Part("API de sondeos", self._run_probe_api))
-        if self.cfg.monitor.enabled:
-            parts.append(Part("monitor", self._run_monitor))
-        if self.cfg.shield.enabled:
-            parts.append(Part("escudo", self._run_shield))
-        if self.cfg.analytics.enabled:
-            parts.append(Part("analítica", self._run_analytics))
+        for name, site in self.sites.items():
+            tag, ledger = f" ({name})" if name else "", self.site_ledgers[name]
+            if site.monitor.enabled:
+                parts.append(Part("monitor" + tag, _bind(self._run_monitor, site, ledger)))
+            if site.shield.enabled:
+                parts.append(Part("escudo" + tag, _bind(self._run_shield, site, ledger)))
+            if site.analytics.enabled:
+                parts.append(Part("analítica" + tag, _bind(self._run_analytics, site)))
         return parts
 
-    def _run_sftp(self, stop: threading.Event) -> None:
+    def _run_sftp(self, cfg: Config, consumer: InboxConsumer, stop: threading.Event) -> None:
         from difusor.receive.sftp import start_sftp_server
 
         async def main() -> None:
-            server = await start_sftp_server(self.cfg, on_delivered=self.consumer.notify,
-                                             log=log.info)
-            log.info(f"SFTP escuchando en {self.cfg.sftp.listen} (usuario {self.cfg.sftp.user})")
+            server = await start_sftp_server(cfg, on_delivered=consumer.notify, log=log.info)
+            log.info(f"SFTP escuchando en {cfg.sftp.listen} (usuario {cfg.sftp.user})")
             try:
                 while not stop.is_set():
                     await asyncio.sleep(0.2)
@@ -98,46 +116,47 @@ class Supervisor:
 
         asyncio.run(main())
 
-    def _run_dropfolder(self, stop: threading.Event) -> None:
+    def _run_dropfolder(self, cfg: Config, consumer: InboxConsumer, stop: threading.Event) -> None:
         from difusor.receive.dropfolder import DropFolderWatcher
 
-        DropFolderWatcher(self.cfg, on_delivered=self.consumer.notify, log=log.info).run(stop)
+        DropFolderWatcher(cfg, on_delivered=consumer.notify, log=log.info).run(stop)
 
-    def _run_pull(self, stop: threading.Event) -> None:
+    def _run_pull(self, cfg: Config, consumer: InboxConsumer, stop: threading.Event) -> None:
         from difusor.receive.pull import Puller
 
-        Puller(self.cfg, on_delivered=self.consumer.notify, log=log.info).run(stop)
+        Puller(cfg, on_delivered=consumer.notify, log=log.info).run(stop)
 
     def _run_probe_api(self, stop: threading.Event) -> None:
         from difusor.monitor.api import ProbeAPI
 
         ProbeAPI.from_config(self.cfg, self.ledger, log=log.info).run(stop)
 
-    def _run_monitor(self, stop: threading.Event) -> None:
+    def _run_monitor(self, cfg: Config, ledger: Ledger, stop: threading.Event) -> None:
         from difusor.monitor.alerts import Alerter
         from difusor.monitor.service import Monitor
 
-        alerter = Alerter(self.cfg, self.ledger, log=log.info)
+        alerter = Alerter(cfg, ledger, log=log.info)
         try:
-            Monitor(self.cfg, self.ledger, log=log.info, on_incident=alerter.incident).run(stop)
+            Monitor(cfg, ledger, log=log.info, on_incident=alerter.incident).run(stop)
         finally:
             alerter.close()
 
-    def _run_shield(self, stop: threading.Event) -> None:
+    def _run_shield(self, cfg: Config, ledger: Ledger, stop: threading.Event) -> None:
         from difusor.shield.service import Shield
 
-        Shield(self.cfg, self.ledger, log=log.info).run(stop)
+        Shield(cfg, ledger, log=log.info).run(stop)
 
-    def _run_analytics(self, stop: threading.Event) -> None:
+    def _run_analytics(self, cfg: Config, stop: threading.Event) -> None:
         from difusor.analytics.live import LiveIngest
 
-        LiveIngest(self.cfg, log=log.info).run(stop)
+        LiveIngest(cfg, log=log.info).run(stop)
 
-    def _janitor(self, stop: threading.Event) -> None:
+    def _janitor(self, cfg: Config, stop: threading.Event) -> None:
         from difusor.receive.sftp import clean_abandoned
 
+        uploads = StateLayout(cfg.state_dir).uploads
         while True:
-            for path in clean_abandoned(self.state.uploads, self.cfg.receive.abandoned_after):
+            for path in clean_abandoned(uploads, cfg.receive.abandoned_after):
                 log.info(f"limpieza: borrada la subida abandonada o ya entregada {path.name}")
             if stop.wait(60.0):
                 return
@@ -203,6 +222,11 @@ class Supervisor:
             message += f" (sin esperar a: {', '.join(unfinished)})"
         self.ledger.event("run_stopped", message)
         log.info(message)
+        for consumer in self.consumers.values():
+            consumer.close()
+        for name, ledger in self.site_ledgers.items():
+            if name:
+                ledger.close()
         self.ledger.close()
         os.close(self._lock)
 
@@ -220,6 +244,11 @@ class Supervisor:
             self.shutdown()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def _bind(target: Callable[..., None], *args: object) -> Callable[[threading.Event], None]:
+    """A part's target with its site or feed bound (a part is called with the stop event)."""
+    return lambda stop: target(*args, stop)
 
 
 def _hold_run_lock(path: Path) -> int:

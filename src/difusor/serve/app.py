@@ -16,6 +16,7 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,6 +43,10 @@ _NOT_FOUND_HEADERS = [SERVER, ("Content-Type", "text/html; charset=utf-8"), *REV
 _BEACON_HEADERS = [SERVER, *BEACON]
 _BEACON_JS = (Path(__file__).with_name("beacon.js")).read_bytes()
 _BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8"), *BEACON_SCRIPT]
+# The portal's corte widget (docs/portal.md), sent with the contract's no-cache rule.
+_CORTE_JS = (Path(__file__).with_name("corte.js")).read_bytes()
+_STATUS = "/_difusor/status.json"
+_PREFLIGHT_MAX_AGE = "7200"  # Chromium's ceiling: a browser asks again at most every 2 h
 _SAFE_QUERY = re.compile(r"[!#-~]{1,1024}")  # what may be echoed in a Location header
 # A beacon report: the page (p) and its visible milliseconds (v), at most 12 h (a screen left on
 # all night); analytics/sessions.py MAX_VISIBLE_MS is the same. Per address and worker, a
@@ -58,7 +63,7 @@ _perf = time.perf_counter
 
 class DifusorApp:
     def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None,
-                 shield: GateWatcher | None = None) -> None:
+                 shield: GateWatcher | None = None, portal_origins: Iterable[str] = ()) -> None:
         self.live = live
         self.log = log
         self.gate: Gate | None = None  # set by the shield's watcher; None while idle
@@ -70,6 +75,19 @@ class DifusorApp:
         dynamic = [SERVER, *policy.main_headers()]
         self._json_headers = [*dynamic, ("Content-Type", "application/json")]
         self._text_headers = [*dynamic, ("Content-Type", "text/plain; charset=utf-8")]
+        self._corte_js_headers = [*dynamic, ("Content-Type", "text/javascript; charset=utf-8")]
+        # CORS on status.json for the portal's widget: its answer depends on Origin only when
+        # some origin is allowed. Headers made here, one set per origin, none per request.
+        allowed = sorted({self._origin(o) for o in portal_origins})
+        self._status_headers = ([*self._json_headers, ("Vary", "Origin")] if allowed
+                                else self._json_headers)
+        self._cors = {o: [*self._status_headers, ("Access-Control-Allow-Origin", o)]
+                      for o in allowed}
+        self._preflight_allowed = {
+            o: [SERVER, ("Access-Control-Allow-Origin", o), ("Access-Control-Allow-Methods", "GET"),
+                ("Access-Control-Max-Age", _PREFLIGHT_MAX_AGE), ("Vary", "Origin"), *dynamic[1:]]
+            for o in allowed}
+        self._options = [SERVER, ("Allow", "GET, HEAD, OPTIONS"), *dynamic[1:]]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._beacons: dict[str, list[float]] = {}  # address → [tokens, when] (this worker's)
 
@@ -84,6 +102,16 @@ class DifusorApp:
         self.live.stop()
         if self.log:
             self.log.close()
+
+    @staticmethod
+    def _origin(origin: str) -> str:
+        """An origin as browsers send it in ``Origin``: scheme and host in lower case, no
+        default port (``https://WWW.Medio.mx:443`` → ``https://www.medio.mx``)."""
+        origin = origin.strip().rstrip("/").lower()
+        for scheme, port in (("https://", ":443"), ("http://", ":80")):
+            if origin.startswith(scheme) and origin.endswith(port):
+                return origin[: -len(port)]
+        return origin
 
     def _set_gate(self, gate: Gate | None) -> None:
         self.gate = gate  # one reference swap: a request sees the old gate or the new one
@@ -122,7 +150,11 @@ class DifusorApp:
                 proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
                 status, sent = 404, len(_NOT_FOUND)
             else:
-                status, sent = self._miss(table, path, scope.query_string, proto)
+                status, sent = self._miss(table, path, scope.query_string, headers, proto)
+        elif method == "OPTIONS" and path == _STATUS:  # a portal's CORS preflight
+            proto.response_empty(204, self._preflight_allowed.get(headers.get("origin"),
+                                                                  self._options))
+            status, sent = 204, 0
         elif method == "POST" and path == "/_difusor/b":
             # The beacon: nothing to read, nothing to store here (the access log has p and v).
             status, sent = self._beacon(scope.client, scope.query_string), 0
@@ -215,9 +247,10 @@ class DifusorApp:
             proto.response_file_range(206, out, rep.file, first, last + 1)
         return 206, last + 1 - first
 
-    def _miss(self, table: Table, path: str, query: str, proto: Any) -> tuple[int, int]:
+    def _miss(self, table: Table, path: str, query: str, headers: Any, proto: Any
+              ) -> tuple[int, int]:
         if path.startswith("/_difusor/"):
-            return self._internal(table, path, proto)
+            return self._internal(table, path, headers, proto)
         if "//" in path:
             # Never served under a second name (a CDN would cache it apart): sent, in one hop,
             # to the canonical path, or to the folder's slash form.
@@ -236,9 +269,12 @@ class DifusorApp:
         proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
         return 404, len(_NOT_FOUND)
 
-    def _internal(self, table: Table, path: str, proto: Any) -> tuple[int, int]:
-        if path == "/_difusor/status.json":
-            proto.response_bytes(200, self._json_headers, table.status_body)
+    def _internal(self, table: Table, path: str, headers: Any, proto: Any) -> tuple[int, int]:
+        if path == _STATUS:
+            out = self._status_headers
+            if self._cors:  # the portal's widget reads it (docs/portal.md)
+                out = self._cors.get(headers.get("origin"), out)
+            proto.response_bytes(200, out, table.status_body)
             return 200, len(table.status_body)
         if path == "/_difusor/health":
             if table.release_id is None:
@@ -255,11 +291,26 @@ class DifusorApp:
         if path == "/_difusor/beacon.js":
             proto.response_bytes(200, _BEACON_JS_HEADERS, _BEACON_JS)
             return 200, len(_BEACON_JS)
+        if path == "/_difusor/corte.js":
+            proto.response_bytes(200, self._corte_js_headers, _CORTE_JS)
+            return 200, len(_CORTE_JS)
         proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
         return 404, len(_NOT_FOUND)
 
 
-def build_app(cfg: config_mod.Config) -> DifusorApp:
+def build_app(cfg: config_mod.Config) -> Any:
+    """The worker's RSGI app: one ``DifusorApp``, or with ``[sites]`` one per site behind a
+    ``HostRouter`` (serve/hosts.py)."""
+    if cfg.sites:
+        from difusor.serve.hosts import HostRouter
+        from difusor.sites.catalog import default_site, host_map, site_configs
+
+        apps = {name: _site_app(site) for name, site in site_configs(cfg).items()}
+        return HostRouter(apps, host_map(cfg), default_site(cfg))
+    return _site_app(cfg)
+
+
+def _site_app(cfg: config_mod.Config) -> DifusorApp:
     state = StateLayout(cfg.state_dir)
     state.create()
     layout = StoreLayout(state.store)
@@ -273,10 +324,10 @@ def build_app(cfg: config_mod.Config) -> DifusorApp:
            if cfg.web.access_log else None)
     shield = GateWatcher(decisions_path(cfg.state_dir), cfg.shield.allow, cfg.web.workers,
                          lambda _g: None)
-    return DifusorApp(live, policy, log, shield)
+    return DifusorApp(live, policy, log, shield, portal_origins=cfg.site.portal_origins)
 
 
-def load_app(config_path: str, _target: str = "") -> DifusorApp:
+def load_app(config_path: str, _target: str = "") -> Any:
     """Granian's loader: each worker builds its own app from the config file."""
     watch_parent()  # a worker never outlives its server process (SIGKILL included)
     return build_app(config_mod.load(Path(config_path)))

@@ -34,6 +34,7 @@ from difusor.useragent import bot_marker
 SLOW_MS = 10_000.0
 SLOW_COUNT = 10
 BEACON = "/_difusor/b"
+STATUS = "/_difusor/status.json"  # a portal's CORS preflight (OPTIONS) is no scan
 _BROWSER = re.compile(r"^Mozilla/5\.0 \(")
 _STATIC = re.compile(r"\.(json|js|css|png|jpe?g|gif|svg|webp|ico|woff2?|ttf|csv|zip|pdf|map)$")
 
@@ -163,6 +164,7 @@ class Detector(Sanctions, SharedAddresses, AttackMode):
                 self.s.cachebust_queries:
             cand.add(("cachebust", who))
         if method != "GET" and method != "HEAD" and not (method == "POST" and path == BEACON) \
+                and not (method == "OPTIONS" and path == STATUS) \
                 and self.methods.add(who) >= self.s.scan_404:
             cand.add(("method", who))
         if duration_ms > SLOW_MS and self.slow.add(who) >= SLOW_COUNT:

@@ -27,8 +27,9 @@ def collect(*, keep: int, live: str | None, tree: str | None, ledger: Ledger,
             manifests: ManifestStore, dirs: ReleaseDirs, objects: ObjectStore,
             progress: Callable[[int, int], None] | None = None) -> GcOutcome:
     """Remove what is not kept; the caller holds the publish lock."""
-    if keep < 1:
-        raise ValueError("keep must be at least 1")  # the CLI refuses it first, in Spanish
+    if keep < 1 and (live or tree):
+        # The CLI refuses it first, in Spanish; only an emptied site (publish/clear.py) keeps 0.
+        raise ValueError("keep must be at least 1 while a corte is live")
 
     def created(release_id: str) -> str:
         row = ledger.release(release_id)
@@ -40,7 +41,7 @@ def collect(*, keep: int, live: str | None, tree: str | None, ledger: Ledger,
             return ""
 
     ids = sorted(set(manifests.ids()) | set(dirs.ids()), key=created)
-    kept = set(ids[-keep:]) | {r for r in (live, tree) if r}
+    kept = (set(ids[-keep:]) if keep else set()) | {r for r in (live, tree) if r}
     drop = [r for r in ids if r not in kept]
     for rid in drop:
         dirs.remove(rid)

@@ -3,7 +3,8 @@
 One file, for ``/etc/nginx/conf.d/`` (included inside ``http {}``): first the ``http``-level
 pieces (rate-limit zone, JSON log format, maps: ``httplevel``), then the ``server`` blocks
 (``servers``, with ``tls``), whose per-path headers are the policy's rules turned into nginx
-locations (``regions``). ``standalone`` wraps it in a whole ``nginx.conf`` for a private nginx.
+locations (``regions``); with ``[sites]``, those blocks once per site (``sites``).
+``standalone`` wraps it in a whole ``nginx.conf`` for a private nginx.
 """
 
 from difusor.serve.nginxconf.conffile import NginxConfig

@@ -12,10 +12,12 @@ from difusor.paths import StateLayout
 from difusor.serve.nginxconf.httplevel import http_level
 from difusor.serve.nginxconf.regions import Location, header_locations
 from difusor.serve.nginxconf.servers import servers
+from difusor.serve.nginxconf.sites import site_servers
 
 
 class NginxConfig:
-    """``difusor nginx-config``: the ``http``-level pieces and the ``server`` blocks."""
+    """``difusor nginx-config``: the ``http``-level pieces and the ``server`` blocks (with
+    ``[sites]``, those of every site: ``sites.py``)."""
 
     def __init__(self, cfg: Config, policy: HeaderPolicy | None = None) -> None:
         self.cfg = cfg
@@ -39,6 +41,14 @@ class NginxConfig:
             f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         # nginx has no escape for "$" in a string: a value with one uses a variable holding it.
         self._dollar = any("$" in value for rule in self.policy.rules for _, value in rule.headers)
+        # Without [sites] this object renders the one site. With [sites] it renders only the
+        # http level, once, and ``sites`` holds one of these per site (from its view of the
+        # file), whose fields below sites.py sets.
+        self.name = ""
+        self.server_name = n.server_name
+        self.default_server = False
+        self.upstream_host = ""  # the Host sent to the embedded server ("" = nginx's default)
+        self.sites: list[NginxConfig] = site_servers(self) if cfg.sites else []
 
     @classmethod
     def from_config(cls, cfg: Config) -> NginxConfig:
@@ -53,11 +63,13 @@ class NginxConfig:
                  "Guárdala, p. ej., en /etc/nginx/conf.d/difusor.conf (se incluye dentro de http { })."]
         lines.append("Después: nginx -t && nginx -s reload (recarga sin cortar conexiones). "
                      "Cada corte nuevo se sirve sin recargar nginx.")
-        if not self.root.exists():
-            lines.append(f"aviso: {self.root} aún no existe; aparece con la primera publicación "
-                         "(mientras, nginx responde 404).")
-        if not self.access_log.parent.is_dir():
-            lines.append(f"aviso: falta la carpeta del registro de accesos {self.access_log.parent}.")
+        blocks = self.sites or [self]
+        for one in blocks:
+            if not one.root.exists():
+                lines.append(f"aviso: {one.root} aún no existe; aparece con la primera publicación "
+                             "(mientras, nginx responde 404).")
+            if not one.access_log.parent.is_dir():
+                lines.append(f"aviso: falta la carpeta del registro de accesos {one.access_log.parent}.")
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 lines.append(f"aviso: no existe {path} ([nginx] tls_cert / tls_key).")
@@ -67,8 +79,14 @@ class NginxConfig:
         if not self.tls:
             lines.append("Sin TLS: define [nginx] tls_cert y tls_key para servir HTTPS "
                          "(certificados de Let's Encrypt: docs/nginx.md).")
-        lines.append(f"Los procesos de nginx (www-data) deben poder leer {self.root} y las "
-                     "carpetas que lo contienen.")
+        if self.sites:
+            lines.append("Sitios: " + "; ".join(
+                f"{one.name} ({one.server_name}{', predeterminado' if one.default_server else ''})"
+                for one in self.sites) + "." + (" El certificado de [nginx] debe cubrir todos "
+                                                "esos nombres." if self.tls else ""))
+        roots = ", ".join(str(one.root) for one in blocks)
+        lines.append(f"Los procesos de nginx (www-data) deben poder leer {roots} y las "
+                     f"carpetas que {'los' if self.sites else 'lo'} contienen.")
         return "\n".join(lines) + "\n"
 
     def render(self) -> str:
@@ -82,7 +100,12 @@ class NginxConfig:
         )
 
     def http_level(self) -> str:
-        return http_level(self.root, self.cfg.nginx.limit_req_rate, dollar=self._dollar)
+        """Declared once for every ``server`` block (zone, log format, maps: one name each)."""
+        blocks = self.sites or [self]
+        return http_level([one.root for one in blocks], self.cfg.nginx.limit_req_rate,
+                          dollar=any(one._dollar for one in blocks))
 
     def servers(self) -> str:
+        if self.sites:
+            return "\n".join(servers(one) for one in self.sites)
         return servers(self)

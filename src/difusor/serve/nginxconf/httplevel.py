@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from difusor.serve.nginxconf.syntax import quote
@@ -12,9 +13,10 @@ LOG_FIELDS = ("time", "ip", "method", "path", "query", "status", "bytes", "refer
               "corte", "duration_ms")
 
 
-def http_level(root: Path, limit_req_rate: int, *, dollar: bool) -> str:
-    """``root``: the live tree (``store/site``); ``dollar``: a header value holds a ``$``, which
-    nginx can only write through a variable holding it."""
+def http_level(roots: Sequence[Path], limit_req_rate: int, *, dollar: bool) -> str:
+    """``roots``: the live tree (``store/site``) of each site, declared once here for all the
+    ``server`` blocks; ``dollar``: a header value holds a ``$``, which nginx can only write
+    through a variable holding it."""
     fields = {
         "time": '"$difusor_time"', "ip": '"$remote_addr"', "method": '"$request_method"',
         "path": '"$difusor_path"', "query": '"$args"', "status": "$status",
@@ -23,7 +25,9 @@ def http_level(root: Path, limit_req_rate: int, *, dollar: bool) -> str:
         "duration_ms": "$difusor_duration_ms",
     }
     line = "{" + ",".join(f'"{k}":{fields[k]}' for k in LOG_FIELDS) + "}"
-    site = str(root)
+    before = "\n".join(f'    {quote("~^" + re.escape(str(root)) + "$")} "-";  # antes del primer corte'
+                       for root in roots)
+    where = str(roots[0]) if len(roots) == 1 else "el árbol de su sitio (store/site)"
     variable = '\ngeo $difusor_dollar { default "$"; }\n' if dollar else ""
     return f"""# ---- nivel http ------------------------------------------------------------
 # Límite de peticiones por IP (la IP real, detrás de la CDN: ver set_real_ip_from).
@@ -45,9 +49,9 @@ map $request_time $difusor_duration_ms {{
 map $request_uri $difusor_path {{
     "~^(?<difusor_p>[^?]*)" $difusor_p;
 }}
-# El corte que sirve cada petición: la carpeta a la que apunta {site} en ese momento.
+# El corte que sirve cada petición: la carpeta a la que apunta {where} en ese momento.
 map $difusor_root $difusor_corte {{
-    {quote("~^" + re.escape(site) + "$")} "-";  # antes del primer corte
+{before}
     "~/(?<difusor_corte_id>[^/]+)$" $difusor_corte_id;
     default "-";
 }}

@@ -49,11 +49,20 @@ def servers(conf: NginxConfig) -> str:
     parts = []
     if conf.tls:
         parts.append(_redirect_server(conf))
-        listen = f"listen {n.listen_tls} ssl http2;"
+        listen = f"listen {n.listen_tls} ssl http2{_default(conf)};"
     else:
-        listen = f"listen {n.listen};"
+        listen = f"listen {n.listen}{_default(conf)};"
     parts.append(_site_server(conf, listen))
     return "\n".join(parts)
+
+
+def _default(conf: NginxConfig) -> str:
+    """With [sites], the default site answers the Host names no site claims."""
+    return " default_server" if conf.default_server else ""
+
+
+def _title(text: str, width: int = 84) -> str:
+    return f"# ---- {text} {'-' * max(3, width - 8 - len(text))}\n"
 
 
 def _headers(conf: NginxConfig, pairs: Iterable[tuple[str, str]]) -> list[str]:
@@ -70,7 +79,7 @@ def _common(conf: NginxConfig) -> str:
     cfg = conf.cfg
     n = cfg.nginx
     lines = [
-        f"server_name {n.server_name};",
+        f"server_name {conf.server_name};",
         "server_tokens off;",
         f"access_log {quote(str(conf.access_log))} difusor buffer=64k flush=1s;",
         f"limit_req zone=difusor burst={n.limit_req_burst} nodelay;",
@@ -104,15 +113,15 @@ def _redirect_server(conf: NginxConfig) -> str:
     n = conf.cfg.nginx
     port = "" if n.listen_tls == 443 else f":{n.listen_tls}"
     body = "\n".join([
-        f"listen {n.listen};",
+        f"listen {n.listen}{_default(conf)};",
         _common(conf),
         _acme(conf),
         "location / {",
         f"    return 301 https://$host{port}$request_uri;",
         "}",
     ])
-    return f"# ---- HTTP: solo redirige a HTTPS -------------------------------------------\n" \
-           f"server {{\n{indent(body)}\n}}\n"
+    name = f" ({conf.name})" if conf.name else ""
+    return _title(f"HTTP: solo redirige a HTTPS{name}", 78) + f"server {{\n{indent(body)}\n}}\n"
 
 
 def _site_server(conf: NginxConfig, listen: str) -> str:
@@ -193,18 +202,20 @@ def _site_server(conf: NginxConfig, listen: str) -> str:
         lines.append("    try_files $uri $uri/ =404;")
         lines += _headers(conf, loc.headers)
         lines.append("}")
-    title = "HTTPS" if conf.tls else "HTTP"
-    return (f"# ---- {title}: el sitio {'-' * (66 - len(title))}\n"
-            f"server {{\n{indent(chr(10).join(lines))}\n}}\n")
+    title = f"{'HTTPS' if conf.tls else 'HTTP'}: el sitio{f' {conf.name}' if conf.name else ''}"
+    return _title(title) + f"server {{\n{indent(chr(10).join(lines))}\n}}\n"
 
 
 def _own_paths(conf: NginxConfig) -> list[str]:
-    """``/_difusor/status.json`` and ``/health`` go to the embedded server; the rest is 404."""
+    """``/_difusor/status.json``, ``/health`` and the portal's widget ``corte.js`` go to the
+    embedded server; the rest is 404."""
     lines: list[str] = []
-    for path in ("/_difusor/status.json", "/_difusor/health"):
+    for path in ("/_difusor/status.json", "/_difusor/health", "/_difusor/corte.js"):
         lines += [
             f"location = {path} {{",
             f"    proxy_pass {conf.upstream};",
+            # With [sites]: the Host the embedded server knows this block's site by.
+            *([f"    proxy_set_header Host {conf.upstream_host};"] if conf.upstream_host else []),
             *(["    proxy_ssl_verify off;  # el servidor embebido, en este mismo equipo"]
               if conf.upstream.startswith("https:") else []),
             "    proxy_connect_timeout 2s;",
