@@ -26,7 +26,7 @@ import difusor.publish.publisher as pipeline_mod
 from difusor.demo.election import DATABASE, SyntheticElection
 from difusor.demo.packages import write_package
 
-CORTES = 22  # first full, then 21 incrementals, published back to back
+CORTES = 16  # first full, then 15 incrementals, published back to back
 CASILLAS = 36  # every casilla file carries its corte's time: they change every corte
 READERS_KEEPALIVE = 3
 READERS_FRESH = 3

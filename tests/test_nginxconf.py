@@ -188,7 +188,7 @@ def test_no_block_loses_the_server_wide_headers(tmp_path: Path, tls: bool) -> No
             assert line in block, block[0]
         assert all(x.endswith(" always;") for x in block if x.startswith("add_header"))
     proxied = [b for b in blocks(site, "location = /_difusor/") if any("proxy_pass" in x for x in b)]
-    assert len(proxied) == 2 and all(set(server_wide) <= set(b) for b in proxied)
+    assert len(proxied) == 3 and all(set(server_wide) <= set(b) for b in proxied)
 
 
 def test_glob_regex_agrees_with_fnmatch() -> None:

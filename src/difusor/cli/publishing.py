@@ -41,6 +41,7 @@ def publish(
     from difusor.publish.publisher import Publisher
 
     root = config_mod.load(config)
+    existing_state(root)
     cfg = site_view(root, site or _routed(root))
     with ledger_for(cfg) as ledger, progress("verificando") as bar:
         publisher = Publisher(cfg, ledger, progress=bar)
