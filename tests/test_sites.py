@@ -199,3 +199,19 @@ def test_the_router_picks_the_site_by_host_port_case_and_wildcard() -> None:
     assert router.app_for("prep.mx") is apps["oficial"]
     assert router.app_for("xprueba.mx") is apps["oficial"]  # not a label of prueba.mx
     assert router.app_for("") is apps["oficial"]
+
+
+def test_a_package_after_the_close_is_kept_in_quarantine_with_the_reason(tmp_path: Path) -> None:
+    from difusor.receive.inbox import deliver
+    from difusor.run.consumer import InboxConsumer
+
+    site = make_site(tmp_path, extra_toml=CALENDAR + two_sites(8080))  # its end is long past
+    corte = next(iter(SyntheticElection().cortes(1)))
+    deliver(write_package(corte, tmp_path / "pk"), site.state.inbox, "corte.zip")
+    assert InboxConsumer(site.cfg, site.ledger).drain() == 1
+    reasons = list(site.state.quarantine.glob("*.motivo.txt"))
+    assert len(reasons) == 1, list(site.state.quarantine.iterdir())
+    text = reasons[0].read_text()
+    assert "Código: no_site" in text and "cerrada" in text and "corte.zip" in text
+    assert site.ledger.events("refused")[0]["detail"]["code"] == "no_site"
+    assert not list(site.state.inbox.iterdir())

@@ -29,7 +29,7 @@ from difusor.paths import StateLayout
 from difusor.publish.outcome import PublishOutcome
 from difusor.publish.publisher import Publisher
 from difusor.receive.inbox import Arrival, arrivals, sidecar_for
-from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX, hash_file
+from difusor.receive.intake import REASON_SUFFIX, SIDECAR_SUFFIX, Intake, hash_file
 from difusor.sites import phase as phases
 from difusor.sites.catalog import route
 from difusor.store.space import NO_SPACE, free_bytes
@@ -160,7 +160,7 @@ class InboxConsumer:
                 self._retry_at = time.monotonic() + self.no_space_retry
                 self._free_when_full = self._free()
                 return False
-            where = self.publisher(site).cfg.state_dir / "quarantine"
+            where = StateLayout(self.publisher(site).cfg.state_dir).quarantine
             self.log(f"{package.name}: paquete rechazado — {refusal.message} "
                      f"(original en {where})")
         except DifusorError as exc:
@@ -176,17 +176,14 @@ class InboxConsumer:
         return True
 
     def _refuse(self, package: Arrival, sidecar: Arrival | None, why: str) -> None:
-        """No site takes packages now: the original goes to the feed's quarantine with why."""
+        """No site takes packages now: the original goes to the feed's quarantine with why
+        (the same reason file as any refused package: ``Intake.quarantine``)."""
         sha, size = hash_file(package.path)
-        self.state.quarantine.mkdir(parents=True, exist_ok=True)
-        target = self.state.quarantine / package.path.name
-        for item in (sidecar, package):
-            if item is not None:
-                os.replace(item.path, self.state.quarantine / item.path.name)
-        target.with_name(target.name + REASON_SUFFIX).write_text(
-            f"Paquete rechazado: {package.name}\nMotivo: {why}\nCódigo: no_site\n"
-            f"sha256: {sha}\nTamaño: {size} bytes\n"
-            f"Fecha: {datetime.now(UTC).isoformat(timespec='seconds')}\n", encoding="utf-8")
+        if sidecar is not None:  # its inbox name is not the package's: moved by hand
+            self.state.quarantine.mkdir(parents=True, exist_ok=True)
+            os.replace(sidecar.path, self.state.quarantine / sidecar.path.name)
+        target = Intake(package.path, package.name, sha, size, None).quarantine(
+            self.state.quarantine, "no_site", why)
         self.ledger.event("refused", f"{package.name}: {why}",
                           detail={"code": "no_site", "sha256": sha, "name": package.name})
         self.log(f"{package.name}: paquete rechazado — {why} (original en {target})")
