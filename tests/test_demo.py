@@ -1,4 +1,5 @@
-"""``difusor demo --fast``: the synthetic authority publishes cortes to a served site."""
+"""``difusor demo --fast``: a simulacro to the test site, then the night's cortes (the same ids)
+to the official one, both served by one server."""
 
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ def test_demo_publishes_cortes_and_stops_cleanly(tmp_path: Path) -> None:
                 seen.add(main["numeroCorte"])
             time.sleep(0.5)
         assert len(seen) >= 3, f"cortes vistos: {seen}"
+        # The simulacro stays on the test site, other numbers under the same corte ids.
+        test = httpx.get(url + "json/main.json", headers={"Host": "prueba.localhost"}, timeout=2)
+        assert test.status_code == 200 and json.loads(test.content)["sintetico"] is True
+        drill = json.loads(httpx.get(url + "_difusor/status.json",
+                                     headers={"Host": "prueba.localhost"}).content)["corte"]
+        assert drill["id"] == "20241208_2010"
+        official = httpx.get(url + "_difusor/status.json").json()["corte"]
+        assert official["id"] > drill["id"] and test.content != r.content
         page = httpx.get(url, timeout=2).text
         assert "DATOS SINTÉTICOS" in page and "json/main.json" in httpx.get(url + "assets/app.js").text
         assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
@@ -48,6 +57,8 @@ def test_demo_publishes_cortes_and_stops_cleanly(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "Demostración terminada" in out
+    assert "(prueba) corte 20:00" in out and "(oficial) corte 20:00" in out
+    assert "phase --set oficial" in out and "Traceback" not in out
     assert "Warning" not in "".join(head) + out  # no third-party library noise for the operator
     # The server it started is gone too.
     try:

@@ -210,6 +210,22 @@ def test_anexos_are_listed_in_the_document(tmp_path: Path, build) -> None:
     assert doc["anexos"][0]["sha256"] in html
 
 
+def test_the_simulacros_are_listed_with_their_evidence() -> None:
+    doc = make_doc()
+    assert ">Simulacros</h3>" not in render.render_html(copy.deepcopy(doc), DRAWINGS)
+    doc["simulacros"] = [{
+        "nombre": "Último simulacro", "sitio": "prueba", "url": "https://prueba.example.mx",
+        "desde": "2024-06-01T09:00:00-06:00", "hasta": "2024-06-01T14:00:00-06:00",
+        "cortes_publicados": 31, "primer_corte": "20240602_2000", "ultimo_corte": "20240603_0300",
+        "paquetes_rechazados": 1, "retraso_publicacion_s": {"p50": 0.4, "p95": 1.25, "max": 3.0},
+        "disponibilidad_pct": 100.0, "incidentes": 0, "vaciado": "2024-06-01T15:02:00-06:00"}]
+    html = render.render_html(doc, DRAWINGS)
+    table = html.split(">Simulacros</h3>", 1)[1].split("</table>", 1)[0]
+    for shown in ("Último simulacro", "https://prueba.example.mx", ">31<", "100.000 %",
+                  "01/06/2024 15:02"):
+        assert shown in table, shown
+
+
 # -- the HTML --------------------------------------------------------------------------------
 
 

@@ -235,6 +235,35 @@ def test_reupload_leaves_the_earlier_delivery_untouched(receiver: Receiver, keys
     assert (receiver.uploads / "PREP.zip").read_bytes() == second.read_bytes()
 
 
+
+def test_a_name_sent_again_after_a_simulacro_replaces_the_delivered_one(
+        receiver: Receiver, keys: dict[str, Path]) -> None:
+    """SFTP v3's rename refuses an existing name; the night re-sends the simulacro's file names."""
+    t = connect(receiver, keys["autoridad"])
+    try:
+        client = paramiko.SFTPClient.from_transport(t)
+        for text in (b"simulacro", b"jornada"):
+            with client.open("20241208_2000_PREP.zip.part", "wb") as f:
+                f.write(text)
+            client.rename("20241208_2000_PREP.zip.part", "20241208_2000_PREP.zip")
+            wait_for(lambda text=text: text in {a.path.read_bytes()
+                                                for a in arrivals(receiver.inbox)},
+                     what=f"entrega de {text!r}")
+        with client.open("abierto.zip", "wb") as open_one, \
+                client.open("otro.zip.part", "wb") as other:
+            open_one.write(b"a medias")
+            other.write(b"x")
+            other.close()
+            with pytest.raises(OSError):  # a file still being written is never replaced
+                client.rename("otro.zip.part", "abierto.zip")
+        client.close()
+    finally:
+        t.close()
+    delivered = {a.path.read_bytes() for a in arrivals(receiver.inbox)}
+    assert {b"simulacro", b"jornada"} <= delivered and b"x" not in delivered
+    assert (receiver.uploads / "abierto.zip").read_bytes() == b"a medias"
+
+
 # -- interrupted transfers ---------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -198,14 +198,14 @@ def test_every_worker_refuses_within_a_second_of_a_decision(running) -> None:
     decide(site, bans={"127.0.0.77": entry(60)})
     # Workers read the decisions every POLL_SECONDS (0.15 s), well within the second asked
     # for; the bound leaves room for a loaded machine. A worker that never reads fails it.
+    # Each worker reads on its own poll, so the first refusal can come from one worker while
+    # the other is still inside its 0.15 s: the bound is on the moment both refuse.
     bound = 3.0
     t0 = time.monotonic()
-    while _get(url, "127.0.0.77") != 403:
+    while not all(_get(url, "127.0.0.77") == 403 for _ in range(12)):
         assert time.monotonic() - t0 < bound
-    first = time.monotonic() - t0
     # fresh connections land on either worker: all refuse from now on
-    assert all(_get(url, "127.0.0.77") == 403 for _ in range(30)), first
-    assert time.monotonic() - t0 < bound + 30 * 0.2
+    assert all(_get(url, "127.0.0.77") == 403 for _ in range(30))
     assert _get(url, "127.0.0.78") == 200
     dec.unblock(dec.decisions_path(site.cfg.state_dir), "127.0.0.77")
     wait_until(lambda: all(_get(url, "127.0.0.77") == 200 for _ in range(10)), 5,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_site
+from conftest import free_port, make_site
 from test_run import Running
 
 from difusor import config as config_mod
@@ -90,6 +90,23 @@ def test_each_site_has_its_own_state_and_the_override_wins(tmp_path: Path) -> No
     assert [e["detail"]["by"] for e in site.ledger.events("phase_set")] == ["ana", "ana"]
 
 
+
+def test_each_sites_shield_writes_its_own_nginx_include_and_only_the_official_the_firewall(
+        tmp_path: Path) -> None:
+    shield = ('\n[shield]\nnginx_include = "escudo/deny.conf"\n'
+              'nftables_set = "inet difusor bloqueados"\n')
+    cfg = make_site(tmp_path, extra_toml=shield + two_sites(8080)).cfg
+    test, real = cfg.for_site("prueba").shield, cfg.for_site("oficial").shield
+    assert (test.nginx_include, real.nginx_include) == (
+        "escudo/deny-prueba.conf", "escudo/deny-oficial.conf")
+    # One machine-wide set: two shields sharing it would lift each other's blocks.
+    assert (test.nftables_set, real.nftables_set) == ("", "inet difusor bloqueados")
+    from difusor.serve.nginxconf import NginxConfig
+
+    text = NginxConfig.from_config(cfg).render()
+    assert text.count("deny-prueba.con[f]") == 1 and text.count("deny-oficial.con[f]") == 1
+
+
 @pytest.mark.parametrize(("extra", "says"), [
     ('[sites.a]\nrole = "prueba"\nurl = "http://a.mx"\n[sites.b]\nrole = "prueba"\n'
      'url = "http://b.mx"\n', "2 sitios prueba"),
@@ -124,15 +141,18 @@ def corte(running: Running, host: str) -> tuple[str | None, bytes]:
 
 
 @pytest.mark.slow
-def test_a_simulacro_then_the_night_with_the_same_ids(tmp_path: Path) -> None:
+def test_a_simulacro_then_the_night_with_the_same_ids(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     running = Running(tmp_path / "difusor")
+    monkeypatch.setenv("DIFUSOR_PROBE_TOKEN", "secreto-de-prueba")
+    api = free_port()
     now = datetime.now(UTC)
     window = (f'\n[operation]\n[[operation.simulacros]]\nname = "Último simulacro"\n'
               f'start = "{(now - timedelta(hours=1)).isoformat()}"\n'
               f'end = "{(now + timedelta(hours=1)).isoformat()}"\n')
     port = running.web
     with running.config.open("a") as f:
-        f.write(two_sites(port) + window)
+        f.write(two_sites(port) + window + f'\n[monitor]\nlisten = "127.0.0.1:{api}"\n')
     drill = list(SyntheticElection(seed=1).cortes(2))
     night = list(SyntheticElection(seed=2).cortes(2))
     assert [c.when for c in drill] == [c.when for c in night]  # the same corte ids
@@ -157,6 +177,12 @@ def test_a_simulacro_then_the_night_with_the_same_ids(tmp_path: Path) -> None:
         assert corte(running, "prueba.localhost")[1] == last  # each host serves only its own
         assert corte(running, "prueba.localhost")[0] == corte(running, "prep.localhost")[0]
 
+        # A remote probe agent measures the public site: its report is the official's record.
+        sent = httpx.post(f"http://127.0.0.1:{api}/report", json={
+            "vantage": "cdmx", "interval_s": 30, "results": [{"target": "cdn", "ok": True}]},
+            headers={"Authorization": "Bearer secreto-de-prueba"}, timeout=5)
+        assert sent.status_code == 200, sent.text
+
         during = cli(running.config, "simulacro", "reset", "--yes")
         assert during.returncode != 0 and "fase oficial" in during.stderr, during.stderr
         assert corte(running, "prueba.localhost")[1] == last
@@ -177,6 +203,8 @@ def test_a_simulacro_then_the_night_with_the_same_ids(tmp_path: Path) -> None:
     state = running.root / "state"
     with Ledger(state / "ledger.sqlite") as ledger:
         assert [e["detail"]["phase"] for e in ledger.events("phase_set")] == ["auto", "oficial"]
+    with Ledger(state / "sites" / "oficial" / "ledger.sqlite") as ledger:
+        assert [p["vantage"] for p in ledger.probes(target="cdn")] == ["cdmx"]
     with Ledger(state / "sites" / "prueba" / "ledger.sqlite") as ledger:
         assert len(ledger.activations(10)) == 2  # the drill's evidence stays for the memoria
         assert ledger.events("simulacro_reset")[0]["detail"]["live"] is not None
@@ -185,6 +213,14 @@ def test_a_simulacro_then_the_night_with_the_same_ids(tmp_path: Path) -> None:
     assert all("main.json" in text for text in logs.values()), "each site logs its own visits"
     cfg = config_mod.load(running.config)
     assert cfg.for_site("prueba").state_dir == state / "sites" / "prueba"
+    # The memoria of the official site says which simulacros the difusor took part in.
+    doc = json.loads(cli(running.config, "report", "--json").stdout)
+    [drill] = doc["simulacros"]
+    assert (drill["nombre"], drill["sitio"], drill["cortes_publicados"]) == (
+        "Último simulacro", "prueba", 2)
+    assert drill["vaciado"] is not None and drill["ultimo_corte"] == "20241208_2010"
+    assert any(h["clave"] == "simulacros" and "participó en el simulacro" in h["texto"]
+               for h in doc["hallazgos"])
 
 
 def test_the_router_picks_the_site_by_host_port_case_and_wildcard() -> None:
@@ -215,3 +251,30 @@ def test_a_package_after_the_close_is_kept_in_quarantine_with_the_reason(tmp_pat
     assert "Código: no_site" in text and "cerrada" in text and "corte.zip" in text
     assert site.ledger.events("refused")[0]["detail"]["code"] == "no_site"
     assert not list(site.state.inbox.iterdir())
+
+
+@pytest.mark.slow
+def test_init_writes_both_sites_and_the_calendar_with_comments(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    done = subprocess.run(
+        [sys.executable, "-m", "difusor", "init", str(folder),
+         "--test-url", "https://prueba.prep.medio.mx", "--official-url", "https://prep.medio.mx",
+         "--operation-start", "08/12/2024 18:00", "--operation-end", "09/12/2024 20:00",
+         "--simulacro", "01/12/2024 09:00,01/12/2024 14:00"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "sitio prueba (prueba): https://prueba.prep.medio.mx" in done.stdout
+    text = (folder / "difusor.toml").read_text()
+    assert "# Un simulacro (convocatoria I.11)" in text and "# Sitio de prueba y sitio" in text
+    cfg = config_mod.load(folder / "difusor.toml")
+    assert {n: e.role for n, e in cfg.sites.items()} == {"prueba": "prueba", "oficial": "oficial"}
+    assert cfg.operation.start == "2024-12-08T18:00:00-06:00"
+    assert [(w.start, w.end) for w in cfg.operation.simulacros] == [
+        ("2024-12-01T09:00:00-06:00", "2024-12-01T14:00:00-06:00")]
+    phase = cli(folder / "difusor.toml", "phase", "--json", "--now", "01/12/2024 10:00")
+    assert json.loads(phase.stdout)["destino"]["principal"]["sitio"] == "prueba"
+    alone = subprocess.run(
+        [sys.executable, "-m", "difusor", "init", str(tmp_path / "e"), "--test-url",
+         "https://prueba.prep.medio.mx"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert alone.returncode == 64 and "--official-url" in alone.stderr
+    assert not (tmp_path / "e" / "difusor.toml").exists()

@@ -35,6 +35,7 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="Registros de acceso (también .gz).")],
     fmt: Annotated[str, typer.Option(
         "--format", help="Formato: " + ", ".join(config_mod.LOG_FORMATS) + ".")] = "auto",
+    site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Ingiere registros de acceso; volver a ingerir un archivo nunca cuenta dos veces."""
@@ -43,7 +44,7 @@ def ingest(
     if fmt not in config_mod.LOG_FORMATS:
         raise DifusorError(f"formato desconocido «{fmt}»; usa uno de: "
                            + ", ".join(config_mod.LOG_FORMATS))
-    cfg = config_mod.load(config)
+    cfg = site_view(config_mod.load(config), site)
     lookups = Lookups.for_config(cfg)
     try:
         # Before DuckDB is even imported: the helper warms up while this process gets ready.

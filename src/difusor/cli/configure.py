@@ -37,18 +37,33 @@ def init(
     operation_end: Annotated[str, typer.Option(
         "--operation-end", metavar="FECHA", help="Fin de la operación, dd/mm/aaaa HH:MM o ISO "
         "8601 (en la zona del sitio si no la lleva).")] = "",
+    test_url: Annotated[str, typer.Option(
+        "--test-url", metavar="URL", help="URL del sitio de prueba (convocatoria III.2.h); con "
+        "--official-url, dos sitios. En una terminal se pregunta.")] = "",
+    official_url: Annotated[str, typer.Option(
+        "--official-url", metavar="URL", help="URL del sitio oficial.")] = "",
+    operation_start: Annotated[str, typer.Option(
+        "--operation-start", metavar="FECHA", help="Inicio de la publicación oficial: desde ahí "
+        "los paquetes van al sitio oficial.")] = "",
+    simulacro: Annotated[list[str] | None, typer.Option(
+        "--simulacro", metavar="INICIO,FIN", help="Ventana de un simulacro (repetible), p. ej. "
+        "«01/12/2024 09:00,01/12/2024 14:00»: sus paquetes van al sitio de prueba.")] = None,
 ) -> None:
-    """Crea DIRECTORY/difusor.toml y las carpetas de estado."""
+    """Crea DIRECTORY/difusor.toml y las carpetas de estado (con --test-url y --official-url, el
+    sitio de prueba y el oficial; con --operation-start y --simulacro, el calendario)."""
     target = directory / config_mod.DEFAULT_CONFIG
     if target.exists() and not force:
         raise DifusorError(f"{target} ya existe; usa --force para reemplazarlo")
     tls = ("keys/tls.crt", "keys/tls.key") if self_signed_tls else ("", "")
     networks = [_network(n) for n in allow_from or []]
     end = _moment_option(operation_end, "--operation-end") if operation_end else ""
+    start = _moment_option(operation_start, "--operation-start") if operation_start else ""
+    windows = [_window(n, w) for n, w in enumerate(simulacro or [], 1)]
     try:
         text = config_mod.render_default(web_listen=web_listen, sftp_listen=sftp_listen, name=name,
                                          tls_cert=tls[0], tls_key=tls[1], allow_from=networks,
-                                         operation_end=end)
+                                         operation_end=end, operation_start=start,
+                                         simulacros=windows, sites=_sites(test_url, official_url))
     except ValueError as exc:
         raise DifusorError(f"dirección inválida: {exc}") from None
     if authorized_key is not None and not authorized_key.is_file():
@@ -72,10 +87,46 @@ def init(
     ledger_for(cfg).close()
     out.print(f"Listo: {target}")
     out.print(f"  estado en {cfg.state_dir}")
+    for site_name, entry in cfg.sites.items():
+        out.print(f"  sitio {site_name} ({entry.role}): {entry.url}", markup=False)
     if self_signed_tls:
         out.print(f"  HTTPS con certificado autofirmado de desarrollo: {directory / tls[0]} "
                   "(90 días; en producción, uno de una CA: docs/nginx.md)")
     out.print(f"  siguiente paso: difusor publish PAQUETE --config {target}")
+
+
+def _sites(test_url: str, official_url: str) -> dict[str, config_mod.SiteEntry]:
+    """The convocatoria's two URLs: asked for at a terminal, both or neither."""
+    if not (test_url or official_url) and sys.stdin.isatty():
+        test_url = typer.prompt("URL del sitio de prueba (vacío = un solo sitio)", default="",
+                                show_default=False)
+        if test_url:
+            official_url = typer.prompt("URL del sitio oficial")
+    if not (test_url or official_url):
+        return {}
+    if not (test_url and official_url):
+        raise typer.BadParameter("el sitio de prueba y el oficial van juntos: da --test-url y "
+                                 "--official-url", param_hint="--test-url")
+    try:
+        return {"prueba": config_mod.SiteEntry(role="prueba", url=test_url),
+                "oficial": config_mod.SiteEntry(role="oficial", url=official_url)}
+    except ValueError as exc:
+        raise typer.BadParameter(_first_error(exc), param_hint="--test-url") from None
+
+
+def _window(n: int, value: str) -> config_mod.SimulacroWindow:
+    start, sep, end = value.partition(",")
+    if not sep:
+        raise typer.BadParameter(f"«{value}»: INICIO,FIN", param_hint="--simulacro")
+    return config_mod.SimulacroWindow(
+        name=f"Simulacro {n}", start=_moment_option(start.strip(), "--simulacro"),
+        end=_moment_option(end.strip(), "--simulacro"))
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    text = str(errors()[0]["msg"]) if callable(errors) else str(exc)
+    return text.removeprefix("Value error, ")
 
 
 def _network(value: str) -> str:

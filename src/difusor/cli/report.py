@@ -53,7 +53,8 @@ def report(
     from difusor.report.period import resolve
     from difusor.report.tables import full_summary
 
-    cfg = site_view(config_mod.load(config), site)
+    root = config_mod.load(config)
+    cfg = site_view(root, site)
     zone = ZoneInfo(cfg.site.timezone)
     moment = moment_from(now, zone)
     say = _progress(not as_json)
@@ -65,7 +66,7 @@ def report(
         # Files need the full ranked lists too: one summary with every row serves both.
         full = None if as_json else full_summary(cfg, period.start, period.end)
         doc = build(cfg, ledger, period.start, period.end, draft=draft, now=moment,
-                    origin=period.origin, full_visits=full)
+                    origin=period.origin, full_visits=full, root=root)
         if as_json:
             out.print_json(json.dumps(doc, ensure_ascii=False))
             return

@@ -123,6 +123,9 @@ def reset(
         held = f"; estaba en línea {done.live}" if done.live else ""
         out.print(f"Sitio «{name}» vaciado: {len(done.releases)} cortes retirados{held}. "
                   "La bitácora los conserva.", markup=False)
+        if done.elsewhere:
+            out.print(f"Aviso: siguen con una copia {', '.join(done.elsewhere)}: retíralos con "
+                      "su propio procedimiento (docs/disponibilidad.md).", markup=False)
 
 
 COMMANDS = {"reset": reset}

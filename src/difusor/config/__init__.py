@@ -22,6 +22,7 @@ from difusor.config.operation import (
     MonitorSettings,
     MonitorTarget,
     OperationSettings,
+    SimulacroWindow,
     WebhookSettings,
 )
 from difusor.config.providers import (
@@ -55,6 +56,7 @@ from difusor.config.site import (
     StoreSettings,
     WebSettings,
 )
+from difusor.config.sites import FeedEntry, SiteEntry
 from difusor.config.template import render_default, settings_reference
 from difusor.config.values import (
     DEFAULT_CONFIG,
@@ -102,6 +104,7 @@ __all__ = [
     "DropFolderSettings",
     "EmailSettings",
     "FastlyCdnSettings",
+    "FeedEntry",
     "HeaderRule",
     "LocalOriginSettings",
     "LogFormat",
@@ -119,6 +122,8 @@ __all__ = [
     "S3OriginSettings",
     "SftpSettings",
     "ShieldSettings",
+    "SimulacroWindow",
+    "SiteEntry",
     "SiteSettings",
     "SshOriginSettings",
     "StateSettings",

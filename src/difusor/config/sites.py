@@ -13,6 +13,7 @@ authority with its own receivers and conventions (:func:`feed_config`, state in
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from difusor.config.receive import (
     SftpSettings,
 )
 from difusor.config.values import Section, Url
+from difusor.config.watch import CloudflareListSettings, ShieldSettings
 
 if TYPE_CHECKING:
     from difusor.config.model import Config
@@ -123,6 +125,21 @@ def feed_config(cfg: Config, feed: str) -> Config:
         "sites": {}, "feeds": {}})
 
 
+def _site_shield(cfg: Config, name: str, role: str) -> ShieldSettings:
+    """Each site's shield writes its own nginx include (``deny.conf`` → ``deny-NAME.conf``, the
+    one its server block includes); the machine- and account-wide lists (nftables, Cloudflare)
+    are the official site's alone: two shields sharing one would lift each other's blocks."""
+    shield = cfg.shield
+    update: dict[str, object] = {}
+    if shield.nginx_include:
+        path = PurePath(shield.nginx_include)
+        update["nginx_include"] = str(path.with_name(f"{path.stem}-{name}{path.suffix}"))
+    if role != "oficial":
+        update["nftables_set"] = ""
+        update["cloudflare"] = CloudflareListSettings()
+    return shield.model_copy(update=update)
+
+
 def site_config(cfg: Config, name: str) -> Config:
     """The file as one site sees it: a one-site difusor with its own URL, hosts and state."""
     from difusor.config.site import StateSettings
@@ -134,6 +151,7 @@ def site_config(cfg: Config, name: str) -> Config:
         "name": entry.name or f"{cfg.site.name} ({entry.role})"})
     return base.model_copy(update={
         "site": site, "state": StateSettings(dir=str(cfg.state_dir / "sites" / name)),
+        "shield": _site_shield(base, name, entry.role),
         "sftp": base.sftp.model_copy(update={"enabled": False}),
         "dropfolder": DropFolderSettings(), "pull": PullSettings(),
         "site_name": name, "site_role": entry.role, "sites": {}, "feeds": {}})

@@ -10,25 +10,32 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from difusor.config.model import DICT_SECTIONS, LIST_SECTIONS, SECTIONS
+from difusor.config.operation import SimulacroWindow
 from difusor.config.receive import SftpSettings
 from difusor.config.site import SiteSettings, StateSettings, WebSettings
+from difusor.config.sites import SiteEntry
 from difusor.config.values import check_address, check_end, check_network
 
 
 def render_default(
     *, web_listen: str = "127.0.0.1:8080", sftp_listen: str = "127.0.0.1:2222", name: str = "PREP",
     tls_cert: str = "", tls_key: str = "", allow_from: list[str] | None = None,
-    operation_end: str | None = None,
+    operation_end: str | None = None, operation_start: str = "",
+    simulacros: list[SimulacroWindow] | None = None, sites: dict[str, SiteEntry] | None = None,
 ) -> str:
     """The file ``difusor init`` writes: the contract's sections with their defaults (and the
     embedded server's certificate, when ``tls_cert``/``tls_key`` are given: HTTPS). The two
     settings an operator must not forget carry a comment: ``[sftp] allow_from`` and
     ``[operation] end`` (a section only when ``operation_end`` is given, "" included; otherwise
-    a commented example, so a caller may still append its own ``[operation]``)."""
+    a commented example, so a caller may still append its own ``[operation]``). ``sites`` and
+    the calendar (``operation_start``, ``simulacros``) are written as tables when given, as a
+    commented example otherwise."""
     check_address(web_listen)
     check_address(sftp_listen)
     networks = [check_network(n) for n in allow_from or []]
-    check_end(operation_end or "")
+    for moment in (operation_end or "", operation_start, *(
+            m for w in simulacros or [] for m in (w.start, w.end))):
+        check_end(moment)
     site, web, sftp, state = SiteSettings(name=name), WebSettings(), SftpSettings(), StateSettings()
     return (
         "# difusor.toml — configuración del difusor (ver docs/configuracion.md)\n"
@@ -50,8 +57,8 @@ def render_default(
         f"allow_from = [{', '.join(_q(n) for n in networks)}]\n\n"
         "[state]\n"
         f"dir = {_q(state.dir)}\n\n"
-        + _render_operation(operation_end)
-        + _SITES_EXAMPLE
+        + _render_operation(operation_end, operation_start, simulacros or [])
+        + (_render_sites(sites) if sites else _SITES_EXAMPLE)
     )
 
 
@@ -76,12 +83,34 @@ _SITES_EXAMPLE = """
 """
 
 
-def _render_operation(end: str | None) -> str:
+def _render_operation(end: str | None, start: str, simulacros: list[SimulacroWindow]) -> str:
     note = ("# Fin de la operación (ISO 8601 con zona): el monitor deja de esperar cortes y el "
             "sitio\n# debe seguir en línea keep_hours más (convocatoria I.2); vacío = sin fecha.\n")
-    if end is None:
+    if end is None and not start and not simulacros:
         return note + '# [operation]\n# end = "2024-12-09T20:00:00-06:00"\n'
-    return note + f"[operation]\nend = {_q(end)}\n"
+    text = note + "[operation]\n"
+    if start:
+        text += f"# Inicio de la publicación oficial: desde aquí los paquetes van al sitio oficial.\n" \
+                f"start = {_q(start)}\n"
+    text += f"end = {_q(end or '')}\n"
+    for window in simulacros:
+        text += ("\n# Un simulacro (convocatoria I.11): sus paquetes van al sitio de prueba.\n"
+                 f"[[operation.simulacros]]\nname = {_q(window.name)}\n"
+                 f"start = {_q(window.start)}\nend = {_q(window.end)}\n")
+    return text
+
+
+def _render_sites(sites: dict[str, SiteEntry]) -> str:
+    text = ("\n# Sitio de prueba y sitio oficial (convocatoria III.2.h; ver docs/sitios.md): cada "
+            "uno con su\n# estado en state/sites/NOMBRE. Los paquetes de un simulacro van al de "
+            "prueba; desde el inicio\n# de la publicación ([operation] start), al oficial.\n")
+    for name, entry in sites.items():
+        text += f"[sites.{name}]\nrole = {_q(entry.role)}\nurl = {_q(entry.url)}\n"
+        if entry.hosts:
+            text += f"hosts = [{', '.join(_q(h) for h in entry.hosts)}]\n"
+        if entry.name:
+            text += f"name = {_q(entry.name)}\n"
+    return text
 
 
 def _q(value: str) -> str:

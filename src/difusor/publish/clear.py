@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from difusor.paths import fsync_dir
 from difusor.publish.activate import bump_generation, live_release, wait_served
 from difusor.publish.publisher import Publisher
+from difusor.publish.takedown import remote_copies
 from difusor.store.gc import collect
 
 
@@ -23,6 +24,7 @@ class ClearOutcome:
     live: str | None  # the corte that was live
     releases: list[str]  # every corte removed from the store
     workers: int | None  # server workers that confirmed (None: none within 2 s)
+    elsewhere: list[str]  # remote origins and CDNs that may still serve it
 
 
 def clear_site(publisher: Publisher, *, by: str) -> ClearOutcome:
@@ -45,4 +47,5 @@ def clear_site(publisher: Publisher, *, by: str) -> ClearOutcome:
             release_id=live,
             detail={"by": by, "live": live, "releases": result.releases,
                     "objects": result.objects, "freed": result.freed})
-    return ClearOutcome(live, result.releases, served[0] if served else None)
+    return ClearOutcome(live, result.releases, served[0] if served else None,
+                        remote_copies(p.cfg) if live else [])

@@ -29,6 +29,13 @@ class TakedownOutcome:
     elsewhere: list[str]  # remote origins and CDNs that still hold a copy
 
 
+def remote_copies(cfg: Config) -> list[str]:
+    """Where the live corte also sits and this machine cannot take it away: remote origins and
+    CDN caches, each with its own procedure (docs/disponibilidad.md)."""
+    return [o.name for o in cfg.origins if o.kind != "local"] + [c.name or c.kind
+                                                                 for c in cfg.cdn]
+
+
 def takedown(cfg: Config, ledger: Ledger, *, now: datetime, allowed_from: datetime
              ) -> TakedownOutcome:
     state = StateLayout(cfg.state_dir)
@@ -40,8 +47,7 @@ def takedown(cfg: Config, ledger: Ledger, *, now: datetime, allowed_from: dateti
         if cfg.store.fsync:
             fsync_dir(layout.root)
         served = wait_served(layout, bump_generation(layout), timeout=2.0)
-        elsewhere = [o.name for o in cfg.origins if o.kind != "local"]
-        elsewhere += [c.name or c.kind for c in cfg.cdn]
+        elsewhere = remote_copies(cfg)
         ledger.event(
             "takedown",
             f"sitio retirado (fin de la operación más {cfg.operation.keep_hours:g} h)"

@@ -34,6 +34,12 @@ The document dict (keys in Spanish, like ``uptime --json``; times ISO 8601 in th
                         (a corte belongs to the period when its package was received in it;
                         cambiados None when the ledger does not say; verificaciones: the
                         checksums verified)
+    simulacros          [{nombre, sitio, url, desde, hasta, cortes_publicados, primer_corte,
+                          ultimo_corte, paquetes_rechazados, retraso_publicacion_s: {p50, p95,
+                          max}, disponibilidad_pct, incidentes, vaciado}]
+                        each [[operation.simulacros]] window as the test site of the same
+                        authority recorded it, whatever the period (report/simulacros.py);
+                        [] for a difusor without [sites]
     disponibilidad      ``uptime --json`` for the period, verbatim; it carries the public
                         site's linea_de_tiempo: [{inicio, fin, estado}]
                         (up | degraded | down | unknown)

@@ -26,6 +26,7 @@ from difusor.moments import in_zone, storable
 from difusor.report.chronology import chronology, percentiles
 from difusor.report.findings import findings, recommendations
 from difusor.report.security import security
+from difusor.report.simulacros import simulacros
 
 VERSION = 1
 LOGOS = ("logo.svg", "logo.png", "logo.jpg")  # beside difusor.toml, like memoria.md
@@ -65,10 +66,12 @@ METHODOLOGY = [
 
 def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft: bool = False,
           now: datetime | None = None, origin: str = "opciones",
-          full_visits: dict[str, Any] | None = None) -> dict[str, Any]:
+          full_visits: dict[str, Any] | None = None, root: Config | None = None
+          ) -> dict[str, Any]:
     """The document dict for ``[start, end)``; ``now`` bounds what was measured (default: the
     clock), ``origin`` says where the period came from (report/period.py). ``full_visits``: the
-    period's ``summary(full=True)`` when the caller has it for the annexes (computed once)."""
+    period's ``summary(full=True)`` when the caller has it for the annexes (computed once).
+    ``root``: the whole file when ``cfg`` is one of its sites, for the test site's simulacros."""
     from difusor.analytics.metrics import summary, top_only
     from difusor.monitor.incident_sheet import incident_doc
     from difusor.monitor.uptime import report
@@ -92,6 +95,7 @@ def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft:
         "sitio": site(cfg),
         "arquitectura": {"componentes": components(cfg)},
         "cronologia": cron,
+        "simulacros": simulacros(root, cfg, now) if root is not None else [],
         "disponibilidad": availability,
         "visitas": visits,
         "seguridad": sec,

@@ -36,12 +36,24 @@ def findings(doc: dict[str, Any]) -> list[dict[str, Any]]:
             f"(visitantes-día), {_n(s['visitantes_totales'])} visitas y "
             f"{_n(s['paginas_vistas'])} páginas vistas.", s["visitantes_unicos"])
         _traffic(v, doc["cronologia"]["cortes"], add)
+    _simulacros(doc.get("simulacros") or [], add)
     _edge(v, add)
     _publication(doc["cronologia"]["cortes"], add)
     _security(doc["seguridad"], add)
     _availability(doc["disponibilidad"]["sitio_publico"], add)
     _incidents(doc["incidentes"], add)
     return out
+
+
+def _simulacros(drills: list[dict[str, Any]], add: Any) -> None:
+    took_part = [d for d in drills if d["cortes_publicados"]]
+    if not took_part:
+        return
+    dates = ", ".join(datetime.fromisoformat(d["desde"]).strftime("%d/%m/%Y") for d in took_part)
+    cortes = sum(d["cortes_publicados"] for d in took_part)
+    plural = "el simulacro" if len(took_part) == 1 else "los simulacros"
+    add("simulacros", f"El difusor participó en {plural} del {dates}: publicó {_n(cortes)} "
+        f"cortes en su sitio de prueba ({took_part[0]['url']}).", len(took_part))
 
 
 def _peak(points: list[dict[str, Any]]) -> dict[str, Any] | None:

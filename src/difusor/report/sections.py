@@ -113,5 +113,7 @@ def derive(doc: dict[str, Any]) -> dict[str, Any]:
         "metodologia": methodology(doc),
         "geo_used": bool(geo.get("country") or geo.get("state")),
         "has_visits": bool(visits.get("hits") or visits.get("unique_visitors")),
+        "simulacros": [{**d, "retraso_p95": (d.get("retraso_publicacion_s") or {}).get("p95")}
+                       for d in doc.get("simulacros") or []],
         "personal": doc.get("personal") or (doc.get("sitio") or {}).get("personal") or [],
     }

@@ -142,32 +142,33 @@ class InboxConsumer:
             self._refuse(package, sidecar, why)
             return True
         outcome: PublishOutcome | None = None
+        shown = f"{package.name} (sitio {site})" if site else package.name
         try:
             outcome = self.publisher(site).publish(
                 package.path, name=package.name, link=True,
                 sidecar=sidecar.path if sidecar else None,
-                on_live=lambda o: self.log(f"{package.name}: {o.message} "
+                on_live=lambda o: self.log(f"{shown}: {o.message} "
                                            f"({package.age * 1000:.0f} ms desde la llegada)"),
             )
             if outcome.status != "published":
-                self.log(f"{package.name}: {outcome.message}")
+                self.log(f"{shown}: {outcome.message}")
         except BusyError:
             return False
         except PackageRefused as refusal:
             if refusal.code == NO_SPACE:  # kept in the inbox: tried again when there is room
-                self.log(f"{package.name}: {refusal.message}; siguiente intento en "
+                self.log(f"{shown}: {refusal.message}; siguiente intento en "
                          f"{self.no_space_retry:.0f} s")
                 self._retry_at = time.monotonic() + self.no_space_retry
                 self._free_when_full = self._free()
                 return False
             where = StateLayout(self.publisher(site).cfg.state_dir).quarantine
-            self.log(f"{package.name}: paquete rechazado — {refusal.message} "
+            self.log(f"{shown}: paquete rechazado — {refusal.message} "
                      f"(original en {where})")
         except DifusorError as exc:
-            self.log(f"{package.name}: no se pudo publicar — {exc.message}")
+            self.log(f"{shown}: no se pudo publicar — {exc.message}")
         except Exception as exc:  # kept in quarantine by the publisher; the loop goes on
-            self.log(f"{package.name}: falla inesperada al publicar — {exc!r}")
-            self.ledger.event("publish_error", f"falla inesperada al publicar {package.name}: {exc!r}")
+            self.log(f"{shown}: falla inesperada al publicar — {exc!r}")
+            self.ledger.event("publish_error", f"falla inesperada al publicar {shown}: {exc!r}")
         for done in (package, sidecar):
             if done is not None:
                 done.path.unlink(missing_ok=True)

@@ -36,7 +36,7 @@ from difusor.ledger import Ledger
 from difusor.paths import StateLayout, private_file
 from difusor.run.consumer import InboxConsumer
 from difusor.serve.lifeline import PARENT_ENV
-from difusor.sites.catalog import feeds, site_configs
+from difusor.sites.catalog import default_site, feeds, site_configs
 
 STOP_BUDGET = 9.0  # seconds: the contract promises a clean stop within 10
 _BACKOFF_MAX = 30.0
@@ -129,27 +129,31 @@ class Supervisor:
     def _run_probe_api(self, stop: threading.Event) -> None:
         from difusor.monitor.api import ProbeAPI
 
-        ProbeAPI.from_config(self.cfg, self.ledger, log=log.info).run(stop)
+        # Remote agents measure the public site: with [sites], the official one's record.
+        name = default_site(self.cfg)
+        cfg = self.sites.get(name, self.cfg)
+        ledger = self.site_ledgers.get(name, self.ledger)
+        ProbeAPI.from_config(cfg, ledger, log=log.info).run(stop)
 
     def _run_monitor(self, cfg: Config, ledger: Ledger, stop: threading.Event) -> None:
         from difusor.monitor.alerts import Alerter
         from difusor.monitor.service import Monitor
 
-        alerter = Alerter(cfg, ledger, log=log.info)
+        alerter = Alerter(cfg, ledger, log=_said(cfg))
         try:
-            Monitor(cfg, ledger, log=log.info, on_incident=alerter.incident).run(stop)
+            Monitor(cfg, ledger, log=_said(cfg), on_incident=alerter.incident).run(stop)
         finally:
             alerter.close()
 
     def _run_shield(self, cfg: Config, ledger: Ledger, stop: threading.Event) -> None:
         from difusor.shield.service import Shield
 
-        Shield(cfg, ledger, log=log.info).run(stop)
+        Shield(cfg, ledger, log=_said(cfg)).run(stop)
 
     def _run_analytics(self, cfg: Config, stop: threading.Event) -> None:
         from difusor.analytics.live import LiveIngest
 
-        LiveIngest(cfg, log=log.info).run(stop)
+        LiveIngest(cfg, log=_said(cfg)).run(stop)
 
     def _janitor(self, cfg: Config, stop: threading.Event) -> None:
         from difusor.receive.sftp import clean_abandoned
@@ -284,6 +288,13 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c not in (9, 10)}
 LOG_MAX_BYTES = 64 * 1024 * 1024
 LOG_BACKUPS = 10
+
+
+def _said(cfg: Config) -> Callable[[str], None]:
+    """The log, each line naming its site when there are several (two monitors, two shields)."""
+    if not cfg.site_name:
+        return log.info
+    return lambda message: log.info(f"[{cfg.site_name}] {message}")
 
 
 class _Escaping(logging.Formatter):

@@ -99,6 +99,18 @@ class Uploads(asyncssh.SFTPServer):
             self._pending.append(h)
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        # SFTP v3 refuses a rename onto an existing name. An authority re-sending a name it used
+        # before (the night after a simulacro: 20241208_2000_…zip again) finds its earlier upload
+        # there, long delivered: the inbox and the store keep that one, so the new upload takes
+        # the name, as a re-opened upload does. A file still being written is never replaced.
+        try:
+            target = os.lstat(self.map_path(newpath))
+        except FileNotFoundError:
+            target = None
+        if (target is not None and stat.S_ISREG(target.st_mode)
+                and not self.desk.is_open((target.st_dev, target.st_ino))):
+            self._moved(oldpath, newpath, super().posix_rename)
+            return
         self._moved(oldpath, newpath, super().rename)
 
     def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:

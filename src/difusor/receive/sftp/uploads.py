@@ -102,6 +102,9 @@ class Desk:
         else:
             self.hand_over(h.local, h.key)
 
+    def is_open(self, key: Key) -> bool:
+        return key in self._writers
+
     def renamed(self, old: bytes, new: bytes, key: Key) -> None:
         if not self.is_temp(old) or self.is_temp(new):
             return
