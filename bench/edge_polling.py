@@ -16,7 +16,7 @@ Two stacks get the same load and the same cortes, one after the other in the sam
 The load (a separate asyncio process): 2,000 tabs (quick 200), 8 behind each loopback source
 address (127.0.x.y, one small keep-alive pool per address, as tabs behind one NAT), each polling
 every 10 s — accelerated from the sites' 60 s so the run stays short — spread uniformly, for
-40 s (quick 6 s). While it runs, 5 cortes (quick 2) are published with the ``Publisher``, which
+40 s (quick 3 s). While it runs, 5 cortes (quick 2) are published with the ``Publisher``, which
 purges Varnish itself once the corte is live (``after_activation``); bench/poller.py, polling
 through Varnish every ~2 ms, stops the clock when the edge first serves the new main.json.
 
@@ -281,7 +281,8 @@ verify_timeout = 10
 
 
 def start_varnish(workdir: Path, origin_port: int, port: int) -> Child:
-    """``varnishd -F`` with the shipped VCL, its backend pointed at the origin."""
+    """``varnishd -F`` with the shipped VCL, its backend pointed at the origin. Not waited for:
+    it compiles its VCL while the origin starts (``run_setup`` waits for both)."""
     workdir.mkdir(parents=True)
     workdir.chmod(0o755)  # started as root, varnishd compiles the VCL as its own users
     text = VCL.read_text()
@@ -291,9 +292,7 @@ def start_varnish(workdir: Path, origin_port: int, port: int) -> Child:
     vcl.write_text(text.replace('.port = "8080";', f'.port = "{origin_port}";'))
     argv = [VARNISHD, "-F", "-a", f"127.0.0.1:{port}", "-f", str(vcl), "-n", str(workdir / "n"),
             "-s", "malloc,64m", "-T", "none"]
-    child = Child("varnishd", argv, workdir / "varnishd.log")
-    wait_serving(child, f"http://127.0.0.1:{port}/_difusor/health")
-    return child
+    return Child("varnishd", argv, workdir / "varnishd.log")
 
 
 def varnish_counters(workdir: Path) -> dict[str, int]:
@@ -443,10 +442,11 @@ def run_setup(root: Path, setup: Setup, poller: Poller, args: argparse.Namespace
     cortes = irimbo_cortes(0)  # the same series for every configuration
     with ExitStack() as stack:  # stops everything in reverse order, whatever happens
         stack.callback(site.close)
-        server = start_difusor(site)
-        stack.callback(server.stop)
         varnish = start_varnish(root / f"varnish-{setup.name}", site.port, edge_port)
         stack.callback(varnish.stop)
+        server = start_difusor(site)
+        stack.callback(server.stop)
+        wait_serving(varnish, f"{edge_url}/_difusor/health")  # through to the origin
         first = next(cortes)
         site.publisher.publish(stage_final(site, first))  # live before the load, untimed
         checked = check_edge(edge_url, first, setup.targeted_seconds)
@@ -474,9 +474,10 @@ def run_setup(root: Path, setup: Setup, poller: Poller, args: argparse.Namespace
         cpu = {k: group_cpu(p) - cpu_before[k] for k, p in pgids.items()}
         cpu["load"] = load["cpu_s"]  # its own rusage: it may have exited already
         counters = varnish_counters(root / f"varnish-{setup.name}")
-        time.sleep(1.0)  # the origin writes its access log every half second
-        every, of_tabs = origin_main_json(site.access_log, wall(plan.start, offset),
-                                          wall(load["last_answer"], offset))
+    # Read once the stack has stopped: the origin writes its access log every half second, and
+    # what its workers still hold when they exit (SIGTERM).
+    every, of_tabs = origin_main_json(site.access_log, wall(plan.start, offset),
+                                      wall(load["last_answer"], offset))
     window = max(plan.duration, load["last_answer"] - plan.start)
     answered = load["answered"]
     edge = [s.edge_ms for s in samples]
@@ -589,12 +590,12 @@ def print_report(rows: list[dict[str, Any]], cut: dict[str, Any], goals: list[di
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200 tabs for 6 s, 2 cortes")
+    ap.add_argument("--quick", action="store_true", help="200 tabs for 3 s, 2 cortes")
     ap.add_argument("--tabs", type=int, help="simulated tabs (2,000; quick 200)")
     ap.add_argument("--interval", type=float, default=10.0,
                     help="seconds between one tab's polls (10: sites poll every 60 s)")
     ap.add_argument("--duration", type=float, help="seconds of load per configuration (40; "
-                    "quick 6)")
+                    "quick 3)")
     ap.add_argument("--publishes", type=int, help="cortes published under load (5; quick 2)")
     ap.add_argument("--targeted-seconds", type=int, default=5,
                     help="targeted_seconds of the second configuration (5)")
@@ -604,7 +605,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.tabs = args.tabs or (200 if args.quick else 2_000)
     args.addresses = min(250 * 254, math.ceil(args.tabs / TABS_PER_ADDRESS))
-    args.duration = args.duration or (6.0 if args.quick else 40.0)
+    args.duration = args.duration or (3.0 if args.quick else 40.0)
     args.publishes = args.publishes if args.publishes is not None else (2 if args.quick else 5)
     args.max_seconds = args.max_seconds or (200 if args.quick else 600)
     if not 1 <= args.targeted_seconds <= 60:

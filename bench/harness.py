@@ -122,8 +122,8 @@ class Child:
 
 
 def answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
+    try:  # plain HTTP on loopback: verify=False skips building a TLS context (~40 ms a call)
+        httpx.get(url, timeout=1, verify=False)
         return True
     except httpx.TransportError:
         return False

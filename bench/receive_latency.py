@@ -66,14 +66,14 @@ class Sample:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="8 cortes, 0.5 s apart (the suite's smoke run)")
+    p.add_argument("--quick", action="store_true", help="5 cortes, 0.25 s apart (the suite's smoke run)")
     p.add_argument("--cortes", type=int, default=50)
     p.add_argument("--gap", type=float, default=1.0, help="seconds between uploads")
     p.add_argument("--max-seconds", type=int, default=900)
     args = p.parse_args(argv)
     if args.quick:
-        args.cortes = 8
-        args.gap = min(args.gap, 0.5)
+        args.cortes = 5
+        args.gap = min(args.gap, 0.25)
     return args
 
 

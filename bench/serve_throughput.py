@@ -5,7 +5,8 @@
 Both servers run side by side over the same published corte (nginx's root is the store's
 ``site`` symlink) and take turns under ``wrk -t1 -c64``, so drift on the machine hits both
 alike. Before measuring, each must answer 200 with the convocatoria's exact Cache-Control and
-the published bytes. The target is difusor ≥ 0.8 × nginx (medians over the rounds).
+the published bytes; then each gets a 1 s warm-up run (none with ``--quick``, a smoke test of
+2 rounds of 1 s). The target is difusor ≥ 0.8 × nginx (medians over the rounds).
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ class Run:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 rounds of 2 s (smoke test)")
-    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 2)")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 rounds of 1 s, no warm-up (smoke test)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 1)")
     ap.add_argument("--rounds", type=int, help="rounds per server (default 3, quick 2)")
     ap.add_argument("--connections", type=int, default=64)
     args = ap.parse_args(argv)
-    args.duration = args.duration or (2 if args.quick else 10)
+    args.duration = args.duration or (1 if args.quick else 10)
     args.rounds = max(2, args.rounds or (2 if args.quick else 3))
     return args
 
@@ -110,8 +112,9 @@ def _ms(value: str, unit: str) -> float:
 
 
 def measure(servers: dict[str, str], args: argparse.Namespace) -> list[Run]:
-    for url in servers.values():  # warm-up: connections, page cache, allocators settle first
-        wrk(url, 1, args.connections)
+    if not args.quick:  # warm-up: connections, page cache, allocators settle first
+        for url in servers.values():
+            wrk(url, 1, args.connections)
     runs = []
     names = list(servers)
     for n in range(args.rounds):

@@ -2,7 +2,7 @@
 
     python bench/sftp_throughput.py [--quick] [--size MB] [--rounds N]
 
-One random file (500 MB; ``--quick``: 50 MB, one round) is uploaded with OpenSSH's ``sftp``
+One random file (500 MB; ``--quick``: 20 MB, one round) is uploaded with OpenSSH's ``sftp``
 client, its defaults untouched, to (a) ``start_sftp_server`` running alone in its own process,
 exactly as ``difusor run`` configures it, and (b) ``sshd -D`` with ``ForceCommand internal-sftp``
 in a chroot, started here on other loopback ports (root only: it needs a system user and a
@@ -57,12 +57,12 @@ class Run:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="50 MB, 1 round (smoke test)")
-    ap.add_argument("--size", type=int, help="MB per upload (default 500, quick 50)")
+    ap.add_argument("--quick", action="store_true", help="20 MB, 1 round (smoke test)")
+    ap.add_argument("--size", type=int, help="MB per upload (default 500, quick 20)")
     ap.add_argument("--rounds", type=int, help="rounds per server (default 3, quick 1)")
     ap.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)  # the receiver's process
     args = ap.parse_args(argv)
-    args.size = args.size or (50 if args.quick else 500)
+    args.size = args.size or (20 if args.quick else 500)
     args.rounds = max(1, args.rounds or (1 if args.quick else 3))
     return args
 

@@ -67,9 +67,9 @@ class Outcome:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="only «ip», 12 s, a smaller crowd")
+    ap.add_argument("--quick", action="store_true", help="only «ip», 5 s, a smaller crowd")
     ap.add_argument("--kinds", default="", help=f"comma-separated, of {', '.join(KINDS)}")
-    ap.add_argument("--duration", type=float, help="seconds per drill (default 30, quick 12)")
+    ap.add_argument("--duration", type=float, help="seconds per drill (default 30, quick 5)")
     ap.add_argument("--visitors", type=int, help="default 50, quick 20")
     ap.add_argument("--cgnat-users", type=int, help="default 500, quick 200")
     args = ap.parse_args(argv)
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.kinds) - set(KINDS)
     if unknown:
         ap.error(f"unknown kinds: {', '.join(sorted(unknown))}")
-    args.duration = args.duration or (12.0 if args.quick else 30.0)
+    args.duration = args.duration or (5.0 if args.quick else 30.0)
     args.visitors = args.visitors if args.visitors is not None else (20 if args.quick else 50)
     args.cgnat_users = (args.cgnat_users if args.cgnat_users is not None
                         else (200 if args.quick else 500))

@@ -53,7 +53,7 @@ def test_empty_file_means_all_defaults(tmp_path: Path) -> None:
     ("[[headers]]\nmatch = 'json/main.json'\nset = { 'cache-control' = 'max-age=60' }\n",
      r"cambiaría Cache-Control de /json/main.json"),
     ("[[headers]]\nmatch = '*'\nsett = {}\n",
-     r"clave desconocida «sett» en \[\[headers\] n\.º 1\] \(¿quisiste decir «set»\?\)"),
+     r"clave desconocida «sett» en \[\[headers\]\] n\.º 1 \(¿quisiste decir «set»\?\)"),
     # A header a server cannot send is refused here, not dropped (or split) while serving.
     ("[[headers]]\nmatch = '*'\nset = { 'X-Aviso' = \"a\\r\\nSet-Cookie: x=1\" }\n",
      r"headers\.0\.set: el valor de «X-Aviso» lleva un salto de línea"),

@@ -178,7 +178,7 @@ def test_settings_are_checked_and_local_comes_first(tmp_path: Path) -> None:
     assert "solo puede haber un origen local" in refused(
         origin_toml("a", "local") + origin_toml("b", "local"))
     # Each kind takes its own keys; the checks run when difusor.toml is loaded (exit 3).
-    assert "clave desconocida «bucket» en [[origins] n.º 1]" in refused(
+    assert "clave desconocida «bucket» en [[origins]] n.º 1" in refused(
         origin_toml("a", "nginx", root="/x", bucket="b"))
     assert "origins.0.kind: valor «ftp» no permitido; usa 'local', 'nginx', 'ssh' or 's3'" in \
         refused(origin_toml("a", "ftp"))

@@ -23,6 +23,12 @@ from difusor.demo.packages import write_package
 
 ZONE = ZoneInfo("America/Mexico_City")
 TARGETS = """
+[[personal]]
+name = "Ana Pérez"
+role = "responsable técnica"
+phone = "+52 443 123 4567 ext. 12"
+email = "ana@medio.mx"
+
 [[monitor.targets]]
 name = "cdn"
 url = "https://prep.example.mx"
@@ -127,6 +133,8 @@ def test_every_figure_equals_the_commands_that_print_it(operation: Site, recorde
     period = ("--from", T0.isoformat(), "--to", T1.isoformat())
     doc = as_json(operation, "report", *period)
     assert set(doc) == CONTRACT
+    assert doc["sitio"]["personal"] == [{"nombre": "Ana Pérez", "rol": "responsable técnica",
+                                         "contacto": "+52 443 123 4567 ext. 12 · ana@medio.mx"}]
     visits = as_json(operation, "analytics", "summary", *period)
     assert {k: v for k, v in doc["visitas"].items() if k != "series_hora"} == visits
     assert doc["visitas"]["series_hora"] == visits["series_hour"]
@@ -210,6 +218,7 @@ def test_the_files_path_hands_document_and_full_tables_to_the_renderer(
 
     from difusor.cli.app import app
     from difusor.report import render
+    from difusor.report.worker import RenderWorker
 
     got: dict = {}
 
@@ -218,6 +227,8 @@ def test_the_files_path_hands_document_and_full_tables_to_the_renderer(
         return [Path(outdir) / "memoria-tecnica.pdf"]
 
     monkeypatch.setattr(render, "write_memoria", record)
+    # In this process: the recorder must see the hand-over (a forked worker would get it).
+    monkeypatch.setattr(RenderWorker, "start", classmethod(lambda cls: cls()))
     out = tmp_path / "salida"
     done = CliRunner().invoke(app, ["report", "--from", T0.isoformat(), "--to", T1.isoformat(),
                                     "--output", str(out), "--config", str(operation.config_path),

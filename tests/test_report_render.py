@@ -210,6 +210,15 @@ def test_anexos_are_listed_in_the_document(tmp_path: Path, build) -> None:
     assert doc["anexos"][0]["sha256"] in html
 
 
+def test_the_staff_list_is_an_annex_when_configured() -> None:
+    doc = make_doc()
+    assert "C. Personal" not in render.render_html(copy.deepcopy(doc), DRAWINGS)
+    doc["sitio"]["personal"] = [{"nombre": "Ana Pérez", "rol": "responsable técnica",
+                                 "contacto": "ana@medio.mx"}]
+    annex = render.render_html(doc, DRAWINGS).split("C. Personal", 1)[1]
+    assert "Ana Pérez" in annex and "responsable técnica" in annex and "ana@medio.mx" in annex
+
+
 def test_the_simulacros_are_listed_with_their_evidence() -> None:
     doc = make_doc()
     assert ">Simulacros</h3>" not in render.render_html(copy.deepcopy(doc), DRAWINGS)

@@ -4,9 +4,10 @@ Importing the CLI (its toolkit, pydantic and the config models) takes ≈ 0.3 s 
 command may declare a *prelude*: a light function (no CLI, no pydantic, no DuckDB) called with
 the arguments before those imports, and whether the garbage collector waits for the imports and
 then freezes what they built (it lives as long as the process, so no later collection walks it).
-Only ``analytics ingest`` has one, because only it was measured: a batch command on large logs,
-whose lookup helper warms up on the other core meanwhile (``lookups.prestart``), and which spends
-≈ 0.1 s less per million lines with the imports frozen, teardown included.
+``analytics ingest`` has one, a batch command on large logs whose lookup helper warms up on the
+other core meanwhile (``lookups.prestart``), and which spends ≈ 0.1 s less per million lines with
+the imports frozen, teardown included; ``report`` forks the memoria's renderer
+(``report.worker.prestart``), which gets ready while the figures are gathered.
 
 This module imports nothing but the standard library: the launcher (``difusor/__main__.py``)
 reads it before anything else.
@@ -29,6 +30,7 @@ class Prelude:
 
 PRELUDES: dict[tuple[str, ...], Prelude] = {
     ("analytics", "ingest"): Prelude("difusor.analytics.lookups:prestart"),
+    ("report",): Prelude("difusor.report.worker:prestart", freeze_gc=False),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -24,6 +24,9 @@ from difusor.cli.kit import (
 )
 from difusor.errors import StoreError
 from difusor.moments import printed
+
+if TYPE_CHECKING:
+    from difusor.report.worker import RenderWorker
 
 DEFAULT_OUTPUT = Path("memoria")
 
@@ -49,6 +52,15 @@ def report(
 ) -> None:
     """Memoria técnica: PDF y HTML en español con incidentes, disponibilidad, visitas y
     conclusiones, y los datos completos en CSV (convocatoria II.4)."""
+    from difusor.report.worker import RenderWorker
+
+    # Before DuckDB or any thread: the child gets the renderer ready on the other core.
+    with RenderWorker.start() if not as_json else RenderWorker() as worker:
+        _report(since, until, output, draft, as_json, now, site, config, worker)
+
+
+def _report(since: str | None, until: str | None, output: Path, draft: bool, as_json: bool,
+            now: str | None, site: str | None, config: Path, worker: RenderWorker) -> None:
     from difusor.report.document import build
     from difusor.report.period import resolve
     from difusor.report.tables import full_summary
@@ -74,11 +86,9 @@ def report(
 
         say("preparando los anexos…")
         tables = annex_tables(cfg, ledger, period.start, period.end, doc, full)
-    from difusor.report.render import write_memoria
-
     say(f"escribiendo la memoria en {output}/ …")
     try:
-        written = write_memoria(doc, tables, output, cfg)
+        written = worker.write(doc, tables, output, cfg)
     except OSError as exc:
         raise StoreError(f"no puedo escribir en {output}: {exc.strerror or exc}") from None
     out.print(f"Memoria técnica escrita en {output}/ ({len(written)} archivos):", markup=False)

@@ -171,9 +171,10 @@ def _unknown_key(loc: list[str], model: type[BaseModel] | None) -> str:
     else:
         known = list(model.model_fields) if model else []
         hint = difflib.get_close_matches(name, known, n=1)
+        where = f"[{where}]"
         if loc[0] in LIST_SECTIONS and len(loc) == 3:
-            where = f"[{loc[0]}] n.º {int(loc[1]) + 1}"
-        msg = f"clave desconocida «{name}» en [{where}]"
+            where = f"[[{loc[0]}]] n.º {int(loc[1]) + 1}"
+        msg = f"clave desconocida «{name}» en {where}"
     if hint:
         msg += f" (¿quisiste decir «{hint[0]}»?)"
     return msg

@@ -20,6 +20,7 @@ from difusor.config.receive import (
     ReceiveSettings,
     SftpSettings,
 )
+from difusor.config.registration import StaffMember
 from difusor.config.site import (
     HeaderRule,
     NginxSettings,
@@ -61,6 +62,8 @@ class Config(Section):
         default_factory=dict, description="Sitios con nombre (prueba, oficial…); vacío = uno solo.")
     feeds: dict[str, FeedEntry] = Field(
         default_factory=dict, description="Autoridades adicionales que alimentan sitios.")
+    personal: list[StaffMember] = Field(
+        default_factory=list, description="Personal de la operación (registro y memoria).")
 
     # Set by site_config() on the view of one named site; "" on the file itself.
     site_name: str = Field(default="", exclude=True)
@@ -102,4 +105,5 @@ DICT_SECTIONS: dict[str, type[BaseModel]] = {"sites": SiteEntry, "feeds": FeedEn
 
 LIST_SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "headers": (HeaderRule,), "origins": ORIGIN_KINDS, "cdn": CDN_KINDS,
+    "personal": (StaffMember,),
 }

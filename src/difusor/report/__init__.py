@@ -13,7 +13,8 @@ The document dict (keys in Spanish, like ``uptime --json``; times ISO 8601 in th
                         period is still running), never the wall clock
     borrador            bool (--draft)
     periodo             {desde, hasta, zona, origen: "operacion" | "opciones" | "datos"}
-    sitio               {nombre, autoridad, eleccion, url, urls: [..], logo: path | None}
+    sitio               {nombre, autoridad, eleccion, url, urls: [..], logo: path | None,
+                         personal: [{nombre, rol, contacto}]}  ([[personal]])
                         (autoridad, eleccion: [operation] authority/election, or None; logo:
                         logo.svg|png|jpg beside difusor.toml, or None)
     resumen             {disponibilidad_pct, disponibilidad_peor_caso_pct, desconocido_s,

@@ -86,13 +86,20 @@ def _inline(svg: str, name: str, title: str) -> str:
         .replace(">", f"><title>{esc(title)}</title>", 1).rstrip() + "\n"
 
 
-def _draw(name: str, title: str, height_in: float, paint: Callable[[Figure], None]) -> str:
-    """Build, paint and save one figure under the lock with this chart's fixed settings."""
+def _draw(name: str, title: str, height_in: float, paint: Callable[[Figure], None], *,
+          bottom_in: float = 0.42, left_in: float = 0.62) -> str:
+    """Build, paint and save one figure under the lock with this chart's fixed settings.
+
+    Margins are fixed, in inches (room for the tick labels, the axis label and, below, what the
+    chart puts there): Matplotlib's constrained layout measures every label first and took half
+    of the drawing time, for charts whose labels are always of the same kind."""
     import matplotlib
     from matplotlib.figure import Figure
 
     with _LOCK, matplotlib.rc_context({**_RC, "svg.hashsalt": f"difusor-{name}"}):
-        fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
+        fig = Figure(figsize=(WIDTH_IN, height_in))
+        fig.subplots_adjust(left=left_in / WIDTH_IN, right=1 - 0.12 / WIDTH_IN,
+                            bottom=bottom_in / height_in, top=1 - 0.1 / height_in)
         paint(fig)
         out = io.StringIO()
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
@@ -197,9 +204,9 @@ def uptime_timeline(segments: Sequence[dict[str, Any]], zone: str | tzinfo) -> s
         _time_axis(ax, tz)
         handles = [Patch(facecolor=colour, label=f"{label} ({duration(spent[state])})")
                    for state, (colour, label) in STATES.items()]
-        fig.legend(handles=handles, loc="outside lower center", ncols=2)
+        fig.legend(handles=handles, loc="lower center", ncols=2, bbox_to_anchor=(0.5, 0.0))
 
-    return _draw(name, title, 1.1 + 0.35 * len(bands), paint)
+    return _draw(name, title, 1.35 + 0.35 * len(bands), paint, bottom_in=0.95)
 
 
 def _lags(corte: dict[str, Any]) -> tuple[float, float] | None:
@@ -247,4 +254,4 @@ def lag_chart(cortes: Sequence[dict[str, Any]]) -> str:
         ax.grid(axis="x", visible=False)
         ax.legend(loc="upper left")
 
-    return _draw(name, title, 3.0, paint)
+    return _draw(name, title, 3.0, paint, bottom_in=1.0)

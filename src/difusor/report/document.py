@@ -142,7 +142,9 @@ def site(cfg: Config) -> dict[str, Any]:
     return {"nombre": cfg.site.name, "autoridad": cfg.operation.authority or None,
             "eleccion": cfg.operation.election or None, "url": cfg.site.url,
             "urls": list(dict.fromkeys(str(u) for u in urls)),
-            "logo": str(logo) if logo else None}
+            "logo": str(logo) if logo else None,
+            "personal": [{"nombre": p.name, "rol": p.role, "contacto": p.contact() or None}
+                         for p in cfg.personal]}
 
 
 def components(cfg: Config) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ files (HTML meta, PDF info and XMP, attachment dates) is ``doc["generado"]``; th
 from __future__ import annotations
 
 import base64
+import io
 import math
 import mimetypes
 import os
@@ -186,6 +187,22 @@ def draw_all(doc: dict[str, Any], cfg: Config) -> dict[str, str]:
         "mapa": mexico_map.mexico_map((visits.get("geo") or {}).get("state") or []),
         "diagrama": diagram.service_diagram(cfg),
     }
+
+
+def preload() -> None:
+    """Import and warm up what drawing and typesetting use (report/worker.py runs it while the
+    figures are gathered): Matplotlib's SVG backend and font list, WeasyPrint and its fonts."""
+    import matplotlib.backends.backend_svg  # noqa: F401
+    from matplotlib.figure import Figure
+    from weasyprint import HTML
+
+    from difusor import config  # noqa: F401 — unpickling the job's Config needs it
+    from difusor.report import charts, diagram, mexico_map  # noqa: F401
+
+    Figure(figsize=(1, 1)).savefig(io.StringIO(), format="svg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        HTML(string='<p style="font-family: DejaVu Sans">á</p>').render()
 
 
 # -- PDF -------------------------------------------------------------------------------------
