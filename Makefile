@@ -65,8 +65,9 @@ deps:
 lint: install
 	$(BIN)/ruff check src tests bench
 
+# The slowest tests are listed at the end, so a CI log shows where the suite's time goes.
 test: install deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 
 # The fast lane for a developer's loop: lint and the tests not marked slow (each measured under
 # ½ s: unit and in-process ones; those needing a Debian package skip without it). `make test`

@@ -26,7 +26,7 @@ import difusor.publish.publisher as pipeline_mod
 from difusor.demo.election import DATABASE, SyntheticElection
 from difusor.demo.packages import write_package
 
-CORTES = 16  # first full, then 15 incrementals, published back to back
+CORTES = 12  # first full, then 11 incrementals, published back to back
 CASILLAS = 36  # every casilla file carries its corte's time: they change every corte
 READERS_KEEPALIVE = 3
 READERS_FRESH = 3
@@ -276,7 +276,7 @@ def test_readers_never_see_a_torn_file_or_go_back_in_time(
     assert not problems, f"{len(problems)} violations in {requests} requests: {problems[:10]}; {summary}"
     assert published >= CORTES
     assert all(len(r.hits) >= 50 for r in readers), summary
-    assert len(mains) >= 10, f"readers saw too few cortes to prove anything; {summary}"
+    assert len(mains) >= 8, f"readers saw too few cortes to prove anything; {summary}"
     fresh_tokens = set().union(*(tokens[r.name] for r in readers if r.fresh))
     assert len(fresh_tokens) >= 2, f"fresh-connection readers never hopped between workers; {summary}"
 

@@ -550,7 +550,7 @@ def test_unknown_driver_lists_the_known_ones() -> None:
 
 
 def test_each_kind_takes_only_its_own_keys(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"clave desconocida «zone_id» en \[\[cdn\] n\.º 1\]"):
+    with pytest.raises(ConfigError, match=r"clave desconocida «zone_id» en \[\[cdn\]\] n\.º 1"):
         make_config(tmp_path, kind="fastly", zone_id="z")
     with pytest.raises(ConfigError, match=r"cdn\.0\.kind: valor «keycdn» no permitido; usa "
                        "'varnish', 'cloudflare', 'fastly', 'cloudfront' or 'akamai'"):

@@ -38,7 +38,7 @@ from difusor.store.manifest import ManifestStore
 from difusor.store.objects import ObjectStore
 
 SEED = 20241208
-TRIALS = 10
+TRIALS = 6
 CASILLAS = 150  # ≈ 160 files a corte: a publish takes ~1 s on these machines (0.5 s of it imports)
 START = SyntheticElection().start
 SUBPROCESS_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
