@@ -189,17 +189,25 @@ def draw_all(doc: dict[str, Any], cfg: Config) -> dict[str, str]:
     }
 
 
-def preload() -> None:
-    """Import and warm up what drawing and typesetting use (report/worker.py runs it while the
-    figures are gathered): Matplotlib's SVG backend and font list, WeasyPrint and its fonts."""
+def preload_drawing() -> None:
+    """Import what ``draw_all`` uses (report/worker.py runs it while the figures are gathered):
+    Matplotlib's SVG backend and the drawings' modules, and what unpickling a Config needs."""
     import matplotlib.backends.backend_svg  # noqa: F401
     from matplotlib.figure import Figure
-    from weasyprint import HTML
 
     from difusor import config  # noqa: F401 — unpickling the job's Config needs it
     from difusor.report import charts, diagram, mexico_map  # noqa: F401
 
     Figure(figsize=(1, 1)).savefig(io.StringIO(), format="svg")
+
+
+def preload_typesetting() -> None:
+    """Import and warm up what ``write_memoria`` uses besides the drawings: WeasyPrint and its
+    fonts, and what unpickling a Config needs."""
+    from weasyprint import HTML
+
+    from difusor import config  # noqa: F401
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         HTML(string='<p style="font-family: DejaVu Sans">á</p>').render()
@@ -237,14 +245,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_memoria(doc: dict[str, Any], tables: dict[str, Table], outdir: Path,
-                  cfg: Config) -> list[Path]:
+                  cfg: Config, drawings: dict[str, str] | None = None) -> list[Path]:
     """``outdir/memoria-tecnica.{html,pdf}`` and ``outdir/anexos/*.csv``; fills
-    ``doc["anexos"]``; returns the paths written (HTML, PDF, then the CSVs)."""
+    ``doc["anexos"]``; returns the paths written (HTML, PDF, then the CSVs). ``drawings``:
+    ``draw_all(doc, cfg)`` when the caller has it already (drawn in another process)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     doc["anexos"] = write_annexes(outdir / "anexos", tables)
     csvs = [outdir / a["archivo"] for a in doc["anexos"]]
-    html = render_html(doc, draw_all(doc, cfg))
+    html = render_html(doc, drawings if drawings is not None else draw_all(doc, cfg))
     html_path, pdf_path = outdir / HTML_NAME, outdir / PDF_NAME
     _write_atomic(html_path, html.encode("utf-8"))
     write_pdf(html, pdf_path, csvs, doc)
