@@ -107,11 +107,13 @@ def _sites(test_url: str, official_url: str) -> dict[str, config_mod.SiteEntry]:
     if not (test_url and official_url):
         raise typer.BadParameter("el sitio de prueba y el oficial van juntos: da --test-url y "
                                  "--official-url", param_hint="--test-url")
-    try:
-        return {"prueba": config_mod.SiteEntry(role="prueba", url=test_url),
-                "oficial": config_mod.SiteEntry(role="oficial", url=official_url)}
-    except ValueError as exc:
-        raise typer.BadParameter(_first_error(exc), param_hint="--test-url") from None
+    urls = {"prueba": (test_url, "--test-url"), "oficial": (official_url, "--official-url")}
+    for url, option in urls.values():
+        try:
+            config_mod.check_url(url)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=option) from None
+    return {role: config_mod.SiteEntry(role=role, url=url) for role, (url, _) in urls.items()}
 
 
 def _window(n: int, value: str) -> config_mod.SimulacroWindow:
@@ -121,12 +123,6 @@ def _window(n: int, value: str) -> config_mod.SimulacroWindow:
     return config_mod.SimulacroWindow(
         name=f"Simulacro {n}", start=_moment_option(start.strip(), "--simulacro"),
         end=_moment_option(end.strip(), "--simulacro"))
-
-
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    text = str(errors()[0]["msg"]) if callable(errors) else str(exc)
-    return text.removeprefix("Value error, ")
 
 
 def _network(value: str) -> str:

@@ -67,6 +67,7 @@ from difusor.config.values import (
     check_address,
     check_end,
     check_network,
+    check_url,
     parse_address,
 )
 from difusor.config.watch import (
@@ -135,6 +136,7 @@ __all__ = [
     "check_address",
     "check_end",
     "check_network",
+    "check_url",
     "from_dict",
     "load",
     "nftables_set",

@@ -18,23 +18,18 @@ from difusor.ledger import Ledger
 from difusor.moments import in_zone, storable, stored
 from difusor.paths import StateLayout
 from difusor.report.chronology import chronology, events, percentiles
-
-
-def test_site(root: Config, site: Config) -> str | None:
-    """The test site fed by the same authority as ``site`` (None without [sites])."""
-    entry = root.sites.get(site.site_name)
-    if entry is None:
-        return None
-    return next((name for name, e in root.sites.items()
-                 if e.role == "prueba" and e.feed == entry.feed), None)
+from difusor.sites.catalog import route
 
 
 def simulacros(root: Config, site: Config, now: datetime) -> list[dict[str, Any]]:
     """``simulacros`` of the document: [{nombre, sitio, url, desde, hasta, cortes_publicados,
     primer_corte, ultimo_corte, paquetes_rechazados, retraso_publicacion_s, disponibilidad_pct,
     incidentes, vaciado}]."""
-    name = test_site(root, site)
-    if name is None:
+    entry = root.sites.get(site.site_name)
+    if entry is None:
+        return []
+    name, _why = route(root, entry.feed, "simulacro")  # the same authority's test site
+    if not name:
         return []
     cfg = root.for_site(name)
     path = StateLayout(cfg.state_dir).ledger
