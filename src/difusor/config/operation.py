@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from difusor.config.values import Section, Url, check_address, check_end
 
@@ -18,6 +18,10 @@ class MonitorTarget(Section):
     ca_file: str = Field("", description="CA a confiar para este objetivo (vacío = sistema).")
 
 
+DISK_THRESHOLDS = ("disk_warn_gb", "disk_warn_percent", "disk_critical_gb",
+                   "disk_warn_inodes_percent", "disk_critical_inodes_percent")
+
+
 class MonitorSettings(Section):
     enabled: bool = Field(True, description="Sondear con «difusor run».")
     interval: float = Field(30.0, ge=1, description="Segundos entre sondeos.")
@@ -27,10 +31,27 @@ class MonitorSettings(Section):
     sample: int = Field(5, ge=0, description="Archivos por sondeo comparados con el manifiesto "
                         "(además de main.json), rotando.")
     degraded_ms: float = Field(2000.0, gt=0, description="Latencia que cuenta como degradada.")
-    disk_min_free_mb: int = Field(
-        1024, ge=0, description="Espacio libre mínimo (MB) bajo la carpeta de estado; por debajo "
-        "se abre un incidente «disco casi lleno» (un paquete que no cabe se rechaza no_space y "
-        "se reintenta solo). 0 = no vigilar.")
+    disk_warn_gb: float = Field(
+        25.0, ge=0, description="Aviso (incidente «disco casi lleno», severidad menor) cuando un "
+        "volumen donde escribe el difusor (estado, almacén, registros, cuarentena, registro de "
+        "nginx) tiene menos de estos GB libres. 0 = sin este umbral.")
+    disk_warn_percent: float = Field(
+        10.0, ge=0, le=100, description="Aviso también cuando queda menos de este porcentaje "
+        "libre del volumen. 0 = sin este umbral.")
+    disk_critical_gb: float = Field(
+        20.0, ge=0, description="Crítico por debajo de estos GB libres: el mínimo que exige la "
+        "convocatoria (II.1.c). 0 = sin este umbral.")
+    disk_warn_inodes_percent: float = Field(
+        10.0, ge=0, le=100, description="Aviso cuando queda menos de este porcentaje de inodos "
+        "libres (cada archivo nuevo del almacén gasta uno). 0 = sin este umbral.")
+    # 2 %: on a small volume (a 64 GB ext4 has ~4 M inodes) that is ~80,000 inodes, about what
+    # one full package of ~20,000 files takes with its .gz/.br variants: the next may not fit.
+    disk_critical_inodes_percent: float = Field(
+        2.0, ge=0, le=100, description="Crítico por debajo de este porcentaje de inodos libres "
+        "(en un volumen chico apenas cabe un paquete completo más). 0 = sin este umbral.")
+    disk_min_free_mb: int | None = Field(
+        None, ge=0, description="Obsoleta: usar disk_critical_gb. Si está (y disk_critical_gb "
+        "no), vale como disk_critical_gb en MB; 0 apaga todos los umbrales de disco.")
     tls_warn_days: int = Field(14, ge=0, description="Días antes del vencimiento TLS que alertan.")
     cadence: float = Field(600.0, gt=0, description="Cada cuántos segundos envía la autoridad "
                            "un corte.")
@@ -45,6 +66,25 @@ class MonitorSettings(Section):
     @classmethod
     def _listen(cls, v: str) -> str:
         return check_address(v) if v else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_disk_key(cls, data: Any) -> Any:
+        """Files written before the per-volume thresholds keep working: their one minimum is
+        the critical floor, and its 0 («no vigilar») turns every disk threshold off."""
+        if not isinstance(data, dict) or data.get("disk_min_free_mb") is None:
+            return data
+        mb = data["disk_min_free_mb"]
+        if not isinstance(mb, int | float) or isinstance(mb, bool):
+            return data  # the field's own check says what is wrong
+        data = dict(data)
+        if mb == 0:
+            for key in DISK_THRESHOLDS:
+                data.setdefault(key, 0)
+        else:
+            data.setdefault("disk_critical_gb", mb / 1024)
+        return data
+
     targets: list[MonitorTarget] = Field(
         default_factory=list, description="[[monitor.targets]]: qué se sondea; vacío = el "
         "servidor embebido.")

@@ -34,6 +34,7 @@ from difusor.config import Config, EmailSettings, WebhookSettings
 from difusor.ledger import Ledger
 from difusor.moments import duration, stored
 from difusor.monitor.incidents import KINDS, SEVERITIES, STATES
+from difusor.monitor.incidents.kinds import SEVERITY_RANK
 
 WEBHOOK_TIMEOUT = 5.0  # seconds per attempt
 SMTP_TIMEOUT = 10.0
@@ -42,6 +43,10 @@ _RETRY_PAUSE = 1.0  # one retry for a transient failure (network, 429, 5xx)
 CHANGES = ("opened", "updated", "resolved")
 
 _CHANGE_LABELS = {"opened": "abierto", "updated": "actualizado", "resolved": "resuelto"}
+
+
+def _rank(severity: object) -> int:
+    return SEVERITY_RANK.index(severity) if severity in SEVERITY_RANK else -1
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class Alerter:
         self._password = (env if env is not None else os.environ).get(email.password_env, "") \
             if email.password_env else ""
         self._last_sent: dict[int, float] = {}
+        self._rank_sent: dict[int, int] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Alert | None] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -90,14 +96,19 @@ class Alerter:
             return False
         key = int(incident["id"])
         now = time.monotonic()
+        rank = _rank(incident.get("severity"))
         with self._lock:
             last = self._last_sent.get(key)
-            if change != "resolved" and last is not None and \
+            # A raised severity (a disk from warning to critical) is news: it is not held back.
+            worse = rank > self._rank_sent.get(key, rank)
+            if change != "resolved" and last is not None and not worse and \
                     now - last < self.settings.min_interval:
                 return False
             self._last_sent[key] = now
+            self._rank_sent[key] = rank
             if change == "resolved":
                 self._last_sent.pop(key, None)
+                self._rank_sent.pop(key, None)
         self._enqueue(self.render(incident, change))
         return True
 

@@ -28,14 +28,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from difusor.config import Config, parse_address
+from difusor.config.operation import DISK_THRESHOLDS
 from difusor.ledger import Ledger, utcnow
+from difusor.monitor import disk
 from difusor.monitor.expected import Expected, expected_state
 from difusor.monitor.incidents import IncidentTracker, Notify
 from difusor.monitor.probe import DOWN, ProbeResult, probe_target
 from difusor.paths import StateLayout
 from difusor.publish.activate import live_release
 from difusor.store.layout import StoreLayout
-from difusor.store.space import free_bytes
 
 LOCAL = "local"
 EMBEDDED = "origen"  # the embedded server's name when no target is configured
@@ -68,8 +69,13 @@ def targets(cfg: Config) -> list[Target]:
 
 class Monitor:
     def __init__(self, cfg: Config, ledger: Ledger, *, log: Callable[[str], None] | None = None,
-                 on_incident: Notify | None = None) -> None:
+                 on_incident: Notify | None = None, disks: Config | None = None,
+                 watch_disks: bool = True) -> None:
+        """``disks``: the file whose volumes this monitor watches (default ``cfg``; with
+        ``[sites]`` the whole file, given to one site's monitor only, so a shared disk is one
+        incident, not one per site); ``watch_disks=False``: none."""
         self.cfg = cfg
+        self.disks = (disks or cfg) if watch_disks else None
         self.ledger = ledger
         self.log = log or (lambda _m: None)
         self.targets = targets(cfg)
@@ -136,15 +142,25 @@ class Monitor:
         return results
 
     def _disk(self) -> None:
-        minimum = self.cfg.monitor.disk_min_free_mb * 2**20
-        if not minimum:
+        """Every volume the difusor writes to, each round (a handful of stat calls): one
+        incident per volume below ``[monitor] disk_*``."""
+        cfg = self.disks
+        if cfg is None:
             return
-        folder = self.cfg.state_dir
+        at = utcnow()
+        if not any(getattr(cfg.monitor, k) for k in DISK_THRESHOLDS):
+            self.tracker.disks_watched((), at)  # watching turned off: nothing stays open
+            return
         try:
-            free: int | None = free_bytes(folder)
-        except OSError:
-            free = None
-        self.tracker.disk(str(folder), free, minimum, utcnow())
+            found = disk.volumes(cfg)
+        except OSError as exc:
+            self.log(f"monitor: no se pudo medir el disco: {exc}")
+            return
+        for volume in found:
+            lvl, why = disk.level(volume, cfg.monitor)
+            self.tracker.disk(disk.name(volume), lvl, at, detail=disk.detail(volume, lvl),
+                              cause=lambda v=volume, w=why: disk.disk_cause(v, w, cfg))
+        self.tracker.disks_watched({disk.name(v) for v in found}, at)
 
     def _probe_all(self, expected: Expected, which: list[Target] | None = None
                    ) -> list[tuple[str, ProbeResult]]:

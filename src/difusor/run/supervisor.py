@@ -140,8 +140,12 @@ class Supervisor:
         from difusor.monitor.service import Monitor
 
         alerter = Alerter(cfg, ledger, log=_said(cfg))
+        # One monitor watches every volume of the whole file: a disk the sites share is one
+        # incident, in the record of the site a command means by default.
+        watch = cfg.site_name == default_site(self.cfg)
         try:
-            Monitor(cfg, ledger, log=_said(cfg), on_incident=alerter.incident).run(stop)
+            Monitor(cfg, ledger, log=_said(cfg), on_incident=alerter.incident, disks=self.cfg,
+                    watch_disks=watch).run(stop)
         finally:
             alerter.close()
 

@@ -21,3 +21,4 @@ STATES = {"investigating": "investigando", "identified": "identificado",
           "monitoring": "en observación", "resolved": "resuelto"}
 SEVERITIES = {"critical": "crítica", "major": "mayor", "minor": "menor", "warning": "aviso",
               "info": "informativa"}
+SEVERITY_RANK = ("info", "warning", "minor", "major", "critical")  # least to most severe

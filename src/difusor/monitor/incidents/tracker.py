@@ -9,7 +9,7 @@ failure meanwhile sends it back).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from difusor.moments import storable, stored
 from difusor.monitor.incidents.causes import authority_cause, suggest_cause
 from difusor.monitor.incidents.clock import local, seconds
 from difusor.monitor.incidents.impact import impact, impact_text
-from difusor.monitor.incidents.kinds import KINDS
+from difusor.monitor.incidents.kinds import KINDS, SEVERITIES, SEVERITY_RANK
 from difusor.monitor.incidents.ledgerevents import LedgerEvents
 from difusor.monitor.incidents.measures import automatic_measures
 from difusor.monitor.incidents.streaks import GAP_INTERVALS, Streak, finding, verdicts
@@ -28,6 +28,7 @@ from difusor.monitor.probe import ProbeResult
 from difusor.paths import StateLayout
 
 Notify = Callable[[dict[str, Any], str], None]
+DISK_SEVERITY = {"warning": "minor", "critical": "critical"}  # a volume's level → severity
 
 
 def set_cause(ledger: Ledger, incident_id: int, cause: str) -> None:
@@ -165,18 +166,37 @@ class IncidentTracker:
 
     # -- the disk -----------------------------------------------------------------------------
 
-    def disk(self, folder: str, free: int | None, minimum: int, at: str) -> None:
-        """``free``: bytes free under ``folder`` (None: it could not be read, which counts as
-        low). Opens one incident while below ``minimum``; resolves it once above."""
-        incident = self.ledger.open_incident("disk", folder)
-        low = free is None or free < minimum
-        if incident is not None and not low:
-            self.resolve(incident, ended_at=at)
-        elif incident is None and low:
-            shown = "no se puede leer" if free is None else f"quedan {free / 2**20:.0f} MB"
-            self.open("disk", target=folder, started_at=at, detail={"free_bytes": free},
-                      cause=f"espacio en disco bajo {folder}: {shown} (mínimo "
-                      f"{minimum / 2**20:.0f} MB); los paquetes que no quepan se reintentan solos")
+    def disk(self, target: str, level: str, at: str, *, cause: Callable[[], str],
+             detail: dict[str, Any]) -> None:
+        """One volume's round (``monitor/disk.py``): ``level`` "warning" or "critical" opens an
+        incident on ``target`` (minor or critical) or raises an open one's severity; "ok"
+        resolves it. ``cause`` is only called when the text is needed (it estimates ``gc``)."""
+        incident = self.ledger.open_incident("disk", target)
+        if level == "ok":
+            if incident is not None:
+                self.resolve(incident, ended_at=at, detail={**incident["detail"], **detail})
+            return
+        severity = DISK_SEVERITY[level]
+        if incident is None:
+            self.open("disk", target=target, started_at=at, severity=severity, cause=cause(),
+                      detail=detail)
+            return
+        fields: dict[str, Any] = {"detail": {**incident["detail"], **detail}}
+        worse = SEVERITY_RANK.index(severity) > SEVERITY_RANK.index(incident["severity"])
+        if worse:  # the worst level reached stays: a disk that recovers a little is not fixed
+            fields.update(severity=severity, cause_suggested=cause())
+        self.ledger.incident_update(incident["id"], **fields)
+        if worse:
+            self.log(f"incidente n.º {incident['id']}: el disco de «{target}» empeora "
+                     f"({SEVERITIES[severity]})")
+            self._notify(self.ledger.incident(incident["id"]) or {}, "updated")
+
+    def disks_watched(self, targets: Collection[str], at: str) -> None:
+        """Resolve disk incidents on volumes no longer watched (a folder moved to another
+        mount, the configuration changed): nobody would ever close them otherwise."""
+        for incident in self.ledger.incidents(open_only=True):
+            if incident["kind"] == "disk" and incident["target"] not in targets:
+                self.resolve(incident, ended_at=at)
 
     # -- opening and closing ----------------------------------------------------------------
 
