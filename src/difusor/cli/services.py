@@ -52,12 +52,12 @@ def demo(
 
 
 def probe(
-    report_to: Annotated[str, typer.Option(
+    report_to: Annotated[str | None, typer.Option(
         "--report-to", help="URL de la API de sondeos del difusor (\\[monitor] listen), p. ej. "
-        "http://prep.example.mx:9100.")],
-    token: Annotated[str, typer.Option(
+        "http://prep.example.mx:9100.")] = None,
+    token: Annotated[str | None, typer.Option(
         envvar="DIFUSOR_PROBE_TOKEN", help="Token de los sondeos remotos (mejor en la variable "
-        "DIFUSOR_PROBE_TOKEN que en la línea de órdenes).")],
+        "DIFUSOR_PROBE_TOKEN que en la línea de órdenes).")] = None,
     name: Annotated[str | None, typer.Option(
         help="Nombre de este punto de sondeo en la bitácora (por omisión, el del equipo).")]
     = None,
@@ -67,9 +67,34 @@ def probe(
     once: Annotated[bool, typer.Option("--once", help="Una sola ronda y salir.")] = False,
     ca_file: Annotated[str, typer.Option(help="CA a confiar para la API y los objetivos (vacío = "
                                          "las del sistema).")] = "",
+    sftp_speed: Annotated[str | None, typer.Option(
+        "--sftp-speed", metavar="HOST:PUERTO", help="En vez de sondear: mide la velocidad de "
+        "subida SFTP (mínimo de la convocatoria: 40 MB/s) con la llave de verificación del "
+        "difusor; el archivo de prueba va a /verificacion y nunca se publica.")] = None,
+    user: Annotated[str | None, typer.Option(
+        help="Con --sftp-speed: usuario SFTP (por omisión, \\[sftp] user).")] = None,
+    key: Annotated[Path | None, typer.Option(
+        help="Con --sftp-speed: llave privada de verificación (por omisión, la del difusor: "
+        "state/keys/check_ed25519).")] = None,
+    size: Annotated[int, typer.Option(
+        help="Con --sftp-speed: tamaño del archivo de prueba, en MB (10⁶ bytes).", min=1)] = 200,
+    remote_dir: Annotated[str, typer.Option(
+        help="Con --sftp-speed: carpeta remota de la prueba.")] = "/verificacion",
+    fingerprint: Annotated[str | None, typer.Option(
+        help="Con --sftp-speed: huella SHA256:… esperada de la llave del servidor.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Con --sftp-speed: salida JSON.")]
+    = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Sondea desde otro punto de la red y reporta los resultados al difusor."""
+    if sftp_speed is not None:
+        _sftp_speed(sftp_speed, user, key, size, remote_dir, fingerprint, json_out, config)
+        return
+    if not report_to or not token:
+        from typer._click.exceptions import UsageError
+
+        raise UsageError("faltan --report-to y --token (o DIFUSOR_PROBE_TOKEN); o --sftp-speed "
+                         "HOST:PUERTO para medir la velocidad de subida SFTP")
     import socket
     import threading
 
@@ -100,3 +125,45 @@ def probe(
         err.print(f"Sondeando cada {interval:g} s y reportando a {agent.base} como «{agent.name}» "
                   "(Ctrl-C para detener)", markup=False)
         agent.run(threading.Event(), on_round=show)
+
+
+def _sftp_speed(address: str, user: str | None, key: Path | None, size: int, remote_dir: str,
+                fingerprint: str | None, json_out: bool, config: Path) -> None:
+    """``probe --sftp-speed``: one measurement; exit 0 only when it reaches the minimum."""
+    import dataclasses
+    import json
+
+    from difusor.errors import DifusorError
+    from difusor.monitor.sftpspeed import MB, measure_upload
+
+    try:
+        host, port = config_mod.parse_address(address)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sftp-speed") from None
+    # On the difusor's own machine its difusor.toml gives the user and the check key; from a
+    # remote vantage both come on the command line.
+    cfg = config_mod.load(config) if config.is_file() else None
+    if key is None:
+        if cfg is None:
+            raise typer.BadParameter("falta la llave (no hay difusor.toml de donde tomarla)",
+                                     param_hint="--key")
+        from difusor.receive.sftp.checkkey import check_key
+
+        key = check_key(cfg)
+    if not key.is_file():
+        raise typer.BadParameter(f"no existe {key}", param_hint="--key")
+    login = user or (cfg.sftp.user if cfg is not None else None)
+    if not login:
+        raise typer.BadParameter("falta el usuario (no hay difusor.toml de donde tomarlo)",
+                                 param_hint="--user")
+    result = measure_upload(host, port, login, key, size * MB, remote_dir=remote_dir,
+                            known_fingerprint=fingerprint)
+    if json_out:
+        out.print_json(json.dumps(dataclasses.asdict(result), ensure_ascii=False))
+    elif result.seconds > 0:
+        out.print(result.message, markup=False)
+    if result.seconds <= 0:  # not measured: the reason, as every failure, on stderr
+        raise DifusorError(result.message)
+    if not result.ok:
+        raise DifusorError(f"la subida SFTP no alcanza el mínimo de la convocatoria "
+                           f"({result.minimum:g} MB/s)")

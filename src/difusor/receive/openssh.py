@@ -24,7 +24,9 @@ The folder layout sshd insists on (measured, see ARCHITECTURE.md's field notes):
 - the account's password field is ``*``: sshd refuses an account whose password is locked
   (``!``), even for key authentication, when PAM is off.
 
-:meth:`SftpAccount.steps` lists the exact commands; :meth:`SftpAccount.apply` runs them as root.
+The throughput check logs in to the same account with the difusor's own key, listed with
+``restrict`` in a second ``AuthorizedKeysFile``, and writes into ``<chroot>/verificacion``, beside
+``entrada/``: never watched (why not a ``.part`` in ``entrada/``: ``receive/sftp/checkkey``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from pathlib import Path
 
 from difusor.config import Config
 from difusor.errors import DifusorError
+from difusor.receive.sftp.checkkey import check_authorized_keys
 from difusor.receive.sshdconf import (
+    CHECK_FOLDER,
     DEFAULT_UMASK,
     UPLOAD_FOLDER,
     check_path,
@@ -86,6 +90,8 @@ class SftpAccount:
     allow_from: tuple[str, ...] = ()
     umask: str = DEFAULT_UMASK
     inbox_dirs: tuple[Path, ...] = field(default=(), compare=False)  # should share a filesystem
+    check_keys_source: Path | None = None  # the difusor's check key (restrict), copied for sshd
+    check_keys_file: Path | None = None  # default: AUTHORIZED_KEYS_DIR/<user>.verificacion
 
     def __post_init__(self) -> None:
         check_user(self.user)
@@ -99,6 +105,10 @@ class SftpAccount:
             group = grp.getgrgid(folder.stat().st_gid).gr_name
         except (KeyError, OSError):
             group = "root"
+        try:
+            check: Path | None = check_authorized_keys(cfg).resolve()
+        except OSError:  # e.g. no state folder yet and none can be made: no throughput check
+            check = None
         return cls(
             user=cfg.sftp.user,
             chroot=Path(chroot or DEFAULT_CHROOT),
@@ -106,6 +116,7 @@ class SftpAccount:
             authorized_keys_source=cfg.path(cfg.sftp.authorized_keys).resolve(),
             allow_from=tuple(cfg.sftp.allow_from),
             inbox_dirs=(cfg.state_dir,),
+            check_keys_source=check,
         )
 
     @property
@@ -117,15 +128,28 @@ class SftpAccount:
         """What sshd reads (``AuthorizedKeysFile``)."""
         return self.authorized_keys_file or AUTHORIZED_KEYS_DIR / self.user
 
+    @property
+    def check_file(self) -> Path | None:
+        """sshd's second ``AuthorizedKeysFile``, the check key's (None: no throughput check)."""
+        if self.check_keys_source is None and self.check_keys_file is None:
+            return None
+        return self.check_keys_file or AUTHORIZED_KEYS_DIR / f"{self.user}.{CHECK_FOLDER}"
+
+    @property
+    def check_dir(self) -> Path:
+        """Where the throughput check writes: beside ``entrada/``, never watched."""
+        return Path(self.chroot) / CHECK_FOLDER
+
     def match_block(self) -> str:
         return render_match_block(user=self.user, chroot=self.chroot,
                                   authorized_keys_file=self.keys_file,
-                                  allow_from=self.allow_from, umask=self.umask)
+                                  allow_from=self.allow_from, umask=self.umask,
+                                  check_keys_file=self.check_file)
 
     def sshd_config(self, *, port: int, listen: str, host_key: Path) -> str:
         return render_sshd_config(port=port, listen=listen, host_key=host_key, user=self.user,
                                   chroot=self.chroot, authorized_keys_file=self.keys_file,
-                                  allow_from=self.allow_from)
+                                  allow_from=self.allow_from, check_keys_file=self.check_file)
 
     def steps(self, *, create_user: bool = False) -> list[Step]:
         """The exact commands that prepare the account and its folders (idempotent)."""
@@ -145,6 +169,14 @@ class SftpAccount:
                   str(self.upload_dir)),
                  f"carpeta de subida: escribe {self.user}; el grupo {self.group} (el difusor) "
                  "retira los paquetes"),
+        ]
+        if self.check_file is not None:
+            found.append(Step(
+                ("install", "-d", "-o", self.user, "-g", self.group, "-m", "2770",
+                 str(self.check_dir)),
+                "carpeta de la prueba de velocidad (difusor check): fuera de entrada/, nada de "
+                "ahí se publica"))
+        found += [
             Step(("install", "-d", "-o", "root", "-g", "root", "-m", "0755",
                   str(self.keys_file.parent)),
                  "carpeta de llaves fuera de carpetas con escritura pública (StrictModes)"),
@@ -154,6 +186,12 @@ class SftpAccount:
                 ("install", "-o", "root", "-g", "root", "-m", "0644",
                  str(self.authorized_keys_source), str(self.keys_file)),
                 "llaves públicas de la autoridad, legibles por sshd (repítelo si cambian)",
+            ))
+        if self.check_keys_source is not None and self.check_file is not None:
+            found.append(Step(
+                ("install", "-o", "root", "-g", "root", "-m", "0644",
+                 str(self.check_keys_source), str(self.check_file)),
+                "llave de la prueba de velocidad del difusor (restrict: sin reenvíos ni terminal)",
             ))
         return found
 
@@ -244,6 +282,12 @@ class SftpAccount:
             f"    Prueba: sftp -i LLAVE {self.user}@ESTE_SERVIDOR, luego «put X.zip X.zip.part» y",
             "    «rename X.zip.part X.zip».",
         ]
+        if self.check_file is not None:
+            lines += [
+                " 7. La prueba de velocidad («difusor check», «difusor probe --sftp-speed») entra con",
+                f"    la llave del difusor y sube a /{CHECK_FOLDER} (fuera de /{UPLOAD_FOLDER}): nada",
+                "    de ahí se publica. Con allow_from, incluye la dirección desde donde se mide.",
+            ]
         problems = self.problems()
         if problems:
             lines += ["", "Atención:"] + [f"  - {p}" for p in problems]

@@ -15,6 +15,7 @@ from pathlib import Path
 from difusor.errors import DifusorError
 
 UPLOAD_FOLDER = "entrada"
+CHECK_FOLDER = "verificacion"  # beside entrada/: the throughput check's uploads, never watched
 DEFAULT_UMASK = "0007"
 
 _USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -30,11 +31,15 @@ def render_match_block(
     authorized_keys_file: Path | str,
     allow_from: Iterable[str] = (),
     umask: str = DEFAULT_UMASK,
+    check_keys_file: Path | str | None = None,
 ) -> str:
-    """The ``Match User`` block that confines the authority's upload account."""
+    """The ``Match User`` block that confines the authority's upload account. ``check_keys_file``
+    (the difusor's throughput-check key) becomes a second ``AuthorizedKeysFile``."""
     user = check_user(user)
     root = check_path(chroot, "ChrootDirectory")
     keys = check_path(authorized_keys_file, "AuthorizedKeysFile")
+    if check_keys_file is not None:
+        keys += " " + check_path(check_keys_file, "AuthorizedKeysFile")
     if not _UMASK.match(umask):
         raise DifusorError(f"umask «{umask}» inválida (p. ej. 0007)")
     allowed = " ".join(f"{user}@{net}" for net in _networks(allow_from)) or user
@@ -77,6 +82,7 @@ def render_sshd_config(
     chroot: Path | str,
     authorized_keys_file: Path | str,
     allow_from: Iterable[str] = (),
+    check_keys_file: Path | str | None = None,
 ) -> str:
     """A standalone ``sshd_config`` that serves only the upload account (tests, benches).
 
@@ -89,7 +95,7 @@ def render_sshd_config(
         raise DifusorError(f"ListenAddress «{listen}» no es una IP") from None
     key = check_path(host_key, "HostKey")
     block = render_match_block(user=user, chroot=chroot, authorized_keys_file=authorized_keys_file,
-                               allow_from=allow_from)
+                               allow_from=allow_from, check_keys_file=check_keys_file)
     return (
         "# sshd_config autónomo generado por difusor: solo la cuenta SFTP de la autoridad.\n"
         f"Port {int(port)}\n"

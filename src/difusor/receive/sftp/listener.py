@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
 
 from difusor.config import Config, parse_address
-from difusor.errors import ConfigError, DifusorError
+from difusor.errors import DifusorError
 from difusor.paths import StateLayout
+from difusor.receive.sftp.checkkey import check_public_path
+from difusor.receive.sftp.keyfiles import host_key
 from difusor.receive.sftp.login import Connection, Policy
+from difusor.receive.sftp.scratch import Scratch, clear_scratch, scratch_root
 from difusor.receive.sftp.session import Uploads
-from difusor.receive.sftp.uploads import Desk, Log
+from difusor.receive.sftp.uploads import Desk
 
 # AES only. The client's order decides, and OpenSSH's client lists chacha20-poly1305 first, which
 # asyncssh computes with a fresh cipher context per packet: on these 2-core machines dropping it
@@ -36,14 +38,24 @@ async def start_sftp_server(
     layout.uploads.mkdir(parents=True, exist_ok=True)
     layout.inbox.mkdir(parents=True, exist_ok=True)
     desk = Desk(layout.uploads, layout.inbox, cfg.receive.temp_suffixes, on_delivered, say)
-    gate = Policy(cfg.sftp.user, cfg.path(cfg.sftp.authorized_keys), cfg.sftp.allow_from, say)
+    gate = Policy(cfg.sftp.user, cfg.path(cfg.sftp.authorized_keys), cfg.sftp.allow_from, say,
+                  check_pub=check_public_path(cfg))
+    scratch = scratch_root(cfg)
+    clear_scratch(scratch)
+
+    def session(chan: asyncssh.SSHServerChannel) -> Uploads:
+        owner = chan.get_connection().get_owner()
+        if isinstance(owner, Connection) and owner.scratch:
+            return Scratch(chan, scratch, cfg.receive.temp_suffixes, say)
+        return Uploads(chan, desk)
+
     host, port = parse_address(cfg.sftp.listen)
     try:
         acceptor = await asyncssh.listen(
             host, port,
-            server_host_keys=[_host_key(cfg.path(cfg.sftp.host_key), say)],
+            server_host_keys=[host_key(cfg.path(cfg.sftp.host_key), say)],
             server_factory=lambda: Connection(gate, desk),
-            sftp_factory=lambda chan: Uploads(chan, desk),
+            sftp_factory=session,
             sftp_version=3, allow_scp=False, allow_pty=False, line_editor=False,
             agent_forwarding=False, x11_forwarding=False,
             login_timeout=60, keepalive_interval=30, keepalive_count_max=4,
@@ -52,23 +64,6 @@ async def start_sftp_server(
     except OSError as exc:
         raise DifusorError(f"SFTP: no puedo escuchar en {cfg.sftp.listen}: {exc.strerror}") from None
     return _Listener(acceptor, desk)
-
-
-def _host_key(path: Path, say: Log) -> asyncssh.SSHKey:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.export_private_key())
-        os.replace(tmp, path)
-        say(f"SFTP: generé la llave del servidor {path} "
-            f"({key.convert_to_public().get_fingerprint()})")
-    try:
-        return asyncssh.read_private_key(path)
-    except (OSError, asyncssh.KeyImportError) as exc:
-        raise ConfigError(f"sftp.host_key: no puedo leer la llave {path}: {exc}") from None
 
 
 class _Listener(asyncssh.SSHAcceptor):

@@ -1,21 +1,34 @@
-"""Who may connect to the SFTP receiver: the address check, then public-key login for one user."""
+"""Who may connect to the SFTP receiver: the address check, then public-key login for one user.
+
+Besides ``authorized_keys``, the difusor's own check key (``checkkey``) logs in as the same
+user; its sessions are scratch sessions (``scratch``). Which key authenticated is told by an
+authorized_keys option only the check key's entry carries, with a value fresh for each listener
+(so no line of ``authorized_keys`` can claim it): asyncssh keeps the options of the entry that
+validated the signature, ``conn.get_key_option``.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from pathlib import Path
 
 import asyncssh
 
 from difusor.receive.sftp.uploads import Desk, Log
 
+CHECK_OPTION = "difusor-verificacion"
+
 
 class Policy:
-    def __init__(self, user: str, keys: Path, allow_from: list[str], say: Log) -> None:
+    def __init__(self, user: str, keys: Path, allow_from: list[str], say: Log,
+                 check_pub: Path | None = None) -> None:
         self.user = user
         self.keys = keys
         self.networks = [ipaddress.ip_network(n, strict=False) for n in allow_from]
         self.say = say
+        self.check_pub = check_pub
+        self.check_token = secrets.token_hex(16)
 
     def allows(self, ip: str) -> bool:
         if not self.networks:
@@ -26,13 +39,18 @@ class Policy:
         return any(addr in net for net in self.networks)
 
     def authorized_keys(self) -> asyncssh.SSHAuthorizedKeys | None:
-        """Read on every login, so a key the operator adds works without a restart."""
+        """Read on every login, so a key the operator adds works without a restart. The check
+        key goes first: asyncssh takes the first entry that matches, so that key is always the
+        check's, even if someone also lists it in ``authorized_keys``."""
+        good = []
+        check = self.check_line()
+        if check is not None:
+            good.append(check)
         try:
             lines = self.keys.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as exc:
-            self.say(f"SFTP: no puedo leer {self.keys}: {exc.strerror}; nadie puede entrar")
-            return None
-        good = []
+            self.say(f"SFTP: no puedo leer {self.keys}: {exc.strerror}; la autoridad no puede entrar")
+            lines = []
         for n, line in enumerate(lines, 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -43,6 +61,24 @@ class Policy:
                 continue
             good.append(line)
         return asyncssh.import_authorized_keys("\n".join(good) + "\n") if good else None
+
+    def check_line(self) -> str | None:
+        """The check key as an authorized_keys entry marked with this listener's token."""
+        if self.check_pub is None:
+            return None
+        try:
+            key = asyncssh.import_public_key(self.check_pub.read_bytes())
+        except FileNotFoundError:
+            return None  # no check run yet: the pair is made on demand
+        except (OSError, asyncssh.KeyImportError, ValueError) as exc:
+            self.say(f"SFTP: no puedo leer la llave de la prueba de velocidad {self.check_pub} "
+                     f"({exc}); la ignoro")
+            return None
+        public = " ".join(key.export_public_key("openssh").decode("ascii").split()[:2])
+        return f'restrict,{CHECK_OPTION}="{self.check_token}" {public}'
+
+    def is_check(self, conn: asyncssh.SSHServerConnection) -> bool:
+        return conn.get_key_option(CHECK_OPTION) == [self.check_token]
 
 
 class Connection(asyncssh.SSHServer):
@@ -55,6 +91,7 @@ class Connection(asyncssh.SSHServer):
         self.peer = "?"
         self.refused = False
         self.authed = False
+        self.scratch = False  # authenticated with the check key: a scratch session
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -89,8 +126,15 @@ class Connection(asyncssh.SSHServer):
         return True
 
     def auth_completed(self) -> None:
+        assert self.conn is not None
         self.authed = True
-        self.policy.say(f"SFTP: {self.policy.user} entró desde {self.peer}")
+        self.scratch = self.policy.is_check(self.conn)
+        if self.scratch:
+            self.policy.say(f"SFTP: {self.policy.user} entró desde {self.peer} con la llave de la "
+                            "prueba de velocidad: escribe en una carpeta de prueba, nada se "
+                            "publica")
+        else:
+            self.policy.say(f"SFTP: {self.policy.user} entró desde {self.peer}")
 
     def public_key_auth_supported(self) -> bool:
         return True
