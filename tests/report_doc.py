@@ -126,6 +126,9 @@ def make_doc(*, empty: bool = False, draft: bool = False) -> dict[str, Any]:
                        "cifra": "96.5 %"}],
         "recomendaciones": [{"clave": "cache", "texto": "Ampliar la caché de la CDN."}],
         "texto_operador": {"archivo": "/nonexistent/memoria.md", "existe": False},
+        "revision": {"momento": "2024-06-01T18:00:00+00:00", "cumple": True, "puntos": [
+            {"estado": "cumple", "inciso": "II.1.d", "requisito": "SFTP a 40 MB/s o más",
+             "evidencia": "SFTP 127.0.0.1:2222: 200 MB en 1.9 s = 105.3 MB/s"}]},
         "anexos": [],
     }
     if empty:
@@ -137,6 +140,7 @@ def make_doc(*, empty: bool = False, draft: bool = False) -> dict[str, Any]:
                           "browsers": [], "devices": [], "referrers": [],
                           "series_10min": [], "series_hora": []}
         doc["incidentes"], doc["hallazgos"], doc["recomendaciones"] = [], [], []
+        doc["revision"] = None
         doc["seguridad"] = {"ataques": [], "bloqueos": [], "modo_ataque": [],
                             "legitimas_durante_ataques": 0}
         doc["resumen"]["incidentes_por_severidad"] = {}

@@ -133,7 +133,8 @@ def test_one_server_block_per_site_and_the_http_level_once(tmp_path: Path, tls: 
             assert len(listen) == 1
             assert listen[0].endswith(" default_server") == (name == "oficial"), listen
         # The embedded server is told which site, by a name of its own (not the wildcard).
-        assert directive(site, "    proxy_set_header Host") == [hosts[0]] * 3  # status.json, health, corte.js
+        # status.json, health, corte.js and the CDN probe of `difusor check`
+        assert directive(site, "    proxy_set_header Host") == [hosts[0]] * 4
         assert re.search(r'location = /json/main\.json \{[^}]*Cache-Control "' + re.escape(EXACT),
                          site)
     assert text.count(" default_server;") == (2 if tls else 1)

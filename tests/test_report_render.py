@@ -118,7 +118,8 @@ def test_pdf_has_every_section_and_incident_field(build) -> None:
         assert label in text, label
     for expected in ("Resultados Irimbo", "Instituto Electoral de Irimbo", "18,342", "12,045",
                      "99.973 %", "Geolocalización: DB-IP (db-ip.com), CC BY 4.0",
-                     "sin registrar", "PREP-03", "Michoacán", "memoria.md"):
+                     "sin registrar", "PREP-03", "Michoacán", "memoria.md",
+                     "Revisión contra la convocatoria", "105.3 MB/s"):
         assert expected in text, expected
     assert "BORRADOR" not in text
     # The table of contents gives each chapter's page (target-counter): «Anexos .... 14».

@@ -57,8 +57,9 @@ sub vcl_recv {
     if (req.method != "GET" && req.method != "HEAD") {
         return (pass);  # el origen contesta 405
     }
-    # Las respuestas propias del difusor (/_difusor/status.json, /_difusor/health) nunca se guardan.
-    if (req.url ~ "^/_difusor/") {
+    # Las respuestas propias del difusor (/_difusor/status.json, /_difusor/health) nunca se guardan,
+    # salvo la sonda de «difusor check», que se guarda a propósito para probar que la purga funciona.
+    if (req.url ~ "^/_difusor/" && req.url !~ "^/_difusor/sonda-cdn/[0-9a-f]+\.txt$") {
         return (pass);
     }
     # Todo lo demás es un archivo estático del corte, y el origen ignora la cadena de consulta:

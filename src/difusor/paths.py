@@ -105,6 +105,12 @@ class StateLayout:
         return self.root / "shield"
 
     @property
+    def cdn_probes(self) -> Path:
+        """``NAME.txt`` here is served as ``/_difusor/sonda-cdn/NAME.txt``: ``difusor check``
+        changes one and purges it to prove the CDN purges (one name per check, then deleted)."""
+        return self.root / "check" / "sonda-cdn"
+
+    @property
     def publish_lock(self) -> Path:
         return self.root / "publish.lock"
 

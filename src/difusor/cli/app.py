@@ -20,6 +20,7 @@ from typer._click.exceptions import UsageError as _UsageError
 
 from difusor.cli import (
     analytics,
+    compliance,
     configure,
     monitoring,
     publishing,
@@ -53,6 +54,8 @@ COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("incident", monitoring.incident),
     ("takedown", monitoring.takedown),
     ("report", report.report),
+    ("register", compliance.register),
+    ("check", compliance.check),
 ]
 GROUPS: list[tuple[str, str, Mapping[str, Callable[..., Any]]]] = [
     ("simulate", simulate.HELP, simulate.COMMANDS),

@@ -20,7 +20,7 @@ from difusor.config.receive import (
     ReceiveSettings,
     SftpSettings,
 )
-from difusor.config.registration import StaffMember
+from difusor.config.registration import RegistrationSettings, StaffMember
 from difusor.config.site import (
     HeaderRule,
     NginxSettings,
@@ -62,6 +62,7 @@ class Config(Section):
         default_factory=dict, description="Sitios con nombre (prueba, oficial…); vacío = uno solo.")
     feeds: dict[str, FeedEntry] = Field(
         default_factory=dict, description="Autoridades adicionales que alimentan sitios.")
+    registro: RegistrationSettings = RegistrationSettings()
     personal: list[StaffMember] = Field(
         default_factory=list, description="Personal de la operación (registro y memoria).")
 

@@ -57,6 +57,8 @@ class EventKind(StrEnum):
     # sites/: the operation's phase and the test site
     PHASE_SET = "phase_set"
     SIMULACRO_RESET = "simulacro_reset"
+    # compliance/: «difusor check», item by item (the memoria cites it)
+    CHECK = "check"
     # run/: the supervisor
     RUN_STARTED = "run_started"
     RUN_STOPPED = "run_stopped"

@@ -65,7 +65,7 @@ def write_annexes(folder: Path, tables: dict[str, Table]) -> list[dict[str, Any]
         data, count = csv_bytes(header, rows)
         name = f"{stem}.csv"
         names.add(name)
-        _write_atomic(folder / name, data)
+        write_atomic(folder / name, data)
         listed.append({"archivo": f"anexos/{name}", "filas": count,
                        "sha256": hashlib.sha256(data).hexdigest()})
     for old in folder.glob("*.csv"):
@@ -74,7 +74,7 @@ def write_annexes(folder: Path, tables: dict[str, Table]) -> list[dict[str, Any]
     return listed
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     # A reader (or the PDF step) never sees half a file.
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)

@@ -96,7 +96,9 @@ def columns(cfg: Config) -> list[tuple[str, list[Box]]]:
     origins = [_box(f"Origen «{o.name}»", *_origin_detail(cfg, o), kind="origen")
                 for o in origin_settings(cfg)]
     cdns = [_box(f"CDN «{c.label}»", c.kind, c.edge_url, kind="cdn") for c in cfg.cdn]
-    public = [_box("Público", cfg.site.url, kind="público")]
+    # With [sites], each site is a public face of its own (prueba, oficial…).
+    public = [_box(f"Sitio {e.role}", str(e.url), kind="público") for e in cfg.sites.values()] \
+        or [_box("Público", cfg.site.url, kind="público")]
     out = [("Recepción", receivers), ("Publicación", publisher), ("Orígenes", origins)]
     if cdns:
         out.append(("CDN", cdns))

@@ -96,6 +96,7 @@ def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft:
         "arquitectura": {"componentes": components(cfg)},
         "cronologia": cron,
         "simulacros": simulacros(root, cfg, now) if root is not None else [],
+        "revision": compliance_check(ledger, end),
         "disponibilidad": availability,
         "visitas": visits,
         "seguridad": sec,
@@ -134,6 +135,22 @@ def summary_figures(doc: dict[str, Any]) -> dict[str, Any]:
         "incidentes_por_severidad": dict(sorted(severities.items())),
         "ataques_contenidos": sum(1 for a in doc["seguridad"]["ataques"] if a["contenido"]),
     }
+
+
+_STATUS = {"ok": "cumple", "fail": "no cumple", "unverifiable": "no verificable desde el equipo"}
+
+
+def compliance_check(ledger: Ledger, end: datetime) -> dict[str, Any] | None:
+    """The last ``difusor check`` recorded before ``end``, item by item, as it was measured."""
+    until = storable(end)
+    row = next((r for r in ledger.events("check", 500) if r["at"] < until), None)
+    if row is None or not row["detail"]:
+        return None
+    detail = row["detail"]
+    return {"momento": row["at"], "cumple": detail.get("passed"),
+            "puntos": [{"estado": _STATUS.get(i["status"], i["status"]), "inciso": i["clause"],
+                        "requisito": i["title"], "evidencia": i["evidence"]}
+                       for i in detail.get("items", [])]}
 
 
 def site(cfg: Config) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import base64
 import io
 import math
 import mimetypes
-import os
 import re
 import warnings
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from markupsafe import Markup
 from difusor.moments import duration, printed, stored
 from difusor.monitor.incident_sheet import SEVERITY_LABELS
 from difusor.report import sections
-from difusor.report.annexes import Table, write_annexes
+from difusor.report.annexes import Table, write_annexes, write_atomic
 from difusor.report.numbers import grouped
 from difusor.report.operator_text import operator_html
 
@@ -141,7 +140,7 @@ def environment(zone: ZoneInfo) -> Environment:
 _PROLOGUE = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?", re.IGNORECASE)
 
 
-def _inline_svg(svg: str) -> Markup:
+def inline_svg(svg: str) -> Markup:
     # The drawings are ours (charts/map/diagram); an XML prologue is not valid inside HTML.
     return Markup(_PROLOGUE.sub("", svg or "").strip())
 
@@ -161,7 +160,7 @@ def render_html(doc: dict[str, Any], drawings: dict[str, str]) -> str:
     operator = doc.get("texto_operador") or {}
     context = {
         "doc": doc, "zone": zone, "v": sections.derive(doc),
-        "svg": {k: _inline_svg(v) for k, v in drawings.items()},
+        "svg": {k: inline_svg(v) for k, v in drawings.items()},
         "logo": logo_uri((doc.get("sitio") or {}).get("logo")),
         "operator_html": Markup(operator_html(operator.get("archivo")) or ""),
         # In UTC, so the PDF's info dictionary and its XMP state the very same date string.
@@ -235,13 +234,7 @@ def write_pdf(html: str, target: Path, attachments: list[Path], doc: dict[str, A
         pdf = HTML(string=html, base_url=str(target.parent)).write_pdf(
             pdf_variant="pdf/a-3b", attachments=files, pdf_identifier=True,
             custom_metadata=False, optimize_images=False, uncompressed_pdf=False)
-    _write_atomic(target, pdf)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(target, pdf)
 
 
 def write_memoria(doc: dict[str, Any], tables: dict[str, Table], outdir: Path,
@@ -255,6 +248,6 @@ def write_memoria(doc: dict[str, Any], tables: dict[str, Table], outdir: Path,
     csvs = [outdir / a["archivo"] for a in doc["anexos"]]
     html = render_html(doc, drawings if drawings is not None else draw_all(doc, cfg))
     html_path, pdf_path = outdir / HTML_NAME, outdir / PDF_NAME
-    _write_atomic(html_path, html.encode("utf-8"))
+    write_atomic(html_path, html.encode("utf-8"))
     write_pdf(html, pdf_path, csvs, doc)
     return [html_path, pdf_path, *csvs]

@@ -46,6 +46,11 @@ _BEACON_JS_HEADERS = [SERVER, ("Content-Type", "text/javascript; charset=utf-8")
 # The portal's corte widget (docs/portal.md), sent with the contract's no-cache rule.
 _CORTE_JS = (Path(__file__).with_name("corte.js")).read_bytes()
 _STATUS = "/_difusor/status.json"
+# «difusor check» proves the CDN purges with a path here: cacheable on purpose (deploy/varnish).
+CDN_PROBE = "/_difusor/sonda-cdn/"
+_CDN_PROBE_NAME = re.compile(r"[0-9a-f]{16}\.txt")
+_CDN_PROBE_HEADERS = [SERVER, ("Cache-Control", "public, max-age=300"),
+                      ("Content-Type", "text/plain; charset=utf-8")]
 _PREFLIGHT_MAX_AGE = "7200"  # Chromium's ceiling: a browser asks again at most every 2 h
 _SAFE_QUERY = re.compile(r"[!#-~]{1,1024}")  # what may be echoed in a Location header
 # A beacon report: the page (p) and its visible milliseconds (v), at most 12 h (a screen left on
@@ -63,8 +68,10 @@ _perf = time.perf_counter
 
 class DifusorApp:
     def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None,
-                 shield: GateWatcher | None = None, portal_origins: Iterable[str] = ()) -> None:
+                 shield: GateWatcher | None = None, portal_origins: Iterable[str] = (),
+                 cdn_probes: Path | None = None) -> None:
         self.live = live
+        self.cdn_probes = cdn_probes
         self.log = log
         self.gate: Gate | None = None  # set by the shield's watcher; None while idle
         self.shield = shield
@@ -294,6 +301,16 @@ class DifusorApp:
         if path == "/_difusor/corte.js":
             proto.response_bytes(200, self._corte_js_headers, _CORTE_JS)
             return 200, len(_CORTE_JS)
+        name = path[len(CDN_PROBE):]
+        if self.cdn_probes is not None and path.startswith(CDN_PROBE) and \
+                _CDN_PROBE_NAME.fullmatch(name):
+            try:  # read per request: it exists only while «difusor check» runs
+                body = (self.cdn_probes / name).read_bytes()
+            except OSError:
+                body = None
+            if body is not None:
+                proto.response_bytes(200, _CDN_PROBE_HEADERS, body)
+                return 200, len(body)
         proto.response_bytes(404, _NOT_FOUND_HEADERS, _NOT_FOUND)
         return 404, len(_NOT_FOUND)
 
@@ -324,7 +341,8 @@ def _site_app(cfg: config_mod.Config) -> DifusorApp:
            if cfg.web.access_log else None)
     shield = GateWatcher(decisions_path(cfg.state_dir), cfg.shield.allow, cfg.web.workers,
                          lambda _g: None)
-    return DifusorApp(live, policy, log, shield, portal_origins=cfg.site.portal_origins)
+    return DifusorApp(live, policy, log, shield, portal_origins=cfg.site.portal_origins,
+                      cdn_probes=state.cdn_probes)
 
 
 def load_app(config_path: str, _target: str = "") -> Any:

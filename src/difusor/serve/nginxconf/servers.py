@@ -207,12 +207,13 @@ def _site_server(conf: NginxConfig, listen: str) -> str:
 
 
 def _own_paths(conf: NginxConfig) -> list[str]:
-    """``/_difusor/status.json``, ``/health`` and the portal's widget ``corte.js`` go to the
-    embedded server; the rest is 404."""
+    """``/_difusor/status.json``, ``/health``, the portal's widget ``corte.js`` and the CDN
+    probe of ``difusor check`` go to the embedded server; the rest is 404."""
     lines: list[str] = []
-    for path in ("/_difusor/status.json", "/_difusor/health", "/_difusor/corte.js"):
+    for path in ("= /_difusor/status.json", "= /_difusor/health", "= /_difusor/corte.js",
+                 "^~ /_difusor/sonda-cdn/"):
         lines += [
-            f"location = {path} {{",
+            f"location {path} {{",
             f"    proxy_pass {conf.upstream};",
             # With [sites]: the Host the embedded server knows this block's site by.
             *([f"    proxy_set_header Host {conf.upstream_host};"] if conf.upstream_host else []),
