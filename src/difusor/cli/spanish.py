@@ -13,10 +13,9 @@ from typing import Any
 
 import typer
 import typer.main
-import typer.rich_utils as rich_utils
 from typer._click import decorators, formatting
 from typer._click.core import Command
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 HELP = "Muestra esta ayuda y sale."
 OPTIONS = "[OPCIONES]"
@@ -43,8 +42,9 @@ def _install() -> None:
     if _installed:
         return
     _installed = True
-    for name, text in _RICH.items():
-        setattr(rich_utils, name, text)
+    # Rich (and Markdown) load only when a help page is drawn: ≈ 80 ms off every command.
+    for cls in (TyperCommand, TyperGroup):
+        cls.format_help = _in_spanish(cls.format_help)  # type: ignore[method-assign]
     original_help_option = decorators.help_option
 
     def help_option(param_decls: list[str]) -> Any:
@@ -64,6 +64,17 @@ def _install() -> None:
         original_write_usage(self, prog, args, "Uso: " if prefix is None else prefix)
 
     formatting.HelpFormatter.write_usage = write_usage  # type: ignore[method-assign]
+
+
+def _in_spanish(format_help: Any) -> Any:
+    def wrapped(self: Any, ctx: Any, formatter: Any) -> Any:
+        import typer.rich_utils as rich_utils
+
+        for name, text in _RICH.items():
+            setattr(rich_utils, name, text)
+        return format_help(self, ctx, formatter)
+
+    return wrapped
 
 
 def command(app: typer.Typer) -> Command:

@@ -19,7 +19,6 @@ def run_checks(cfg: Config, ledger: Ledger, *, sftp_bytes: int = 200 * 10**6,
     result = CheckResult(site=cfg.site_name or cfg.site.name, started=now())
     steps: list[tuple[str, Callable[[], list[Outcome] | Outcome]]] = [
         ("disco", lambda: transfer.disk(cfg)),
-        ("SFTP (llave y velocidad)", lambda: transfer.sftp(receiver or cfg, sftp_bytes)),
         ("sitio y encabezado de main.json", lambda: web.header_and_web(cfg, ledger)),
         ("HTTPS", lambda: web.https(cfg)),
         ("purga de la CDN", lambda: edge.cdn_purge(cfg)),
@@ -27,6 +26,9 @@ def run_checks(cfg: Config, ledger: Ledger, *, sftp_bytes: int = 200 * 10**6,
         ("escudo", lambda: records.shield(cfg)),
         ("monitor", lambda: records.monitor(cfg, ledger)),
         ("disponibilidad", lambda: records.availability(cfg, ledger)),
+        # Last: the longest, and the one that loads the machine (a test file through the
+        # receiver) — the others measure a quiet site.
+        ("SFTP (llave y velocidad)", lambda: transfer.sftp(receiver or cfg, sftp_bytes)),
     ]
     for label, step in steps:
         progress(f"revisando {label}…")

@@ -24,6 +24,15 @@ HEADER = ("header", "II.1.e", f"Cache-Control: {MAIN_JSON_CACHE_CONTROL} en /jso
 HTTPS = ("https", "II.2.a", "HTTPS válido, TLS 1.2 o más")
 WEB = ("webserver", "II.1.b", "Servidor web que publica el corte vigente")
 TIMEOUT = 10.0
+# OpenSSL's verify codes an operator meets, said in Spanish (x509_vfy.h).
+_VERIFY_CODES = {
+    9: "todavía no es válido (¿reloj del servidor?)",
+    10: "vencido",
+    18: "autofirmado y no es de confianza",
+    19: "la cadena termina en una CA autofirmada que no es de confianza",
+    20: "falta el certificado intermedio o la CA no es de confianza",
+    62: "no corresponde al nombre del sitio",
+}
 
 
 def public_points(cfg: Config) -> list[tuple[str, str]]:
@@ -88,8 +97,9 @@ def https(cfg: Config) -> Outcome:
     try:
         version, der = _handshake(context, host, port)
     except ssl.SSLCertVerificationError as exc:
-        return Outcome.fail(*HTTPS, f"{host}:{port}: certificado no válido: "
-                            f"{exc.verify_message or exc.reason}")
+        why = _VERIFY_CODES.get(exc.verify_code, exc.verify_message or str(exc.reason))
+        return Outcome.fail(*HTTPS, f"{host}:{port}: certificado no válido: {why}",
+                            verify_code=exc.verify_code)
     except (OSError, ssl.SSLError) as exc:
         return Outcome.fail(*HTTPS, f"{host}:{port}: no se pudo negociar TLS: {exc}")
     cert = x509.load_der_x509_certificate(der)
