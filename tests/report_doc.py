@@ -129,6 +129,12 @@ def make_doc(*, empty: bool = False, draft: bool = False) -> dict[str, Any]:
         "revision": {"momento": "2024-06-01T18:00:00+00:00", "cumple": True, "puntos": [
             {"estado": "cumple", "inciso": "II.1.d", "requisito": "SFTP a 40 MB/s o más",
              "evidencia": "SFTP 127.0.0.1:2222: 200 MB en 1.9 s = 105.3 MB/s"}]},
+        "integridad": {"url": "https://prep.example.mx/_difusor/cortes.json",
+                       "huella": "SHA256:qynDZhUQhwfcLK7AcW/ErtDPIrbhLh1nEoo2/jqessQ",
+                       "entradas": 42, "en_periodo": 40,
+                       "cabeza": {"seq": 42, "hash": "ab" * 32, "tipo": "publish",
+                                  "corte": "20241208_2350", "momento": f"{T}23:51:02-06:00"},
+                       "verificaciones": {"hechas": 1234, "fallidas": 0, "puntos": 3}},
         "anexos": [],
     }
     if empty:

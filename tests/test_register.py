@@ -114,9 +114,14 @@ def test_the_fingerprint_is_the_one_ssh_keygen_prints(tmp_path: Path) -> None:
     assert [k["huella"] for k in sheet["llaves"]] == [listed[1]]
     assert sheet["host"] == "203.0.113.10" and sheet["usuario"] == cfg.sftp.user
     assert sheet["puerto"] == config_mod.parse_address(cfg.sftp.listen)[1]
+    chain = doc["integridad"]
+    assert chain["huella"].startswith("SHA256:") and chain["cadenas"] == [
+        "https://prueba.radio-irimbo.mx/_difusor/cortes.json",
+        "https://prep.radio-irimbo.mx/_difusor/cortes.json"]
     html_kit = tmp_path / "kit"
     cli(config, "--output", str(html_kit))
     assert listed[1] in (html_kit / "registro-difusor.html").read_text()
+    assert chain["huella"] in (html_kit / "registro-difusor.html").read_text()
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ public = true
 """
 CONTRACT = {"version", "generado", "borrador", "periodo", "sitio", "resumen", "arquitectura",
             "cronologia", "disponibilidad", "visitas", "seguridad", "incidentes", "hallazgos",
-            "recomendaciones", "texto_operador", "anexos", "metodologia", "simulacros", "revision"}
+            "recomendaciones", "texto_operador", "anexos", "metodologia", "simulacros", "revision",
+            "integridad"}
 # The published cortes are stamped by the wall clock: the operation is "the last two hours".
 T0 = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
 T1 = T0 + timedelta(hours=3)

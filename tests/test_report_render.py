@@ -119,7 +119,8 @@ def test_pdf_has_every_section_and_incident_field(build) -> None:
     for expected in ("Resultados Irimbo", "Instituto Electoral de Irimbo", "18,342", "12,045",
                      "99.973 %", "Geolocalización: DB-IP (db-ip.com), CC BY 4.0",
                      "sin registrar", "PREP-03", "Michoacán", "memoria.md",
-                     "Revisión contra la convocatoria", "105.3 MB/s"):
+                     "Revisión contra la convocatoria", "105.3 MB/s",
+                     "Cadena pública de cortes", "1,234 verificaciones"):
         assert expected in text, expected
     assert "BORRADOR" not in text
     # The table of contents gives each chapter's page (target-counter): «Anexos .... 14».

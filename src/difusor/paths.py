@@ -28,6 +28,17 @@ def private_file(path: Path, mode: int = PRIVATE_FILE) -> Path:
     return path
 
 
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """A key or secret written whole (temporary name, then a rename) and never readable by
+    others, not even for a moment."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)  # the umask only takes bits away; an old .tmp may have kept its mode
+    os.replace(tmp, path)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a folder's entries (a rename, a new file) durable: its own fsync."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -109,6 +120,12 @@ class StateLayout:
         """``NAME.txt`` here is served as ``/_difusor/sonda-cdn/NAME.txt``: ``difusor check``
         changes one and purges it to prove the CDN purges (one name per check, then deleted)."""
         return self.root / "check" / "sonda-cdn"
+
+    @property
+    def integrity(self) -> Path:
+        """What ``/_difusor/cortes.json``, ``/_difusor/cortes/N.json`` and
+        ``/_difusor/manifest/<corte>.json`` answer: the public chain and each corte's files."""
+        return self.root / "integrity"
 
     @property
     def publish_lock(self) -> Path:

@@ -22,6 +22,7 @@ from difusor.cli import (
     analytics,
     compliance,
     configure,
+    integrity,
     monitoring,
     publishing,
     report,
@@ -56,6 +57,7 @@ COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("report", report.report),
     ("register", compliance.register),
     ("check", compliance.check),
+    ("verify", integrity.verify),
 ]
 GROUPS: list[tuple[str, str, Mapping[str, Callable[..., Any]]]] = [
     ("simulate", simulate.HELP, simulate.COMMANDS),

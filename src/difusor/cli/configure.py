@@ -85,6 +85,9 @@ def init(
     cfg = config_mod.load(target)
     StateLayout(cfg.state_dir).create()
     ledger_for(cfg).close()
+    from difusor.integrity.signing import fingerprint, key_path, load_or_create, public_b64
+
+    signing = load_or_create(key_path(cfg))  # the chain's key: its fingerprint goes in the kit
     out.print(f"Listo: {target}")
     out.print(f"  estado en {cfg.state_dir}")
     for site_name, entry in cfg.sites.items():
@@ -92,6 +95,8 @@ def init(
     if self_signed_tls:
         out.print(f"  HTTPS con certificado autofirmado de desarrollo: {directory / tls[0]} "
                   "(90 días; en producción, uno de una CA: docs/nginx.md)")
+    out.print(f"  llave de la cadena pública de cortes: {key_path(cfg)} "
+              f"({fingerprint(public_b64(signing))})", markup=False)
     out.print(f"  siguiente paso: difusor publish PAQUETE --config {target}")
 
 

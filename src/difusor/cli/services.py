@@ -107,7 +107,7 @@ def probe(
         report_to, token, name=name or socket.gethostname().split(".")[0],
         targets=[Target.parse(spec) for spec in target or []], interval=interval,
         timeout=monitor.timeout, degraded_ms=monitor.degraded_ms,
-        tls_warn_days=monitor.tls_warn_days, ca_file=ca_file,
+        tls_warn_days=monitor.tls_warn_days, ca_file=ca_file, sample=monitor.sample,
         log=lambda line: err.print(line, markup=False))
 
     def show(done: Round) -> None:

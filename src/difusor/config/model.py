@@ -23,6 +23,7 @@ from difusor.config.receive import (
 from difusor.config.registration import RegistrationSettings, StaffMember
 from difusor.config.site import (
     HeaderRule,
+    IntegritySettings,
     NginxSettings,
     SiteSettings,
     StateSettings,
@@ -45,6 +46,7 @@ class Config(Section):
     package: PackageSettings = PackageSettings()
     corte: CorteSettings = CorteSettings()
     store: StoreSettings = StoreSettings()
+    integrity: IntegritySettings = IntegritySettings()
     nginx: NginxSettings = NginxSettings()
     monitor: MonitorSettings = MonitorSettings()
     alerts: AlertSettings = AlertSettings()

@@ -75,6 +75,13 @@ class StateSettings(Section):
     )
 
 
+class IntegritySettings(Section):
+    key: str = Field("keys/integrity_ed25519", description="Llave privada Ed25519 con que se "
+                     "firma cada entrada de la cadena pública de cortes (se crea si no existe).")
+    page_size: int = Field(1000, ge=10, le=100_000, description="Entradas por página de "
+                           "/_difusor/cortes.json (las páginas llenas ya no cambian).")
+
+
 class StoreSettings(Section):
     gzip_level: int = Field(6, ge=1, le=9, description="Nivel de las variantes .gz.")
     brotli_quality: int = Field(5, ge=0, le=11, description="Calidad de las variantes .br.")

@@ -9,6 +9,7 @@ stage's records, a mixin over that connection; ``Ledger`` puts them together.
 
 from __future__ import annotations
 
+from difusor.ledger.chain import ChainMixin
 from difusor.ledger.db import utcnow
 from difusor.ledger.events import EventKind, EventsMixin
 from difusor.ledger.incidents import IncidentsMixin
@@ -21,5 +22,5 @@ __all__ = ["ActivationRow", "EventKind", "Ledger", "ReleaseRow", "utcnow"]
 
 
 class Ledger(PackagesMixin, ReleasesMixin, OriginsMixin, ProbesMixin, IncidentsMixin,
-             EventsMixin):
+             EventsMixin, ChainMixin):
     """A connection to the ledger; safe to share between threads of one process."""

@@ -102,6 +102,14 @@ SCHEMA = [
     );
     CREATE INDEX incidents_open ON incidents(state, kind, target);
     """,
+    # version 3: the public chain of cortes (integrity/), append-only
+    """
+    CREATE TABLE chain (
+        seq INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        entry TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -57,6 +57,8 @@ class EventKind(StrEnum):
     # sites/: the operation's phase and the test site
     PHASE_SET = "phase_set"
     SIMULACRO_RESET = "simulacro_reset"
+    # integrity/: the public chain could not be written (the corte is live all the same)
+    INTEGRITY_FAILED = "integrity_failed"
     # compliance/: «difusor check», item by item (the memoria cites it)
     CHECK = "check"
     # run/: the supervisor

@@ -84,3 +84,14 @@ class ProbesMixin(LedgerDB):
         """The first and last probe times (ISO-8601 UTC), or (None, None) without probes."""
         row = self._db.execute("SELECT min(at), max(at) FROM probes").fetchone()
         return (row[0], row[1]) if row else (None, None)
+
+    def chain_verifications(self, since: str, until: str) -> dict[str, Any]:
+        """The public chain's checks made by probes in ``[since, until)``: how many, how many
+        failed, from how many vantage points (monitor/chaincheck.py puts them in ``detail``)."""
+        row = self._db.execute(
+            "SELECT count(*) AS made, "
+            "coalesce(sum(json_extract(detail, '$.chain.ok') = 0), 0) AS failed, "
+            "count(DISTINCT vantage) AS vantages FROM probes "
+            "WHERE at >= ? AND at < ? AND json_extract(detail, '$.chain.ok') IS NOT NULL",
+            (since, until)).fetchone()
+        return {"hechas": row["made"], "fallidas": row["failed"], "puntos": row["vantages"]}

@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 
 from difusor.errors import DifusorError
+from difusor.monitor.chaincheck import ChainCheck
 from difusor.monitor.expected import Expected
-from difusor.monitor.probe import ProbeResult, probe_target
+from difusor.monitor.probe import ProbeResult, make_client, probe_target
 
 API_TIMEOUT = 15.0
 
@@ -56,7 +57,7 @@ class ProbeAgent:
     def __init__(self, report_to: str, token: str, *, name: str,
                  targets: Sequence[Target] = (), interval: float = 30.0, timeout: float = 10.0,
                  degraded_ms: float = 2000.0, tls_warn_days: int = 14, ca_file: str = "",
-                 log: Callable[[str], None] | None = None) -> None:
+                 sample: int = 5, log: Callable[[str], None] | None = None) -> None:
         base = report_to.rstrip("/")
         for suffix in ("/report", "/expected"):
             base = base.removesuffix(suffix)
@@ -73,6 +74,7 @@ class ProbeAgent:
         self.tls_warn_days = tls_warn_days
         self.ca_file = ca_file
         self.log = log or (lambda _line: None)
+        self.chain = ChainCheck(sample)
         self._api = httpx.Client(
             verify=ssl.create_default_context(cafile=ca_file or None), timeout=API_TIMEOUT,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "difusor-sondeo"})
@@ -95,9 +97,13 @@ class ProbeAgent:
         if not targets:
             raise DifusorError("no hay objetivos: el servidor no indicó ninguno; usa "
                                "--target NOMBRE=URL")
-        results = [probe_target(t.name, t.url, expected, timeout=self.timeout,
-                                degraded_ms=self.degraded_ms, tls_warn_days=self.tls_warn_days,
-                                ca_file=self.ca_file) for t in targets]
+        results = []
+        for t in targets:
+            result = probe_target(t.name, t.url, expected, timeout=self.timeout,
+                                  degraded_ms=self.degraded_ms,
+                                  tls_warn_days=self.tls_warn_days, ca_file=self.ca_file)
+            with make_client(self.timeout, self.ca_file) as client:  # verify's check, from here
+                results.append(self.chain.apply(result, t.url, client))
         answer = self._call("POST", "/report", json={
             "vantage": self.name, "interval_s": self.interval,
             "results": [r.ledger_fields() for r in results]})

@@ -31,9 +31,10 @@ from difusor.config import Config, parse_address
 from difusor.config.operation import DISK_THRESHOLDS
 from difusor.ledger import Ledger, utcnow
 from difusor.monitor import disk
+from difusor.monitor.chaincheck import ChainCheck
 from difusor.monitor.expected import Expected, expected_state
 from difusor.monitor.incidents import IncidentTracker, Notify
-from difusor.monitor.probe import DOWN, ProbeResult, probe_target
+from difusor.monitor.probe import DOWN, ProbeResult, make_client, probe_target
 from difusor.paths import StateLayout
 from difusor.publish.activate import live_release
 from difusor.store.layout import StoreLayout
@@ -83,6 +84,7 @@ class Monitor:
         self.tracker = IncidentTracker(cfg, ledger, on_incident=on_incident, log=self.log)
         self._offset = 0
         self._remote_since: str | None = None
+        self.chain = ChainCheck(cfg.monitor.sample)
 
     def run(self, stop: threading.Event) -> None:
         interval = self.cfg.monitor.interval
@@ -177,6 +179,9 @@ class Monitor:
                               degraded_ms=monitor.degraded_ms,
                               tls_warn_days=monitor.tls_warn_days, ca_file=target.ca_file,
                               host=target.host)
+        with make_client(monitor.timeout, target.ca_file, target.host) as client:
+            result = self.chain.apply(result, target.url, client,
+                                      required=self.ledger.chain_head() is not None)
         return at, result
 
     def _authority(self) -> tuple[str | None, str | None]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from difusor.integrity.record import record_takedown
+from difusor.ledger import utcnow
 from difusor.paths import fsync_dir
 from difusor.publish.activate import bump_generation, live_release, wait_served
 from difusor.publish.publisher import Publisher
@@ -40,6 +42,7 @@ def clear_site(publisher: Publisher, *, by: str) -> ClearOutcome:
                          dirs=p.dirs, objects=p.objects)
         if p.two_phase:
             p.origins.prune(set())
+        record_takedown(p.cfg, p.ledger, utcnow(), kind="reset")
         p.ledger.event(
             "simulacro_reset",
             f"sitio vaciado por {by}: {len(result.releases)} cortes retirados"

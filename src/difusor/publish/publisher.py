@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from difusor.config import Config
 from difusor.errors import PackageRefused
+from difusor.integrity.record import record_activation
 from difusor.ledger import Ledger, ReleaseRow, utcnow
 from difusor.package.corte import corte_id
 from difusor.package.names import folders
@@ -152,7 +153,8 @@ class Publisher:
     def recover(self) -> None:
         self.prepare()
         recover(self.layout, self.state, self.ledger, origins=lambda: self.origins,
-                finish=self.finish)
+                finish=self.finish, chained=lambda release, activation: record_activation(
+                    self.cfg, self.ledger, self.manifests.load(release), activation))
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -296,10 +298,12 @@ class Publisher:
         generation, report = self.switch(manifest, live_id, "publish", package_id, t)
         t.mark("activado")
         changed, removed = changes if changes is not None else changed_paths(live, manifest)
-        self.ledger.activated(
+        activation = self.ledger.activated(
             release_id, live_id, "publish", package_id,
             message=f"corte {release_id} en línea ({len(changed)} archivos nuevos o cambiados)",
         )
+        record_activation(self.cfg, self.ledger, manifest, activation)
+        t.mark("cadena")
         self.records.kept(intake, package_id)
         self.ledger.event("timings", "tiempos de publicación", package_id=package_id,
                           release_id=release_id, detail=t.laps)

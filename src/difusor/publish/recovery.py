@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-from difusor.ledger import Ledger
+from difusor.ledger import ActivationRow, Ledger
 from difusor.paths import StateLayout
 from difusor.publish.activate import bump_generation, live_release, site_release
 from difusor.publish.origins import JOURNAL, OriginSet
@@ -20,9 +20,10 @@ from difusor.store.layout import StoreLayout
 
 
 def recover(layout: StoreLayout, state: StateLayout, ledger: Ledger, *,
-            origins: Callable[[], OriginSet], finish: Callable[[str], None]) -> None:
+            origins: Callable[[], OriginSet], finish: Callable[[str], None],
+            chained: Callable[[str, ActivationRow], None] = lambda _r, _a: None) -> None:
     """``origins`` loads the origins only when a switch was cut short; ``finish`` makes the live
-    corte's tree and spare."""
+    corte's tree and spare; ``chained`` appends a recovered activation to the public chain."""
     for folder in (layout.tmp, layout.build):
         for leftover in folder.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
@@ -34,11 +35,12 @@ def recover(layout: StoreLayout, state: StateLayout, ledger: Ledger, *,
     last = ledger.last_activation()
     if live and (last is None or last.release_id != live):
         row = ledger.release(live)
-        ledger.activated(
+        activation = ledger.activated(
             live, last.release_id if last else None, "recovery",
             row.package_id if row else None,
             message=f"corte {live} en línea (activación recuperada tras una interrupción)",
         )
+        chained(live, activation)
         bump_generation(layout)
     if (layout.root / JOURNAL).exists():  # a two-phase switch was cut short
         origins().recover(live)

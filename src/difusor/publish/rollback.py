@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from difusor.errors import NotFound
+from difusor.integrity.record import record_activation
 from difusor.publish.activate import live_release
 from difusor.publish.publisher import Publisher
 
@@ -21,11 +22,13 @@ def rollback(publisher: Publisher, release_id: str | None = None) -> str:
             )
         if target == live:
             raise NotFound(f"el corte {target} ya es el que está en línea")
-        generation, _report = p.switch(p.manifests.load(target), live, "rollback", None)
-        p.ledger.activated(
+        manifest = p.manifests.load(target)
+        generation, _report = p.switch(manifest, live, "rollback", None)
+        activation = p.ledger.activated(
             target, live, "rollback", None,
             message=f"vuelta atrás: corte {target} en línea (antes {live})",
         )
+        record_activation(p.cfg, p.ledger, manifest, activation)
         p.after_switch(target, generation)
     return target
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from difusor.config import Config
-from difusor.ledger import Ledger
+from difusor.integrity.record import record_takedown
+from difusor.ledger import Ledger, utcnow
 from difusor.paths import StateLayout, fsync_dir
 from difusor.publish.activate import bump_generation, live_release, wait_served
 from difusor.publish.publock import publish_lock
@@ -48,6 +49,7 @@ def takedown(cfg: Config, ledger: Ledger, *, now: datetime, allowed_from: dateti
             fsync_dir(layout.root)
         served = wait_served(layout, bump_generation(layout), timeout=2.0)
         elsewhere = remote_copies(cfg)
+        record_takedown(cfg, ledger, utcnow())
         ledger.event(
             "takedown",
             f"sitio retirado (fin de la operación más {cfg.operation.keep_hours:g} h)"

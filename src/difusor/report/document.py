@@ -25,6 +25,7 @@ from difusor.ledger import Ledger
 from difusor.moments import in_zone, storable
 from difusor.report.chronology import chronology, percentiles
 from difusor.report.findings import findings, recommendations
+from difusor.report.integrity import integrity_doc
 from difusor.report.security import security
 from difusor.report.simulacros import simulacros
 
@@ -97,6 +98,7 @@ def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft:
         "cronologia": cron,
         "simulacros": simulacros(root, cfg, now) if root is not None else [],
         "revision": compliance_check(ledger, end),
+        "integridad": integrity_doc(cfg, ledger, start, end),
         "disponibilidad": availability,
         "visitas": visits,
         "seguridad": sec,

@@ -125,6 +125,18 @@ def sftp_sheet(cfg: Config) -> dict[str, Any]:
     }
 
 
+def integrity_sheet(cfg: Config) -> dict[str, Any]:
+    """The key that signs the public chain of cortes (made now if missing): with its
+    fingerprint the authority, or anyone, pins ``difusor verify --key``."""
+    from difusor.integrity.published import CHAIN_PATH
+    from difusor.integrity.signing import fingerprint, key_path, load_or_create, public_b64
+
+    public = public_b64(load_or_create(key_path(cfg)))
+    urls = [str(e.url) for e in cfg.sites.values()] or [str(cfg.site.url)]
+    return {"algoritmo": "Ed25519", "llave_publica": public, "huella": fingerprint(public),
+            "cadenas": [u.rstrip("/") + CHAIN_PATH for u in urls]}
+
+
 def missing(cfg: Config, sheet: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """What the convocatoria requires and the file lacks: (what, the key to fill)."""
     sheet = sheet or sftp_sheet(cfg)
@@ -154,6 +166,7 @@ def kit(cfg: Config, now: datetime | None = None) -> dict[str, Any]:
         "personal": [{"nombre": p.name, "rol": p.role, "telefono": p.phone or None,
                       "correo": p.email or None} for p in cfg.personal],
         "componentes": components(cfg),
+        "integridad": integrity_sheet(cfg),
         "faltantes": missing(cfg, sheet),
     }
 

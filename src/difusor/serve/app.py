@@ -49,6 +49,9 @@ _STATUS = "/_difusor/status.json"
 # «difusor check» proves the CDN purges with a path here: cacheable on purpose (deploy/varnish).
 CDN_PROBE = "/_difusor/sonda-cdn/"
 _CDN_PROBE_NAME = re.compile(r"[0-9a-f]{16}\.txt")
+# The public chain of cortes (integrity/published.py writes these files; nginx serves the same).
+_CHAIN_FILES = re.compile(r"/_difusor/(cortes\.json|cortes/[0-9]{1,9}\.json|"
+                          r"manifest/[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.json)")
 _CDN_PROBE_HEADERS = [SERVER, ("Cache-Control", "public, max-age=300"),
                       ("Content-Type", "text/plain; charset=utf-8")]
 _PREFLIGHT_MAX_AGE = "7200"  # Chromium's ceiling: a browser asks again at most every 2 h
@@ -69,9 +72,10 @@ _perf = time.perf_counter
 class DifusorApp:
     def __init__(self, live: LiveRelease, policy: HeaderPolicy, log: AccessLog | None,
                  shield: GateWatcher | None = None, portal_origins: Iterable[str] = (),
-                 cdn_probes: Path | None = None) -> None:
+                 cdn_probes: Path | None = None, integrity: Path | None = None) -> None:
         self.live = live
         self.cdn_probes = cdn_probes
+        self.integrity = integrity
         self.log = log
         self.gate: Gate | None = None  # set by the shield's watcher; None while idle
         self.shield = shield
@@ -301,6 +305,15 @@ class DifusorApp:
         if path == "/_difusor/corte.js":
             proto.response_bytes(200, self._corte_js_headers, _CORTE_JS)
             return 200, len(_CORTE_JS)
+        chain = _CHAIN_FILES.fullmatch(path) if self.integrity is not None else None
+        if chain is not None and self.integrity is not None:
+            try:  # small files, rarely asked for: read each time, never stale
+                body = (self.integrity / chain.group(1)).read_bytes()
+            except OSError:
+                body = None
+            if body is not None:
+                proto.response_bytes(200, self._json_headers, body)
+                return 200, len(body)
         name = path[len(CDN_PROBE):]
         if self.cdn_probes is not None and path.startswith(CDN_PROBE) and \
                 _CDN_PROBE_NAME.fullmatch(name):
@@ -342,7 +355,7 @@ def _site_app(cfg: config_mod.Config) -> DifusorApp:
     shield = GateWatcher(decisions_path(cfg.state_dir), cfg.shield.allow, cfg.web.workers,
                          lambda _g: None)
     return DifusorApp(live, policy, log, shield, portal_origins=cfg.site.portal_origins,
-                      cdn_probes=state.cdn_probes)
+                      cdn_probes=state.cdn_probes, integrity=state.integrity)
 
 
 def load_app(config_path: str, _target: str = "") -> Any:

@@ -26,7 +26,7 @@ from pathlib import Path
 import asyncssh
 
 from difusor.config import Config
-from difusor.receive.sftp.keyfiles import write_key_file
+from difusor.paths import write_private
 
 CHECK_KEY_NAME = "check_ed25519"
 CHECK_COMMENT = "difusor-verificacion"
@@ -52,8 +52,8 @@ def check_key(cfg: Config) -> Path:
         return path
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = asyncssh.generate_private_key("ssh-ed25519", comment=CHECK_COMMENT)
-    write_key_file(path, key.export_private_key(), 0o600)  # OpenSSH format: the sftp binary reads it
-    write_key_file(pub, key.export_public_key(), 0o644)
+    write_private(path, key.export_private_key(), 0o600)  # OpenSSH format: the sftp binary reads it
+    write_private(pub, key.export_public_key(), 0o644)
     _give_to_state_owner(cfg, [path.parent, path, pub])
     return path
 
@@ -83,7 +83,7 @@ def check_authorized_keys(cfg: Config) -> Path:
             return target
     except OSError:
         pass
-    write_key_file(target, text.encode(), 0o644)
+    write_private(target, text.encode(), 0o644)
     _give_to_state_owner(cfg, [target])
     return target
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from difusor.config import Config
 from difusor.headers import REVALIDATE
+from difusor.paths import StateLayout
 from difusor.serve.app import _NOT_FOUND as NOT_FOUND_PAGE
 from difusor.serve.nginxconf.syntax import add_header, indent, optional, quote
 from difusor.serve.nginxconf.tls import tls_directives
@@ -222,6 +223,20 @@ def _own_paths(conf: NginxConfig) -> list[str]:
             "    proxy_connect_timeout 2s;",
             "    proxy_read_timeout 5s;",
             *_headers(conf, ()),
+            "}",
+        ]
+    # The public chain of cortes and each corte's manifest: files nginx serves itself, with
+    # the no-cache rule of main.json (integrity/published.py writes them whole).
+    folder = StateLayout(conf.cfg.state_dir).integrity.absolute()
+    for match, target in (("= /_difusor/cortes.json", folder / "cortes.json"),
+                          ("^~ /_difusor/cortes/", f"{folder / 'cortes'}/"),
+                          ("^~ /_difusor/manifest/", f"{folder / 'manifest'}/")):
+        lines += [
+            f"location {match} {{",
+            f"    alias {quote(str(target))};",
+            "    types { }",
+            "    default_type application/json;",
+            *_headers(conf, conf.policy.main_headers()),
             "}",
         ]
     lines += [
