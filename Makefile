@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 # poppler-utils: the memoria's tests read its PDF (pdftotext, pdftoppm); WeasyPrint draws with
 # Pango and the DejaVu fonts. nodejs: the portal widget's tests run corte.js against a fake page.
 # systemd (systemd-analyze) and logrotate: the production unit and log rotation in deploy/.
+# wget: the anchor of bench/verify.py.
 DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish \
 	goaccess nftables iproute2 poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
-	nodejs systemd logrotate
+	nodejs systemd logrotate wget
 
 .PHONY: demo demo-fast test test-fast lint deps install lock upgrade bench clean docs
 
@@ -51,7 +52,7 @@ demo-fast: install
 
 deps:
 	@missing=""; for b in nginx wrk rsync unzip zip sshd sftp chromium chromedriver varnishd goaccess nft ip \
-	  pdftotext pdftoppm node systemd-analyze logrotate; do \
+	  pdftotext pdftoppm node systemd-analyze logrotate wget; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing pango"; \
 	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu"; \
@@ -79,6 +80,7 @@ test-fast: install lint
 bench: install deps
 	$(BIN)/python bench/serve_throughput.py
 	$(BIN)/python bench/publish_latency.py
+	$(BIN)/python bench/verify.py
 
 clean:
 	rm -rf $(VENV) .uv-boot demo-state bench/out .pytest_cache

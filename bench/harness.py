@@ -334,3 +334,52 @@ def versions() -> dict[str, str]:
         "wrk": first_line(["wrk", "-v"]),
         "rsync": first_line(["rsync", "--version"]),
     }
+
+
+# -- nginx with the generated configuration, and what a process group cost ---------------------
+
+def start_generated_nginx(site: DifusorSite, prefix: Path, port: int, **nginx: Any) -> Child:
+    """nginx with the configuration ``difusor nginx-config`` generates for ``site``, in its own
+    ``prefix``; ``nginx`` overrides fields of the site's ``[nginx]`` section (e.g. a higher
+    ``limit_req_rate``: a benchmark from one loopback address is one client)."""
+    from difusor.serve.nginxconf import NginxConfig, standalone
+
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    cfg = site.cfg.model_copy(update={"nginx": site.cfg.nginx.model_copy(
+        update={"listen": port, "access_log": str(prefix / "access.log"), **nginx})})
+    include = prefix / "difusor-nginx.conf"
+    include.write_text(NginxConfig(cfg).render())
+    user = None
+    if os.geteuid() == 0:  # the master is root: workers drop to nobody (with its real group)
+        nobody = pwd.getpwnam("nobody")
+        user = f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
+    conf = prefix / "nginx.conf"
+    conf.write_text(standalone(include, prefix, user=user))
+    argv = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
+            "-g", "daemon off;"]
+    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=20)
+    if check.returncode != 0:
+        raise BenchError(f"nginx -t refused the generated configuration:\n{check.stderr}")
+    child = Child("nginx", argv, prefix / "nginx.out")
+    wait_serving(child, f"http://127.0.0.1:{port}/")
+    return child
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(child: Child) -> float:
+    """User + system CPU seconds of the live processes in ``child``'s process group (a server
+    and its workers), from /proc: read it before and after some work to charge the server."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        if int(fields[2]) == child.proc.pid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _CLOCK_TICKS

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import grp
-import os
-import pwd
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    NGINX,
     BenchError,
     Child,
     DifusorSite,
@@ -38,13 +34,13 @@ from harness import (
     make_site,
     open_for_nginx,
     print_load,
+    start_generated_nginx,
     wait_serving,
 )
 from results import table, write_result
 
 from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import archive_bytes
-from difusor.serve.nginxconf import NginxConfig, standalone
 from difusor.shield.drill import KINDS, Drill, DrillPlan
 
 NAME = "shield_drill"
@@ -121,22 +117,8 @@ def start_nginx(site: DifusorSite, prefix: Path) -> tuple[Child, str, str]:
 
 
 def _start_nginx(site: DifusorSite, prefix: Path, port: int) -> tuple[Child, str, str]:
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    cfg = site.cfg.model_copy(update={"nginx": site.cfg.nginx.model_copy(
-        update={"listen": port, "access_log": str(prefix / "access.log")})})
-    include = prefix / "difusor-nginx.conf"
-    text = NginxConfig(cfg).render()
-    include.write_text(text)
-    user = None
-    if os.geteuid() == 0:  # the master is root: workers drop to nobody (with its real group)
-        nobody = pwd.getpwnam("nobody")
-        user = f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
-    conf = prefix / "nginx.conf"
-    conf.write_text(standalone(include, prefix, user=user))
-    argv = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
-            "-g", "daemon off;"]
-    child = Child("nginx", argv, prefix / "nginx.out")
-    wait_serving(child, f"http://127.0.0.1:{port}/")
+    child = start_generated_nginx(site, prefix, port)
+    text = (prefix / "difusor-nginx.conf").read_text()
     limits = [x.strip() for x in text.splitlines() if "limit_req" in x and not x.strip()
               .startswith("#")]
     return child, f"http://127.0.0.1:{port}/", " ".join(dict.fromkeys(limits))

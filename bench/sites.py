@@ -228,3 +228,17 @@ def national_main(when: datetime, counted: int, expected: int) -> bytes:
                      for (s, n, c), v in zip(PARTIES, votes, strict=True)],
         "entidades": per_state,
     }) + b"\n"
+
+
+# -- a page that links every file (added for bench/verify.py) ---------------------------------------
+
+def listing_page(paths: list[str], title: str = "Archivos del corte (sintético)") -> bytes:
+    """An HTML page with one relative link per path, so a crawler (``wget -r -l 1``) started on
+    it fetches exactly those files. For synthetic bench cortes only: a real corte is the
+    authority's package and nothing is ever added to it."""
+    from html import escape
+    from urllib.parse import quote
+
+    links = "\n".join(f'<li><a href="{escape(quote(p))}">{escape(p)}</a></li>' for p in paths)
+    return (f"<!doctype html>\n<meta charset=utf-8>\n<title>{escape(title)}</title>\n"
+            f"<ul>\n{links}\n</ul>\n").encode()

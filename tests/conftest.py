@@ -184,6 +184,15 @@ def server(site: Site) -> Iterator[ServerProcess]:
     proc.stop()
 
 
+def answers(url: str, *, verify: bool = True) -> bool:
+    """Anything answers HTTP at ``url`` + ``/_difusor/health`` (a server that is up)."""
+    try:
+        httpx.get(url.rstrip("/") + "/_difusor/health", timeout=1, verify=verify)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,
                step: float = 0.02) -> None:
     """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds.

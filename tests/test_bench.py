@@ -115,3 +115,20 @@ def test_memoria_quick(tmp_path: Path) -> None:
         assert data["summary"]["seconds"] > 0 and data["ratio"] > 0
         assert data["pdf_bytes"] > 0 and data["html_bytes"] > 0
     assert result["month"]["data"]["probes"] == 2 * 8640  # a day of two targets every 10 s
+
+
+@pytest.mark.slow
+def test_verify_quick(tmp_path: Path) -> None:
+    if not shutil.which("wget") and not Path("/usr/bin/wget").exists():
+        pytest.skip("falta wget (apt-get install wget)")
+    result = run_quick("verify.py", tmp_path)
+    files = result["settings"]["files"]
+    assert files > 500 and result["settings"]["casillas"] == 500
+    assert set(result["summary"]) == {"difusor", "nginx"}
+    for row in result["summary"].values():
+        # Both sides fetched the whole corte: wget counted on disk, verify checked == files.
+        assert row["wget"]["files"] == row["verify"]["files"] == files
+        assert row["wget"]["median_s"] > 0 and row["verify"]["median_s"] > 0
+        assert len(row["pair_ratios"]) == 1
+    assert len(result["runs"]) == 2 * 1 * 2  # servers × pairs × sides, no warm-up
+    assert result["ratio"] > 0 and result["anchor"].startswith("wget -r -l 1 ")

@@ -22,9 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port, minimal_site, stop_group, wait_until
+from conftest import answers, free_port, minimal_site, stop_group, wait_until
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -70,14 +69,6 @@ class Install:
 
     def reload_nginx(self) -> None:
         subprocess.run([*self.nginx_argv, "-s", "reload"], check=True, timeout=20)
-
-
-def _answers(url: str, **kw: object) -> bool:
-    try:
-        httpx.get(url, timeout=1, **kw)  # type: ignore[arg-type]
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 def _check_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -155,12 +146,12 @@ ca_file = "keys/tls.crt"
         # nginx first: the monitor's first round must find the public URL up.
         procs.append(subprocess.Popen([*argv, "-g", "daemon off;"], start_new_session=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_until(lambda: _answers(public + "/_difusor/health", verify=False), 30, "nginx")
+        wait_until(lambda: answers(public, verify=False), 30, "nginx")
         with (root / "run.out").open("wb") as out:
             procs.insert(0, subprocess.Popen(
                 [sys.executable, "-m", "difusor", "run", "--config", str(config)], stdout=out,
                 stderr=out, env=env, start_new_session=True))
-        wait_until(lambda: _answers(f"http://127.0.0.1:{ports['web']}/_difusor/health"), 30,
+        wait_until(lambda: answers(f"http://127.0.0.1:{ports['web']}"), 30,
                    "difusor run sirviendo")
         varnish.start()
         probe = subprocess.run(

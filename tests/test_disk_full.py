@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Site, free_port, make_site, minimal_site
+from conftest import Site, answers, free_port, make_site, minimal_site
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"),
@@ -104,7 +104,7 @@ def test_run_publishes_the_package_once_there_is_room_and_the_disk_is_watched(tm
             time.sleep(0.1)
 
     try:
-        wait(lambda: corte() is None and _answers(url), 30, "difusor run responde")
+        wait(lambda: corte() is None and answers(url), 30, "difusor run responde")
         hand_over(first)
         wait(lambda: corte() == "20241208_2030", 30, "el primer corte en línea")
         hand_over(big)
@@ -124,14 +124,6 @@ def test_run_publishes_the_package_once_there_is_room_and_the_disk_is_watched(tm
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "Traceback" not in out, out
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url + "/_difusor/health", timeout=1)
-        return True
-    except httpx.TransportError:
-        return False
 
 
 def _refused_no_space(inside, config: Path) -> bool:

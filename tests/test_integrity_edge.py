@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess, Site, free_port, make_site, stop_group, wait_until
+from conftest import ServerProcess, Site, answers, free_port, make_site, stop_group, wait_until
 from test_integrity import night
 from test_varnish import VARNISHD, Varnish
 
@@ -101,7 +101,7 @@ def stack() -> Iterator[Stack]:
     varnish = Varnish(crafted.server_port, edge_port)
     try:
         nginx_url = f"http://127.0.0.1:{nginx_port}"
-        wait_until(lambda: _answers(nginx_url), 20, "nginx")
+        wait_until(lambda: answers(nginx_url), 20, "nginx")
         varnish.start()
         yield Stack(site, server.url, nginx_url, varnish.url, crafted)
     finally:
@@ -112,14 +112,6 @@ def stack() -> Iterator[Stack]:
         server.stop()
         site.ledger.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url + "/_difusor/health", timeout=1)
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_chain_endpoints_are_the_same_on_embedded_and_nginx(stack: Stack) -> None:

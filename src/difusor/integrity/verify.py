@@ -14,10 +14,8 @@ A corte that goes live during the check is not a mismatch: the check starts over
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,12 @@ from urllib.parse import quote
 import httpx
 
 from difusor.integrity.chain import FORMAT, live_entry, problems
+from difusor.integrity.download import POOL, fetch_all
 from difusor.integrity.merkle import root
 from difusor.integrity.published import CHAIN_PATH, MANIFEST_PATH
 from difusor.integrity.signing import fingerprint
 
 MAIN = "json/main.json"
-WORKERS = 8  # connections at once: a browser opens 6; a plain download one
 
 
 @dataclass
@@ -99,13 +97,14 @@ def verify_site(url: str, *, sample: int | None = 50, package: Path | None = Non
     started = time.monotonic()
     own = http is None
     http = http or httpx.Client(timeout=timeout, follow_redirects=True,
-                                limits=httpx.Limits(max_connections=WORKERS),
+                                limits=httpx.Limits(max_connections=POOL),
                                 headers={"User-Agent": "difusor-verify"})
     try:
         cache = manifests if manifests is not None else {}
-        report = _verify(http, base, sample, package, key, seed, cache)
+        run = (http, base, sample, package, key, seed, cache, own, timeout)
+        report = _verify(*run)
         if report.problems == ["__moved__"]:  # a new corte went live meanwhile: once more
-            report = _verify(http, base, sample, package, key, seed, cache)
+            report = _verify(*run)
             if report.problems == ["__moved__"]:
                 report.problems = ["el corte en línea cambió dos veces durante la "
                                    "verificación; vuelve a intentarlo"]
@@ -118,7 +117,8 @@ def verify_site(url: str, *, sample: int | None = 50, package: Path | None = Non
 
 
 def _verify(http: httpx.Client, base: str, sample: int | None, package: Path | None,
-            key: str | None, seed: int | None, cache: dict[str, dict[str, Any]]) -> Report:
+            key: str | None, seed: int | None, cache: dict[str, dict[str, Any]], own: bool,
+            timeout: float) -> Report:
     report = Report(base)
     try:
         doc, entries = fetch_chain(http, base)
@@ -150,10 +150,8 @@ def _verify(http: httpx.Client, base: str, sample: int | None, package: Path | N
         random.Random(seed).sample(files, sample)
     if sample is not None and not any(f[0] == MAIN for f in chosen):
         chosen = [*(f for f in files if f[0] == MAIN), *chosen]  # the file that matters most
-    with ThreadPoolExecutor(WORKERS) as pool:
-        found = list(pool.map(lambda f: _served(http, base, f), chosen))
     report.checked = len(chosen)
-    report.mismatches = [m for m in found if m is not None]
+    report.mismatches = [Mismatch(*m) for m in fetch_all(base, http, own, timeout, chosen)]
     served = _served_corte(http, base)
     if served != live["corte"] or (report.mismatches and _head(http, base) != report.head):
         return Report(base, problems=["__moved__"])
@@ -182,18 +180,6 @@ def _manifest(http: httpx.Client, base: str, live: dict[str, Any], report: Repor
         cache.clear()  # one corte at a time is enough for a monitor
         cache[digest] = dict(manifest)
     return dict(manifest)
-
-
-def _served(http: httpx.Client, base: str, f: list[Any]) -> Mismatch | None:
-    path, want = str(f[0]), str(f[1])
-    try:
-        r = http.get(f"{base}/{quote(path)}")
-    except httpx.HTTPError as exc:
-        return Mismatch(path, want, f"sin respuesta ({type(exc).__name__})")
-    if r.status_code != 200:
-        return Mismatch(path, want, f"HTTP {r.status_code}")
-    got = hashlib.sha256(r.content).hexdigest()
-    return None if got == want else Mismatch(path, want, got)
 
 
 def _served_corte(http: httpx.Client, base: str) -> str | None:
