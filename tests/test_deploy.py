@@ -189,6 +189,7 @@ def _production_edits(text: str, home: Path) -> str:
 def test_the_guide_makes_the_same_edits_as_this_test() -> None:
     guide = GUIDE.read_text()
     assert f"sed -i 's|^dir = \"state\"$|dir = \"{PROD_STATE}\"|' {PROD_CONFIG}" in guide
+    assert "chown difusor:difusor /etc/difusor/keys/integrity_ed25519" in guide
     assert (f"sed -i '/^\\[sftp\\]$/a host_key = \"{PROD_HOME}/keys/ssh_host_ed25519_key\"' "
             f"{PROD_CONFIG}") in guide
 
@@ -225,6 +226,9 @@ class Unprivileged:
         for path in (self.etc, self.etc / "keys", config, self.etc / "keys" / "authorized_keys"):
             os.chown(path, 0, self.gid)
             path.chmod(0o750 if path.is_dir() else 0o640)
+        signing = self.etc / "keys" / "integrity_ed25519"  # the service signs, never changes it
+        os.chown(signing, self.uid, self.gid)
+        signing.chmod(0o400)
         # What StateDirectory=difusor + StateDirectoryMode=0750 make.
         self.home.mkdir(mode=0o750)
         os.chown(self.home, self.uid, self.gid)
@@ -386,6 +390,10 @@ def test_the_units_command_serves_main_json_as_an_unprivileged_user(
 
     r = u.wait(served, 15, "json/main.json del paquete publicado")
     assert r.headers["cache-control"] == MAIN_JSON_CACHE
+    # The corte is in the public chain, signed with the key init made (readable by the
+    # service only, as the guide leaves it).
+    chain = httpx.get(u.url + "_difusor/cortes.json", timeout=2).json()
+    assert [e["corte"] for e in chain["entradas"]] == [r.headers["x-difusor-corte"]]
 
     seconds = u.stop()
     assert u.proc.returncode == 0, u.output()
