@@ -172,6 +172,9 @@ def test_asyncssh_client_and_a_wrong_fingerprint(receiver: Receiver, site: Site)
     assert "se esperaba SHA256:AAAA" in wrong.message and "no subí nada" in wrong.message
     wait_for(lambda: receiver.said("prueba de velocidad terminada"), what="fin de la sesión")
     assert sum("entró desde" in line for line in receiver.logs) == 1  # the mismatch never logged in
+    # Reading the host key tries no login: the operator is not told a key was wrong.
+    wait_for(lambda: receiver.said("sin intentar entrar"), what="la lectura de la llave")
+    assert not receiver.said("sin autenticarse")
     nothing_published(site)
 
 

@@ -91,6 +91,7 @@ class Connection(asyncssh.SSHServer):
         self.peer = "?"
         self.refused = False
         self.authed = False
+        self.asked = False  # a login was attempted (begin_auth)
         self.scratch = False  # authenticated with the check key: a scratch session
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -111,12 +112,18 @@ class Connection(asyncssh.SSHServer):
             return
         if self.authed:
             self.policy.say(f"SFTP: {self.peer} se desconectó")
+        elif not self.asked:
+            # ssh-keyscan, the throughput check reading the host key, a port scanner: nobody
+            # tried to log in, so no key or password was wrong.
+            self.policy.say(f"SFTP: {self.peer} se desconectó sin intentar entrar (solo pidió la "
+                            "llave del servidor o probó el puerto)")
         else:
             self.policy.say(f"SFTP: {self.peer} se fue sin autenticarse (llave no autorizada, "
                             "contraseña o usuario equivocado)")
 
     def begin_auth(self, username: str) -> bool:
         assert self.conn is not None
+        self.asked = True
         keys = None
         if username == self.policy.user:
             keys = self.policy.authorized_keys()
