@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,6 +191,15 @@ def answers(url: str, *, verify: bool = True) -> bool:
         httpx.get(url.rstrip("/") + "/_difusor/health", timeout=1, verify=verify)
         return True
     except httpx.HTTPError:
+        return False
+
+
+def listens(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:``port`` (an SFTP server that is up)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
         return False
 
 

@@ -12,7 +12,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import httpx
 import paramiko
 import pytest
 import typer
-from conftest import alive, descendants, free_port
+from conftest import alive, answers, descendants, free_port, listens
 
 from difusor.demo.authority import make_key
 from difusor.demo.election import SyntheticElection
@@ -272,8 +271,8 @@ class Unprivileged:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        self.wait(self._answers, 20, "el servidor web responde")
-        self.wait(self._sftp_listens, 10, "el SFTP escucha")
+        self.wait(lambda: answers(self.url), 20, "el servidor web responde")
+        self.wait(lambda: listens(self.sftp), 10, "el SFTP escucha")
         self.children = descendants(self.proc.pid)
 
     def output(self) -> str:
@@ -289,20 +288,6 @@ class Unprivileged:
                                      f"{what}\n{self.output()}")
             time.sleep(0.05)
         raise AssertionError(f"no ocurrió a tiempo ({timeout} s): {what}\n{self.output()}")
-
-    def _answers(self) -> bool:
-        try:
-            httpx.get(self.url + "_difusor/health", timeout=1)
-            return True
-        except httpx.TransportError:
-            return False
-
-    def _sftp_listens(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.sftp), timeout=1).close()
-            return True
-        except OSError:
-            return False
 
     def upload(self, package: Path) -> None:
         transport = paramiko.Transport(("127.0.0.1", self.sftp))

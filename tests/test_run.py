@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import paramiko
 import pytest
-from conftest import alive, descendants, free_port, make_site
+from conftest import alive, answers, descendants, free_port, listens, make_site
 
 from difusor.demo.authority import make_key
 from difusor.demo.election import SyntheticElection
@@ -48,18 +47,10 @@ class Running:
         return self
 
     def _sftp_listens(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.sftp), timeout=1).close()
-            return True
-        except OSError:
-            return False
+        return listens(self.sftp)
 
     def _answers(self) -> bool:
-        try:
-            httpx.get(self.url + "_difusor/health", timeout=1)
-            return True
-        except httpx.TransportError:
-            return False
+        return answers(self.url)
 
     def stop(self) -> tuple[float, str]:
         assert self.proc is not None
