@@ -21,7 +21,11 @@ def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
     lines = [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line.startswith("difusor ")]
+    return [line for line in lines if line.startswith("difusor ") or _PIPED.match(line)]
+
+
+# ``echo "TEXT" | difusor …``: the command reads TEXT on its standard input.
+_PIPED = re.compile(r'^echo "([^"]*)" \| (difusor .*)$')
 
 
 def test_readme_shows_both_make_commands() -> None:
@@ -46,6 +50,8 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
         command = (command.replace("/tmp/", f"{tmp_path}/")
                    .replace("127.0.0.1:8080", f"127.0.0.1:{port}")
                    .replace("127.0.0.1:2222", f"127.0.0.1:{sftp_port}"))
+        piped = _PIPED.match(command)
+        given, command = (piped[1] + "\n", piped[2]) if piped else (None, command)
         args = [sys.executable, "-m", "difusor", *command.split()[1:]]
         if command.startswith(("difusor serve", "difusor run")):
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -73,7 +79,7 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             running.append((command, subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                                       stderr=subprocess.PIPE, text=True)))
             continue
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, input=given)
         assert done.returncode == 0, f"{command}: {done.stderr}"
     for command, proc in running:
         _out, errors = proc.communicate(timeout=120)

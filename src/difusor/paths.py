@@ -128,6 +128,11 @@ class StateLayout:
         return self.root / "integrity"
 
     @property
+    def console_users(self) -> Path:
+        """The console's accounts (Argon2id hashes), 0600: ``difusor console user add``."""
+        return self.root / "console" / "users.json"
+
+    @property
     def publish_lock(self) -> Path:
         return self.root / "publish.lock"
 

@@ -22,6 +22,7 @@ from difusor.cli import (
     analytics,
     compliance,
     configure,
+    console,
     integrity,
     monitoring,
     publishing,
@@ -64,6 +65,11 @@ GROUPS: list[tuple[str, str, Mapping[str, Callable[..., Any]]]] = [
     ("analytics", analytics.HELP, analytics.COMMANDS),
     ("shield", shield.HELP, shield.COMMANDS),
     ("simulacro", sites.HELP, sites.COMMANDS),
+    ("console", console.HELP, console.COMMANDS),
+]
+# Groups inside a group: (group, subgroup, help, commands).
+SUBGROUPS: list[tuple[str, str, str, Mapping[str, Callable[..., Any]]]] = [
+    ("console", "user", console.USER_HELP, console.USER_COMMANDS),
 ]
 
 
@@ -83,6 +89,12 @@ def build() -> typer.Typer:
         group = typer.Typer(help=help_text, no_args_is_help=True)
         for name, command in commands.items():
             group.command(name)(command)
+        for parent, sub_name, sub_help, sub_commands in SUBGROUPS:
+            if parent == group_name:
+                sub = typer.Typer(help=sub_help, no_args_is_help=True)
+                for name, command in sub_commands.items():
+                    sub.command(name)(command)
+                group.add_typer(sub, name=sub_name)
         app.add_typer(group, name=group_name)
     return app
 

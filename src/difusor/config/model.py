@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from difusor.config.console import ConsoleSettings
 from difusor.config.operation import AlertSettings, MonitorSettings, OperationSettings
 from difusor.config.providers import CDN_KINDS, ORIGIN_KINDS, CdnSettings, OriginSettings
 from difusor.config.receive import (
@@ -53,6 +54,7 @@ class Config(Section):
     operation: OperationSettings = OperationSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     shield: ShieldSettings = ShieldSettings()
+    console: ConsoleSettings = ConsoleSettings()
     headers: list[HeaderRule] = Field(
         default_factory=list,
         description="Reglas de encabezados adicionales (después de las predeterminadas).",

@@ -151,6 +151,11 @@ class LedgerDB:
     def close(self) -> None:
         self._db.close()
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits: a reader that shows
+        the ledger live (the console) recomputes only then."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     def __enter__(self) -> Self:
         return self
 

@@ -61,6 +61,10 @@ class EventKind(StrEnum):
     INTEGRITY_FAILED = "integrity_failed"
     # compliance/: «difusor check», item by item (the memoria cites it)
     CHECK = "check"
+    # console/: who logged in, who was refused, and every action taken from the page
+    CONSOLE_LOGIN = "console_login"
+    CONSOLE_LOGIN_FAILED = "console_login_failed"
+    CONSOLE_ACTION = "console_action"
     # run/: the supervisor
     RUN_STARTED = "run_started"
     RUN_STOPPED = "run_stopped"

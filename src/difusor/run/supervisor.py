@@ -91,6 +91,8 @@ class Supervisor:
                 parts.append(Part("descarga HTTPS" + tag, _bind(self._run_pull, cfg, consumer)))
         if self.cfg.monitor.listen:
             parts.append(Part("API de sondeos", self._run_probe_api))
+        if self.cfg.console.enabled:
+            parts.append(Part("consola", self._run_console))
         for name, site in self.sites.items():
             tag, ledger = f" ({name})" if name else "", self.site_ledgers[name]
             if site.monitor.enabled:
@@ -170,18 +172,22 @@ class Supervisor:
                 return
 
     def _run_web(self, stop: threading.Event) -> None:
-        self._web = subprocess.Popen(
-            [sys.executable, "-m", "difusor", "serve", "--config", str(self.config_path)],
-            start_new_session=True,  # our SIGINT is ours to relay, not the terminal's
-            env={**os.environ, PARENT_ENV: str(os.getpid())},  # it dies with us, even by SIGKILL
-        )
-        try:
-            while self._web.poll() is None:
-                if stop.wait(0.2):
+        self._web = _child(["serve", "--config", str(self.config_path)])
+        _watch(self._web, stop, "el servidor web")
+
+    def _run_console(self, stop: threading.Event) -> None:
+        """The console in its own process (it never slows publishing or serving; a crash is
+        restarted like any part), once it has somebody to let in."""
+        users = StateLayout(self.cfg.state_dir).console_users
+        if not users.exists():
+            log.info(f"consola: sin usuarios; se abre en {self.cfg.console.listen} en cuanto "
+                     "exista uno («difusor console user add NOMBRE»)")
+            while not users.exists():
+                if stop.wait(1.0):
                     return
-            raise RuntimeError(f"el servidor web terminó con código {self._web.returncode}")
-        finally:
-            _terminate(self._web, timeout=5.0)
+        log.info(f"consola en http://{self.cfg.console.listen}/")
+        _watch(_child(["console", "serve", "--config", str(self.config_path)]), stop,
+               "la consola")
 
     # -- supervision --------------------------------------------------------------------
 
@@ -273,6 +279,25 @@ def _hold_run_lock(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _child(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "difusor", *args],
+        start_new_session=True,  # our SIGINT is ours to relay, not the terminal's
+        env={**os.environ, PARENT_ENV: str(os.getpid())},  # it dies with us, even by SIGKILL
+    )
+
+
+def _watch(proc: subprocess.Popen[bytes], stop: threading.Event, what: str) -> None:
+    """Until ``stop`` (then the child is stopped) or the child's end (an error: restarted)."""
+    try:
+        while proc.poll() is None:
+            if stop.wait(0.2):
+                return
+        raise RuntimeError(f"{what} terminó con código {proc.returncode}")
+    finally:
+        _terminate(proc, timeout=5.0)
 
 
 def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:

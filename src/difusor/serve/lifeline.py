@@ -32,7 +32,7 @@ _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("difusor.serve")
 
 
-def claim_port(host: str, port: int) -> None:
+def claim_port(host: str, port: int, setting: str = "[web] listen") -> None:
     """Refuse (exit 3) when something already listens on host:port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM)
@@ -43,7 +43,7 @@ def claim_port(host: str, port: int) -> None:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
                 f"el puerto {host}:{port} ya está en uso por otro proceso (¿otro difusor, o uno "
-                f"que quedó huérfano?); no sirvo a medias a su lado: detenlo o cambia [web] listen"
+                f"que quedó huérfano?); no sirvo a medias a su lado: detenlo o cambia {setting}"
             ) from None
         raise ConfigError(f"no puedo usar {host}:{port}: {exc.strerror or exc}") from None
     finally:

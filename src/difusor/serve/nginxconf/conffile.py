@@ -9,6 +9,7 @@ from difusor.config import Config, parse_address
 from difusor.errors import ConfigError
 from difusor.headers import HeaderPolicy
 from difusor.paths import StateLayout
+from difusor.serve.nginxconf.console import console_server
 from difusor.serve.nginxconf.httplevel import http_level
 from difusor.serve.nginxconf.regions import Location, header_locations
 from difusor.serve.nginxconf.servers import servers
@@ -106,6 +107,7 @@ class NginxConfig:
                           dollar=any(one._dollar for one in blocks))
 
     def servers(self) -> str:
+        console = console_server(self)
         if self.sites:
-            return "\n".join(servers(one) for one in self.sites)
-        return servers(self)
+            return "\n".join(servers(one) for one in self.sites) + console
+        return servers(self) + console

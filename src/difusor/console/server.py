@@ -1,0 +1,62 @@
+"""``difusor console serve``: the console in a process of its own (started and restarted by
+``difusor run``), one granian worker over the Starlette app."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from granian import Granian
+from granian.constants import Interfaces
+from granian.log import LogLevels
+
+from difusor import config as config_mod
+from difusor.config import Config, parse_address
+from difusor.paths import StateLayout
+from difusor.serve.lifeline import claim_port, die_with_parent, watch_parent
+from difusor.sites.catalog import default_site
+
+
+def build(root: Config, config_path: Path, site: str | None = None) -> Any:
+    """The ASGI app for ``site`` (default: the one commands mean), with its own ledgers."""
+    from difusor.console.actions import Actions
+    from difusor.console.app import Console
+    from difusor.console.live import Live
+    from difusor.console.sessions import LoginThrottle, Sessions
+    from difusor.console.snapshot import Snapshot
+    from difusor.console.traffic import Traffic
+    from difusor.console.users import UserStore
+    from difusor.ledger import Ledger
+
+    name = default_site(root) if site is None else site
+    cfg = root.for_site(name) if name else root
+    root_ledger = Ledger(StateLayout(root.state_dir).ledger)
+    ledger = Ledger(StateLayout(cfg.state_dir).create().ledger) if name else root_ledger
+    c = root.console
+    console = Console(
+        Live(Snapshot(root, cfg, root_ledger, ledger), Traffic(cfg)),
+        Actions(cfg, ledger, config_path, name),
+        UserStore(StateLayout(root.state_dir).console_users),
+        Sessions(c.session_hours), LoginThrottle(c.login_attempts, c.login_window_minutes),
+        title=f"Consola · {cfg.site.name}")
+    return console.app()
+
+
+def load_app(config_path: str, _target: str = "") -> Any:
+    watch_parent()  # the worker never outlives its server process
+    path = Path(config_path)
+    return build(config_mod.load(path), path)
+
+
+def serve(cfg: Config, config_path: Path) -> None:
+    die_with_parent()
+    host, port = parse_address(cfg.console.listen)
+    claim_port(host, port, "[console] listen")
+    server = Granian("difusor.console.server:load_app", address=host, port=port,
+                     interface=Interfaces.ASGI, workers=1, websockets=False,
+                     log_level=LogLevels.warning, respawn_failed_workers=True,
+                     workers_kill_timeout=4)
+    logging.getLogger("_granian").setLevel(logging.ERROR)
+    server.serve(target_loader=partial(load_app, str(config_path.resolve())), wrap_loader=False)

@@ -1,0 +1,184 @@
+"""Traffic now, from the access logs: requests/s by status class, p95 latency, visitors in the
+last 5 minutes, top pages and views, and the CDN's share when edge logs are configured.
+
+The console follows the same files the shield does (the embedded server's log and nginx's), from
+their end, and keeps one bucket per second for the last hour, stamped with when its lines were
+read (the workers flush every half second: a line lands in its second or the next). This is a
+window on the night, not the record: the memoria's figures come from the analytics.
+
+Visitors (address + user agent, as the analytics define them) are counted with adaptive
+sampling so a flood of one-off addresses costs bounded memory: past ``VISITOR_CAP`` keys only
+the hashes divisible by 2, then 4… are kept, and the count is scaled back.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from difusor.analytics.formats import EDGE_FORMATS
+from difusor.analytics.views import page_matcher, page_rules, view_matcher, view_rules
+from difusor.config import Config
+from difusor.logtail import Follower
+from difusor.paths import StateLayout
+
+HOUR = 3600
+VISITOR_WINDOW = 300.0
+VISITOR_CAP = 200_000
+# Latency bins (ms), roughly ×1.25 apart: a p95 read from them is within a bin's width.
+BINS = [0.1 * 1.25 ** i for i in range(64)]
+
+
+@dataclass
+class Second:
+    at: int
+    requests: int = 0
+    by_class: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])  # 0xx…5xx
+    edge: int = 0
+    latency: list[int] = field(default_factory=lambda: [0] * (len(BINS) + 1))
+    pages: Counter[str] = field(default_factory=Counter)
+    views: Counter[str] = field(default_factory=Counter)
+
+
+class Visitors:
+    """Distinct (address, agent) seen in the last ``window`` seconds, with bounded memory."""
+
+    def __init__(self, window: float = VISITOR_WINDOW, cap: int = VISITOR_CAP) -> None:
+        self.window, self.cap = window, cap
+        self.level = 0  # keep hashes divisible by 2**level
+        self.seen: dict[int, float] = {}
+
+    def add(self, key: int, now: float) -> None:
+        if key & ((1 << self.level) - 1):
+            return
+        self.seen[key] = now
+        if len(self.seen) > self.cap:
+            self.level += 1
+            mask = (1 << self.level) - 1
+            self.seen = {k: t for k, t in self.seen.items() if not k & mask}
+
+    def count(self, now: float) -> int:
+        old = now - self.window
+        self.seen = {k: t for k, t in self.seen.items() if t >= old}
+        return len(self.seen) << self.level
+
+
+class Traffic:
+    def __init__(self, cfg: Config) -> None:
+        self.logs = [Follower(p, from_end=True) for p in
+                     (StateLayout(cfg.state_dir).access_log, cfg.nginx_access_log)]
+        self.edge_logs = [Follower(cfg.path(s.path), from_end=True)
+                          for s in cfg.analytics.sources if s.format in EDGE_FORMATS]
+        self.own = tuple(cfg.analytics.own_agents)
+        self.is_page = page_matcher(page_rules(cfg))
+        self.view_of = view_matcher(view_rules(cfg))
+        self.seconds: deque[Second] = deque(maxlen=HOUR)
+        self.visitors = Visitors()
+
+    def _now(self, now: float) -> Second:
+        second = int(now)
+        if not self.seconds or self.seconds[-1].at != second:
+            self.seconds.append(Second(second))
+        return self.seconds[-1]
+
+    def step(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        bucket = self._now(now)
+        for follower in self.logs:
+            self._count(follower.read(), bucket, now)
+        for follower in self.edge_logs:
+            bucket.edge += follower.read().count(b"\n")
+
+    def _count(self, chunk: bytes, bucket: Second, now: float) -> None:
+        if not chunk:
+            return
+        loads, classes, latency, add = orjson.loads, bucket.by_class, bucket.latency, self.visitors.add
+        for line in chunk.splitlines():
+            try:
+                row = loads(line)
+                status = int(row["status"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            bucket.requests += 1
+            classes[min(status // 100, 5)] += 1
+            latency[bisect_left(BINS, float(row.get("duration_ms") or 0))] += 1
+            agent = row.get("user_agent") or ""
+            if agent.startswith(self.own):
+                continue
+            add(hash((row.get("ip"), agent)), now)
+            if status < 400:
+                path = row.get("path") or ""
+                view = self.view_of(path)
+                if view:
+                    bucket.views[view] += 1
+                elif self.is_page(path):
+                    bucket.pages[path] += 1
+
+    def close(self) -> None:
+        for follower in (*self.logs, *self.edge_logs):
+            follower.close()
+
+    # -- what the page shows ---------------------------------------------------------------
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        recent = [s for s in self.seconds if s.at >= now - 60]
+        five = [s for s in self.seconds if s.at >= now - VISITOR_WINDOW]
+        requests = sum(s.requests for s in recent)
+        classes = [sum(s.by_class[i] for s in recent) for i in range(6)]
+        edge = sum(s.edge for s in recent)
+        pages: Counter[str] = Counter()
+        views: Counter[str] = Counter()
+        for s in five:
+            pages.update(s.pages)
+            views.update(s.views)
+        span = max(1.0, min(60.0, now - self.seconds[0].at)) if self.seconds else 60.0
+        return {
+            "peticiones_s": round(requests / span, 1),
+            "por_clase": {f"{i}xx": classes[i] for i in (2, 3, 4, 5)},
+            "p95_ms": _p95([s.latency for s in recent]),
+            "visitantes_5min": self.visitors.count(now),
+            "paginas": pages.most_common(8),
+            "vistas": views.most_common(8),
+            "cdn": (None if not self.edge_logs else
+                    {"borde_s": round(edge / span, 1),
+                     "absorbido": round(1 - requests / edge, 3) if edge else None}),
+            "serie": self.series(now),
+        }
+
+    def series(self, now: float, step: int = 10) -> dict[str, list[float | None]]:
+        """The last hour in ``step``-second points: requests/s, 4xx/s, 5xx/s, p95 (ms)."""
+        start = int(now) - HOUR - int(now) % step + step
+        slots: dict[int, list[Second]] = {}
+        for s in self.seconds:
+            if s.at >= start:
+                slots.setdefault((s.at - start) // step, []).append(s)
+        out: dict[str, list[float | None]] = {"t": [], "rps": [], "e4": [], "e5": [], "p95": []}
+        for i in range(HOUR // step):
+            group = slots.get(i, [])
+            out["t"].append(start + i * step)
+            out["rps"].append(round(sum(s.requests for s in group) / step, 2))
+            out["e4"].append(round(sum(s.by_class[4] for s in group) / step, 2))
+            out["e5"].append(round(sum(s.by_class[5] for s in group) / step, 2))
+            out["p95"].append(_p95([s.latency for s in group]))
+        return out
+
+
+def _p95(histograms: list[list[int]]) -> float | None:
+    if not histograms:
+        return None
+    total = [sum(col) for col in zip(*histograms, strict=True)]
+    n = sum(total)
+    if not n:
+        return None
+    rank, seen = 0.95 * n, 0
+    for i, count in enumerate(total):
+        seen += count
+        if seen >= rank:
+            return round(BINS[min(i, len(BINS) - 1)], 2)
+    return None
