@@ -11,6 +11,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import Site, make_site, minimal_site
@@ -249,3 +250,43 @@ def test_visitors_stay_bounded_under_a_flood_of_addresses() -> None:
     assert len(v.seen) <= 1000
     assert 80_000 <= v.count(now=11.0) <= 120_000  # sampled, then scaled back
     assert v.count(now=400.0) == 0  # five minutes later nobody is "now"
+
+
+@pytest.mark.slow
+def test_run_opens_the_console_once_a_user_exists_and_restarts_it_if_it_dies(tmp_path) -> None:
+    import os
+    import signal
+
+    from conftest import descendants, free_port, listens, stop_group, wait_until
+
+    port = free_port()
+    site = make_site(tmp_path / "difusor", extra_toml=f'\n[console]\nlisten = "127.0.0.1:{port}"\n')
+    site.ledger.close()
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen([sys.executable, "-m", "difusor", "run", "--config",
+                                str(site.config_path)], stdout=out, stderr=out,
+                               start_new_session=True)
+    try:
+        wait_until(lambda: "sin usuarios" in log.read_text(), 30, "el aviso de consola sin usuarios")
+        assert not listens(port)
+        UserStore(StateLayout(site.cfg.state_dir).console_users).add("ana", PASSWORD)
+        wait_until(lambda: listens(port), 30, "la consola escucha")
+
+        def console_pid() -> int | None:
+            for pid in descendants(run.pid):
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"console" in cmd and b"serve" in cmd:
+                    return pid
+            return None
+        first = console_pid()
+        assert first is not None
+        os.killpg(os.getpgid(first), signal.SIGKILL)  # the console's own group: run and the web server stay
+        wait_until(lambda: "la consola terminó" in log.read_text(), 30, "el reinicio anunciado")
+        wait_until(lambda: listens(port) and console_pid() not in (None, first), 60,
+                   "la consola de nuevo")
+    finally:
+        stop_group(run)
