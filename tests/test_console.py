@@ -187,7 +187,10 @@ def test_rollback_previews_what_changes_then_makes_the_chosen_corte_live(console
     status = subprocess.run([sys.executable, "-m", "difusor", "status", "--json", "--config",
                              str(site.config_path)], capture_output=True, text=True, check=True)
     assert json.loads(status.stdout)["corte"]["id"] == older
-    assert client.get("/estado.json").json()["corte"]["corte"] == older
+    after = client.get("/estado.json").json()
+    assert after["corte"]["corte"] == older
+    assert after["origenes"][0]["nombre"] == "local" and after["origenes"][0]["corte"] == older
+    assert "volvió al corte" in after["acciones"][0]["mensaje"]
     bad = client.post("/api/vuelta-atras", json={"corte": "no-existe"}, headers=token)
     assert bad.status_code == 400 and "no existe" in bad.json()["error"]
 

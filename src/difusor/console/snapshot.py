@@ -22,6 +22,7 @@ from difusor.monitor.incident_sheet import incident_doc
 from difusor.monitor.uptime import report as uptime_report
 from difusor.paths import StateLayout
 from difusor.publish.activate import live_release
+from difusor.publish.origins import origin_settings
 from difusor.report.chronology import chronology
 from difusor.shield import operator
 from difusor.sites import phase as phases
@@ -88,6 +89,7 @@ class Snapshot:
             "disponibilidad": self._uptime(now),
             "monitor": self._probes(now),
             "cuentas": self._countdowns(),
+            "revision": self._last_check(),
             "acciones": [{"at": in_zone(e["at"], self.zone), "mensaje": e["message"],
                           "usuario": (e["detail"] or {}).get("user")}
                          for e in self.ledger.events("console_action", limit=15)],
@@ -96,17 +98,23 @@ class Snapshot:
         }
 
     def _origins(self) -> list[dict[str, Any]]:
+        """Each origin publishing goes through (the local store first, as the switch orders
+        them), with the corte it serves and when it last switched or left rotation."""
         states = self.ledger.origin_states()
-        names = ["embebido", *(o.name for o in self.cfg.origins)]
+        live = live_release(self.store)
         out = []
-        for name in dict.fromkeys([*names, *states]):
+        for name in dict.fromkeys([*(o.name for o in origin_settings(self.cfg)), *states]):
             s = states.get(name, {})
-            last = s.get("since")
-            out.append({"nombre": name, "corte": s.get("live") or (live_release(self.store)
-                                                                    if name == "embebido" else None),
+            last, switched = s.get("since"), s.get("switched")
+            out.append({"nombre": name, "corte": s.get("live") or (live if not states else None),
                         "fuera": bool(s.get("out")),
-                        "desde": in_zone(last, self.zone) if last else None})
+                        "desde": in_zone(last, self.zone) if last else None,
+                        "cambio": in_zone(switched, self.zone) if switched else None})
         return out
+
+    def _last_check(self) -> dict[str, Any] | None:
+        last = self.ledger.events("check", limit=1)
+        return {"at": in_zone(last[0]["at"], self.zone), "mensaje": last[0]["message"]} if last else None
 
     def _purges(self) -> list[dict[str, Any]]:
         rows = [e for kind in PURGE_EVENTS for e in self.ledger.events(kind, limit=4)]

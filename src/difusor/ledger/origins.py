@@ -12,7 +12,8 @@ from difusor.ledger.db import LedgerDB
 class OriginsMixin(LedgerDB):
     def origin_states(self) -> dict[str, dict[str, Any]]:
         """Per origin (by name): ``live`` (the corte it last switched to), ``out`` (whether it
-        is out of rotation) and ``since`` (when that last changed), from the origin events."""
+        is out of rotation), ``since`` (when that last changed) and ``switched`` (when it last
+        switched corte), from the origin events."""
         rows = self._db.execute(
             """
             SELECT e.kind, e.release_id, e.at, json_extract(e.detail, '$.origin') AS origin
@@ -28,9 +29,10 @@ class OriginsMixin(LedgerDB):
         for row in rows:
             if row["origin"] is None:
                 continue
-            state = states.setdefault(row["origin"], {"live": None, "out": False, "since": None})
+            state = states.setdefault(row["origin"], {"live": None, "out": False, "since": None,
+                                                      "switched": None})
             if row["kind"] == "origin_switched":
-                state["live"] = row["release_id"]
+                state["live"], state["switched"] = row["release_id"], row["at"]
             else:
                 state["out"] = row["kind"] == "origin_out"
                 state["since"] = row["at"]

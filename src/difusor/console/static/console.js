@@ -128,7 +128,8 @@ function renderShield(s) {
 }
 
 function renderRest(s) {
-  fill("origenes-lista", s.origenes.map((o) => el("li", {}, `${o.nombre}: ${o.corte || "—"}${o.fuera ? " (FUERA DE ROTACIÓN)" : ""}${o.desde ? " desde " + hour(o.desde) : ""}`)));
+  fill("origenes-lista", s.origenes.map((o) => el("li", {}, `${o.nombre}: ${o.corte || "—"}${o.cambio ? " (cambió " + hour(o.cambio) + ")" : ""}${o.fuera ? " FUERA DE ROTACIÓN" : ""}${o.desde ? " desde " + hour(o.desde) : ""}`)));
+  $("revision").textContent = s.revision ? `Última revisión de la convocatoria: ${hour(s.revision.at)} — ${s.revision.mensaje}` : "Sin revisión de la convocatoria todavía.";
   fill("purgas", s.cdn.map((p) => el("li", {}, `${hour(p.at)} ${p.mensaje}`)));
   fill("acciones", s.acciones.map((a) => el("li", {}, `${hour(a.at)} ${a.mensaje}`)));
   fill("incidentes-lista", s.incidentes.length ? s.incidentes.slice(0, 12).map((i) => el("li", { class: i.en_curso ? "abierto" : "" },
@@ -164,7 +165,7 @@ function render(s) {
   part("corte", [s.corte, s.cortes, s.rechazados, s.ahora.slice(0, 18)], () => renderCorte(s));
   part("trafico", s.trafico, () => renderTraffic(s));
   part("escudo", [s.escudo.bans, s.escudo.throttles, s.escudo.allow, s.escudo.attack_mode, s.escudo.enabled], () => renderShield(s));
-  part("resto", [s.origenes, s.cdn, s.acciones, s.incidentes, s.disponibilidad, s.monitor, s.cuentas, minute], () => renderRest(s));
+  part("resto", [s.origenes, s.cdn, s.revision, s.acciones, s.incidentes, s.disponibilidad, s.monitor, s.cuentas, minute], () => renderRest(s));
 }
 
 function renderSeries(series) {
