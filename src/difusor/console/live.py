@@ -67,13 +67,13 @@ class Live:
 
     def _build(self) -> tuple[bytes, bytes | None]:
         self.traffic.step()
-        summary = self.traffic.summary()
-        series: dict[str, Any] = summary.pop("serie")
-        doc = self.snapshot.build(summary)
         due = time.monotonic() - self._series_at >= SERIES_EVERY
         if due:
             self._series_at = time.monotonic()
-        return orjson.dumps(doc), orjson.dumps(series) if due else None
+        summary = self.traffic.summary(series=due)
+        series: dict[str, Any] | None = summary.pop("serie")
+        doc = self.snapshot.build(summary)
+        return orjson.dumps(doc), orjson.dumps(series) if series is not None else None
 
     async def _loop(self) -> None:
         while True:

@@ -13,10 +13,13 @@ the hashes divisible by 2, then 4… are kept, and the count is scaled back.
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -30,6 +33,7 @@ from difusor.paths import StateLayout
 HOUR = 3600
 VISITOR_WINDOW = 300.0
 VISITOR_CAP = 200_000
+PURGE_EVERY = 5.0
 # Latency bins (ms), roughly ×1.25 apart: a p95 read from them is within a bin's width.
 BINS = [0.1 * 1.25 ** i for i in range(64)]
 
@@ -52,6 +56,7 @@ class Visitors:
         self.window, self.cap = window, cap
         self.level = 0  # keep hashes divisible by 2**level
         self.seen: dict[int, float] = {}
+        self._purged = float("-inf")
 
     def add(self, key: int, now: float) -> None:
         if key & ((1 << self.level) - 1):
@@ -63,9 +68,45 @@ class Visitors:
             self.seen = {k: t for k, t in self.seen.items() if not k & mask}
 
     def count(self, now: float) -> int:
-        old = now - self.window
-        self.seen = {k: t for k, t in self.seen.items() if t >= old}
+        # Forgetting costs a pass over every key: at most once every PURGE_EVERY seconds
+        # (the count may include a visitor gone for up to that long).
+        if now - self._purged >= PURGE_EVERY or now < self._purged:
+            old = now - self.window
+            self.seen = {k: t for k, t in self.seen.items() if t >= old}
+            self._purged = now
         return len(self.seen) << self.level
+
+
+# A line of the access log (serve/accesslog.py; nginx-config writes the same fields in the same
+# order): ip, path, status, user agent (b"" for null), duration_ms. Strings without escaped
+# quotes only — fast (≈ 0.8 µs a line); a line with one is read by the slow path.
+LINE = re.compile(
+    rb'"ip":"([^"]*)","method":"[^"]*","path":"([^"]*)","query":"[^"]*","status":(\d+),'
+    rb'"bytes":\d+,"referer":(?:null|"[^"]*"),"user_agent":(?:null|"([^"]*)"),"corte":"[^"]*",'
+    rb'"duration_ms":(-?[0-9]+(?:\.[0-9])?)[0-9]*\}')
+
+
+@lru_cache(maxsize=65536)
+def _text(raw: bytes) -> str:
+    """A JSON string's inside as text (its escapes undone); logs repeat the same few values."""
+    return orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8", "replace")
+
+
+def _parsed(line: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes] | None:
+    """The same five fields from any line (slow path: one JSON parse unless it matches)."""
+    fast = LINE.search(line)
+    if fast:
+        return fast.groups()  # type: ignore[return-value]
+    try:
+        row = orjson.loads(line)
+        status = int(row["status"])
+        ms = float(row.get("duration_ms") or 0)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    def raw(v: object) -> bytes:
+        return orjson.dumps(v if isinstance(v, str) else "")[1:-1]
+    return (raw(row.get("ip")), raw(row.get("path")), str(status).encode(),
+            raw(row.get("user_agent")), str(ms).encode())
 
 
 class Traffic:
@@ -95,29 +136,41 @@ class Traffic:
             bucket.edge += follower.read().count(b"\n")
 
     def _count(self, chunk: bytes, bucket: Second, now: float) -> None:
+        """One regular expression over the whole chunk (the embedded server's and nginx's lines
+        have the same fields in the same order), then counts over distinct values: the console
+        must cost the server far less than parsing each line would (≈ 3 µs a line)."""
         if not chunk:
             return
-        loads, classes, latency, add = orjson.loads, bucket.by_class, bucket.latency, self.visitors.add
-        for line in chunk.splitlines():
-            try:
-                row = loads(line)
-                status = int(row["status"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        rows = LINE.findall(chunk)
+        if len(rows) < chunk.count(b"\n"):  # another shape, or an escaped quote: line by line
+            rows = [r for r in map(_parsed, chunk.splitlines()) if r is not None]
+        if not rows:
+            return
+        bucket.requests += len(rows)
+        # Counted over distinct values, in C (itemgetter, Counter); Python only per distinct.
+        for status, n in Counter(map(itemgetter(2), rows)).items():
+            bucket.by_class[min(int(status) // 100, 5)] += n
+        latency = bucket.latency
+        for ms, n in Counter(map(itemgetter(4), rows)).items():
+            latency[bisect_left(BINS, float(ms))] += n
+        pairs = set(map(itemgetter(0, 3), rows))
+        own = {a for a in {agent for _ip, agent in pairs} if self._own(a)}
+        add = self.visitors.add
+        for ip, agent in pairs:
+            if agent not in own:
+                add(hash((ip, agent)), now)
+        for (path, status, agent), n in Counter(map(itemgetter(1, 2, 3), rows)).items():
+            if agent in own or int(status) >= 400:
                 continue
-            bucket.requests += 1
-            classes[min(status // 100, 5)] += 1
-            latency[bisect_left(BINS, float(row.get("duration_ms") or 0))] += 1
-            agent = row.get("user_agent") or ""
-            if agent.startswith(self.own):
-                continue
-            add(hash((row.get("ip"), agent)), now)
-            if status < 400:
-                path = row.get("path") or ""
-                view = self.view_of(path)
-                if view:
-                    bucket.views[view] += 1
-                elif self.is_page(path):
-                    bucket.pages[path] += 1
+            text = _text(path)
+            view = self.view_of(text)
+            if view:
+                bucket.views[view] += n
+            elif self.is_page(text):
+                bucket.pages[text] += n
+
+    def _own(self, agent: bytes) -> bool:
+        return _text(agent).startswith(self.own)
 
     def close(self) -> None:
         for follower in (*self.logs, *self.edge_logs):
@@ -125,7 +178,7 @@ class Traffic:
 
     # -- what the page shows ---------------------------------------------------------------
 
-    def summary(self, now: float | None = None) -> dict[str, Any]:
+    def summary(self, now: float | None = None, *, series: bool = True) -> dict[str, Any]:
         now = time.time() if now is None else now
         recent = [s for s in self.seconds if s.at >= now - 60]
         five = [s for s in self.seconds if s.at >= now - VISITOR_WINDOW]
@@ -148,7 +201,7 @@ class Traffic:
             "cdn": (None if not self.edge_logs else
                     {"borde_s": round(edge / span, 1),
                      "absorbido": round(1 - requests / edge, 3) if edge else None}),
-            "serie": self.series(now),
+            "serie": self.series(now) if series else None,
         }
 
     def series(self, now: float, step: int = 10) -> dict[str, list[float | None]]:
