@@ -191,6 +191,14 @@ def test_rollback_previews_what_changes_then_makes_the_chosen_corte_live(console
     assert after["corte"]["corte"] == older
     assert after["origenes"][0]["nombre"] == "local" and after["origenes"][0]["corte"] == older
     assert "volvió al corte" in after["acciones"][0]["mensaje"]
+    # The memoria's chronology lists it, with the user.
+    from datetime import UTC, datetime, timedelta
+
+    from difusor.report.chronology import chronology
+    now = datetime.now(UTC)
+    milestones = chronology(site.cfg, site.ledger, now - timedelta(hours=1), now)["hitos"]
+    assert any(m["texto"] == f"consola, ana: volvió al corte {older} (antes {live})"
+               for m in milestones)
     bad = client.post("/api/vuelta-atras", json={"corte": "no-existe"}, headers=token)
     assert bad.status_code == 400 and "no existe" in bad.json()["error"]
 

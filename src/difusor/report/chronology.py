@@ -117,8 +117,11 @@ def _milestones(cfg: Config, ledger: Ledger, cortes: list[dict[str, Any]], start
                     f"primer corte en línea ({live[0]['corte']})"))
         out.append((datetime.fromisoformat(live[-1]["en_linea"]),
                     f"último corte en línea ({live[-1]['corte']})"))
-    for e in events(ledger, ("run_started", "takedown"), start, end):
-        text = "inicio de «difusor run»" if e["kind"] == "run_started" else "retiro del sitio"
+    for e in events(ledger, ("run_started", "takedown", "console_action"), start, end):
+        if e["kind"] == "console_action":  # the operator's hand, from the console (with the user)
+            text = e["message"]
+        else:
+            text = "inicio de «difusor run»" if e["kind"] == "run_started" else "retiro del sitio"
         out.append((stored(e["at"]), text))
     if cfg.operation.end:
         closing = datetime.fromisoformat(cfg.operation.end)
