@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import ipaddress
 import json
 import random
 import re
@@ -23,12 +22,10 @@ from conftest import Site, make_site
 
 from difusor.analytics import agents, formats, logfile
 from difusor.analytics import ingestor as ingest_mod
-from difusor.analytics import lookups as lookups_mod
 from difusor.analytics.db import connect, database_path
-from difusor.analytics.geo import Geo, default_db
 from difusor.analytics.ingest import Ingestor, ingest_files
 from difusor.analytics.live import LiveIngest
-from difusor.analytics.lookups import HELPER_BYTES, Lookups
+from difusor.analytics.lookups import Lookups
 from difusor.analytics.metrics import summary
 from difusor.analytics.schema import HITS_VIEW
 from difusor.errors import BusyError, LogFormatError
@@ -267,13 +264,12 @@ HITS_Q = ("SELECT ts, day, country, state, method, path, query, status, bytes, r
           "browser, os, device, bot, page, view FROM hits ORDER BY seq")
 
 
-@pytest.mark.parametrize("helper", [False, True], ids=["aqui", "proceso-auxiliar"])
 @pytest.mark.slow
 def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper: bool) -> None:
-    """Chunk boundaries, the lookups of one chunk done while the next is parsed (here or by
-    the helper process, as a large log is), and chunks read different ways (an Apache escaped
-    quote, bytes that are not UTF-8) change nothing."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk boundaries, the agents of one chunk classified while the next is parsed, and
+    chunks read different ways (an Apache escaped quote, bytes that are not UTF-8) change
+    nothing."""
     log = tmp_path / "access.log"
     stamps = mixed_log(log)
     whole, small = make_site(tmp_path / "a"), make_site(tmp_path / "b")
@@ -281,19 +277,18 @@ def test_a_log_read_in_many_small_chunks_stores_what_one_chunk_stores(
         assert ingest_files(whole.cfg, [log]).rows == 600
         monkeypatch.setattr(ingest_mod, "chunks", functools.partial(logfile.chunks, chunk=3000,
                                                                     piece=64))
-        asked_by: list[int | None] = []
+        asked: list[list] = []
         real_ask = Lookups.ask
 
-        def ask(self: Lookups, ips: list, uas: list) -> tuple[str, str]:
-            asked_by.append(self.pid)
-            return real_ask(self, ips, uas)
+        def ask(self: Lookups, uas: list) -> str:
+            asked.append(uas)
+            return real_ask(self, uas)
 
         monkeypatch.setattr(Lookups, "ask", ask)
-        if helper:
-            monkeypatch.setattr(lookups_mod, "HELPER_BYTES", 0)
         result = ingest_files(small.cfg, [log])
-        assert len(asked_by) > 10
-        assert all((pid is not None) == helper for pid in asked_by)
+        assert len(asked) > 10
+        every = [ua for uas in asked for ua, _ in uas]
+        assert len(every) == len(set(every))  # each agent classified once
         assert (result.rows, result.bad) == (600, 0)
         assert rows(small, HITS_Q) == rows(whole, HITS_Q)
         assert [r["ts"] for r in rows(whole, HITS_Q)] == stamps  # in the log's order
@@ -311,7 +306,7 @@ def test_an_ingest_that_fails_mid_log_resumes_where_it_stopped(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chunk that cannot be stored (here: a failure writing its visitors) rolls back alone:
     the chunks before it stay, and the next ingest stores the rest once, places and agents
-    included (lookups of the rolled-back chunk are asked again)."""
+    included (agents of the rolled-back chunk are asked again)."""
     log = tmp_path / "access.log"
     mixed_log(log)
     whole, broken = make_site(tmp_path / "a"), make_site(tmp_path / "b")
@@ -324,7 +319,7 @@ def test_an_ingest_that_fails_mid_log_resumes_where_it_stopped(
 
         def failing_load(self: Ingestor, table: str, text: str) -> None:
             writes.append(table)
-            if len(writes) == 6:  # the third chunk's agents
+            if len(writes) == 3:  # the third chunk's agents
                 raise OSError(28, "No space left on device")
             real_load(self, table, text)
 
@@ -420,6 +415,50 @@ def test_a_database_stored_before_seq_gets_it_in_its_rows_order(site: Site, tmp_
     more = write(tmp_path / "more.log", combined(MICH, "/d.html"))
     ingest_files(site.cfg, [more])
     assert [r["seq"] for r in rows(site, "SELECT seq FROM requests ORDER BY seq")] == [0, 1, 2, 3]
+
+
+def test_a_database_whose_visitors_had_a_declared_key_keeps_them_and_merges_new_ones(
+        site: Site, tmp_path: Path) -> None:
+    """Databases made when (day, visitor) was a PRIMARY KEY: the key goes (its index cost
+    more than the rest of a visitor), the rows stay, and a later ingest still stores each
+    visitor-day once (its latest request moved forward)."""
+    # (Requests of the last hours: an old day's secret salt would be gone between ingests.)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def stamp(moment: datetime) -> str:
+        return moment.astimezone(ZoneInfo("America/Mexico_City")).strftime("%d/%b/%Y:%H:%M:%S %z")
+
+    first = write(tmp_path / "a.log", combined(TELMEX_CDMX, "/a.html", when=stamp(now))
+                  + combined(US, "/b.html", when=stamp(now)))
+    ingest_files(site.cfg, [first])
+    before = summary(site.cfg, None, None)
+    con = duckdb.connect(str(database_path(site.cfg)))  # the layout of earlier versions
+    con.execute("CREATE TABLE old AS SELECT * FROM visitors; DROP TABLE visitors; "
+                "CREATE TABLE visitors (day DATE NOT NULL, visitor UBIGINT NOT NULL, ip VARCHAR, "
+                "last_ts TIMESTAMPTZ, country VARCHAR, state VARCHAR, browser VARCHAR, "
+                "os VARCHAR, device VARCHAR, bot BOOLEAN, PRIMARY KEY (day, visitor)); "
+                "INSERT INTO visitors SELECT * FROM old; DROP TABLE old")
+    con.close()
+    connect(site.cfg).close()  # a writer opens it
+    keys = rows(site, "SELECT constraint_type FROM duckdb_constraints() "
+                      "WHERE table_name = 'visitors'")
+    assert {"constraint_type": "PRIMARY KEY"} not in keys
+    assert summary(site.cfg, None, None) == before
+    later = write(tmp_path / "b.log", combined(TELMEX_CDMX, "/c.html",
+                                               when=stamp(now + timedelta(seconds=1))))
+    ingest_files(site.cfg, [later])
+    visitors = rows(site, "SELECT country, last_ts FROM visitors ORDER BY country")
+    assert [v["country"] for v in visitors] == ["MX", "US"]  # (the same visitor-day: once)
+    assert visitors[0]["last_ts"] == now + timedelta(seconds=1)
+
+
+def test_an_ingest_caps_duckdbs_memory(site: Site) -> None:
+    ing = Ingestor(site.cfg)
+    try:
+        (limit,) = ing.con.execute("SELECT current_setting('memory_limit')").fetchone()
+    finally:
+        ing.close()
+    assert limit == f"{ingest_mod.INGEST_MEMORY / 2**20:.1f} MiB"  # (the configured 1 GB)
 
 
 def test_fast_combined_reader_agrees_with_the_general_one_on_odd_lines(
@@ -563,50 +602,6 @@ def test_salt_of_a_finished_day_is_deleted(site: Site, tmp_path: Path) -> None:
 
 # -- classification -------------------------------------------------------------------
 
-def test_geolocation_of_known_public_addresses() -> None:
-    geo = Geo(default_db())
-    try:
-        assert geo.lookup(TELMEX_CDMX) == ("MX", "Ciudad de México")
-        assert geo.lookup(TOTALPLAY_CDMX) == ("MX", "Ciudad de México")
-        assert geo.lookup(AXTEL_NL) == ("MX", "Nuevo León")
-        assert geo.lookup(MICH) == ("MX", "Michoacán")
-        assert geo.lookup("38.123.192.1") == ("MX", "Estado de México")  # DB-IP says "México"
-        assert geo.lookup("2806:2f0::1") == ("MX", "Ciudad de México")
-        assert geo.lookup("::ffff:" + AXTEL_NL) == ("MX", "Nuevo León")
-        assert geo.lookup(US) == ("US", None)
-        for private in ("10.1.2.3", "127.0.0.1", "192.168.1.1", "100.64.0.1", "::1", "fe80::1",
-                        "no-es-ip", ""):
-            assert geo.lookup(private) == (None, None), private
-    finally:
-        geo.close()
-
-
-@pytest.mark.slow
-def test_lean_lookup_agrees_with_maxminddb_on_random_addresses() -> None:
-    """The specialised tree walk, the per-network cache (whatever order lengths are tried)
-    and the lean record decoder answer what the stock reader answers."""
-    import maxminddb
-
-    from difusor.analytics import geo as geo_mod
-
-    rng = random.Random(11)
-    ips = [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(10_000)]
-    ips += [ipaddress.IPv4Address(int(ip) ^ rng.getrandbits(10)) for ip in ips[:3000]]  # neighbours
-    ips += [ipaddress.IPv6Address((0x2806 << 112) | rng.getrandbits(112)) for _ in range(1000)]
-    ips += [ipaddress.IPv6Address((0x2A00 << 112) | rng.getrandbits(112)) for _ in range(1000)]
-    rng.shuffle(ips)
-    geo = Geo(default_db())
-    try:
-        with maxminddb.open_database(str(default_db())) as reader:
-            for ip in ips:
-                if ip.is_global and not ip.is_multicast:
-                    assert geo.lookup(str(ip)) == geo_mod._answer(reader.get(str(ip))), ip
-                else:
-                    assert geo.lookup(str(ip)) == (None, None), ip
-    finally:
-        geo.close()
-
-
 def test_maxmind_style_subdivisions_map_to_canonical_names() -> None:
     from difusor.analytics.geo import state_name
 
@@ -697,29 +692,13 @@ def test_cli_ingest_exit_codes_and_spanish_output(site: Site, tmp_path: Path) ->
     assert bad_fmt.returncode != 0 and "formato desconocido" in bad_fmt.stderr
 
 
-def _helpers() -> set[int]:
-    """Lookup helper processes now alive (not zombies)."""
-    found = set()
-    for proc in Path("/proc").iterdir():
-        try:
-            if (b"difusor.analytics.lookups" in (proc / "cmdline").read_bytes()
-                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
-                found.add(int(proc.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 @pytest.mark.slow
-def test_cli_ingest_of_a_large_log_through_the_prestarted_helper(site: Site,
-                                                                 tmp_path: Path) -> None:
-    """A log large enough has its helper started before the CLI's imports (the launcher):
-    the rows come out as in-process, and no helper outlives the command — nor one whose
-    command failed."""
+def test_cli_ingest_of_a_large_log(site: Site, tmp_path: Path) -> None:
+    """A log of megabytes through the command (agents warmed up in a thread): every row
+    stored and placed."""
     line = combined(TELMEX_CDMX, "/json/main.json", IPAD)
-    copies = HELPER_BYTES // len(line.encode()) + 1
+    copies = (8 << 20) // len(line.encode()) + 1
     log = write(tmp_path / "grande.log", line * copies + combined(US, "/", CHROME))
-    before = _helpers()
     ok = _cli(site, str(log), "--format", "combined")
     assert ok.returncode == 0, ok.stderr
     assert f"{copies + 1:,} filas guardadas" in ok.stdout
@@ -727,12 +706,6 @@ def test_cli_ingest_of_a_large_log_through_the_prestarted_helper(site: Site,
                         "ORDER BY n DESC")
     assert places == [{"country": "MX", "state": "Ciudad de México", "n": copies},
                       {"country": "US", "state": None, "n": 1}]
-    bad = _cli(site, str(log), "--format", "apache")
-    assert bad.returncode != 0 and "formato desconocido" in bad.stderr
-    deadline = time.monotonic() + 10
-    while _helpers() - before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _helpers() - before
 
 
 @pytest.mark.slow

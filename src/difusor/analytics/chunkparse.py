@@ -5,14 +5,16 @@ from which the ingest looks up and stores (``ingestor.py``)."""
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from difusor.analytics import formats
 from difusor.analytics import ingest_sql as sql
+from difusor.analytics.localday import local_day_sql
 from difusor.analytics.logfile import Chunk, stamp
 
 COMBINED_SHAPED = frozenset({"combined", "varnishncsa"})
@@ -51,8 +53,8 @@ class Parsed:
     lines: int        # non-empty lines read
     bad: int          # of them, not understood
     own: int          # of them, our own agents
-    lookups: Future[tuple[str, str]] | None = None  # TSV rows for _geo and _agent
-    asked: tuple[list[str], list[str]] = ([], [])    # the addresses and agents looked up
+    lookups: Future[str] | None = None  # TSV rows for _agent
+    asked: list[str] = field(default_factory=list)  # the agents asked
     span: tuple[datetime | None, datetime | None] = (None, None)  # first, last kept instant
 
     @property
@@ -62,9 +64,10 @@ class Parsed:
 
 
 def parse(con: duckdb.DuckDBPyConnection, chunk: Chunk, r: Reading, slot: str,
-          own_sql: str) -> Parsed:
+          own_sql: str, zone: ZoneInfo) -> Parsed:
     """A chunk (in its spool file) → a temp table of its rows (``<slot>``) and their
-    per-distinct groups (``_g<slot>``); ``own_sql`` is true for our monitor's agents.
+    per-distinct groups (``_g<slot>``, visitor-days in the site's ``zone``); ``own_sql`` is
+    true for our monitor's agents.
     Combined lines are read by DuckDB's CSV reader as typed columns
     (``formats.csv_sql``), the lines it refuses the general way, appended after the
     others; with an escaped quote about (Apache) the whole chunk goes the general way.
@@ -91,30 +94,26 @@ def parse(con: duckdb.DuckDBPyConnection, chunk: Chunk, r: Reading, slot: str,
                 formats.source_sql(spec, str(spool), r.fields), own_sql))
         if chunk.in_place and not (_clean(chunk) and stamp(spool) == chunk.stamp):
             raise NotInPlace
-        con.execute(sql.grouped(slot))
+        lines, good, own, first, last = con.execute(
+            f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own), "
+            f"min(ts) FILTER (ok AND NOT own), max(ts) FILTER (ok AND NOT own) FROM {slot}"
+        ).fetchone()  # type: ignore[misc]
+        parsed = Parsed(slot, chunk.end, chunk.dropped, chunk.size, lines, lines - good, own)
+        if parsed.expected:
+            parsed.span = (first, last)
+        con.execute(sql.grouped(slot, local_day_sql(zone, *parsed.span)))
     except BaseException:
         drop(con, slot)
         raise
     finally:
         if not chunk.in_place:
             spool.unlink(missing_ok=True)
-    lines, good, own, first, last = con.execute(
-        f"SELECT count(*), count(*) FILTER (ok), count(*) FILTER (own), "
-        f"min(ts) FILTER (ok AND NOT own), max(ts) FILTER (ok AND NOT own) FROM {slot}"
-    ).fetchone()  # type: ignore[misc]
-    parsed = Parsed(slot, chunk.end, chunk.dropped, chunk.size, lines, lines - good, own)
-    if parsed.expected:
-        parsed.span = (first, last)
     return parsed
 
 
-def distinct_people(con: duckdb.DuckDBPyConnection, slot: str
-                    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """The chunk's distinct addresses and agents, each with DuckDB's hash of it."""
-    ips, uas = (con.execute(
-        f"SELECT DISTINCT {v}, hash({v}) FROM _g{slot} WHERE gid = {sql.PEOPLE}"
-        ).fetchall() for v in ("ip", "ua"))
-    return ips, uas
+def distinct_agents(con: duckdb.DuckDBPyConnection, slot: str) -> list[tuple[str, int]]:
+    """The chunk's distinct agents, each with DuckDB's hash of it."""
+    return con.execute(f"SELECT ua, hash(ua) FROM _g{slot} WHERE gid = {sql.AGENTS}").fetchall()
 
 
 def _refused(con: duckdb.DuckDBPyConnection, rejects: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from difusor.analytics.schema import HITS_VIEW, STORE_DDL
+from difusor.analytics.schema import HITS_VIEW, STORE_DDL, VISITORS_UNKEYED
 from difusor.config import Config
 from difusor.errors import BusyError
 from difusor.paths import StateLayout, private_file
@@ -74,6 +74,9 @@ def connect(cfg: Config, read_only: bool = False, *, wait: float = WAIT_SECONDS
         if kind and kind[0] != "VIEW":
             con.execute("DROP TABLE hits")
         con.execute(STORE_DDL)
+        if con.execute("SELECT 1 FROM duckdb_constraints() WHERE table_name = 'visitors' AND "
+                       "constraint_type = 'PRIMARY KEY'").fetchone():
+            con.execute("BEGIN; " + VISITORS_UNKEYED + " COMMIT")
         fresh_view = not kind or kind[0] != "VIEW"
         if not _has_seq(con):
             # Requests stored before ``seq`` were stored in the logs' order (by rowid).

@@ -125,10 +125,13 @@ _TARGET = """
 
 
 def _split_target(target: str) -> tuple[str, str]:
-    """(path, query) SQL for a request target that may carry a query or a full URL."""
+    """(path, query) SQL for a request target that may carry a query or a full URL. Most are
+    a bare path: taken as they are (the general way cost a fifth of a combined line's
+    parse)."""
     t = _TARGET.format(t=target)
-    return (f"split_part({t}, '?', 1)",
-            f"CASE WHEN strpos({target}, '?') > 0 THEN {target}[strpos({target}, '?') + 1:] "
+    return (f"CASE WHEN starts_with({target}, '/') AND NOT contains({target}, '?') "
+            f"THEN {target} ELSE split_part({t}, '?', 1) END",
+            f"CASE WHEN contains({target}, '?') THEN {target}[strpos({target}, '?') + 1:] "
             "ELSE '' END")
 
 
@@ -191,13 +194,14 @@ def _combined_fields(rel: str) -> str:
     """Request fields from ip, t (inside the brackets), req, sb ("status bytes"), ref, ua."""
     path, query = _split_target("target")
     return f"""
-SELECT try_strptime(t, '%d/%b/%Y:%H:%M:%S %z') AS ts, ip, split_part(req, ' ', 1) AS method,
+SELECT try_strptime(t, '%d/%b/%Y:%H:%M:%S %z') AS ts, ip, words[1] AS method,
        {path} AS path, {query} AS query,
        try_cast(split_part(sb, ' ', 1) AS USMALLINT) AS status,
        coalesce(try_cast(split_part(sb, ' ', 2) AS UBIGINT), 0) AS bytes,
        CASE WHEN ref = '-' THEN '' ELSE coalesce(ref, '') END AS referer,
        CASE WHEN ua = '-' THEN '' ELSE coalesce(ua, '') END AS ua
-FROM (SELECT *, split_part(req, ' ', 2) AS target FROM ({rel}))"""
+FROM (SELECT *, coalesce(words[2], '') AS target
+      FROM (SELECT *, string_split(req, ' ') AS words FROM ({rel})))"""
 
 
 def _combined_lines(rel: str) -> str:
@@ -255,9 +259,10 @@ def csv_sql(path: str, rejects: str | None = None, zone: str | None = None) -> s
         offset = f"CASE zone WHEN '{zone}]' THEN {us * 1_000_000} ELSE {_ZONE_US} END"
     return f"""
 SELECT make_timestamptz(epoch_us(d) - {offset}) AS ts, coalesce(ip, '-') AS ip,
-       split_part(req, ' ', 1) AS method, {path_sql} AS path, {query} AS query, status,
+       words[1] AS method, {path_sql} AS path, {query} AS query, status,
        coalesce(bytes, 0) AS bytes, coalesce(ref, '') AS referer, coalesce(ua, '') AS ua
-FROM (SELECT *, split_part(req, ' ', 2) AS target FROM read_csv({_sql_str(path)}, {opts}))"""
+FROM (SELECT *, coalesce(words[2], '') AS target
+      FROM (SELECT *, string_split(req, ' ') AS words FROM read_csv({_sql_str(path)}, {opts})))"""
 
 
 _ZONE = re.compile(r"[+-]\d{4}")

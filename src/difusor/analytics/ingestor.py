@@ -3,14 +3,15 @@
 
 For each file: its identity and committed offset (``files``), its format, then its chunks in a
 pipeline — while DuckDB parses chunk n into temp tables (``chunkparse.py``), chunk n+1 is
-spooled and chunk n-1's new addresses and agents are looked up by the helper (``lookups.py``);
-then chunk n-1's rows, anonymised and classified (``ingest_sql.py``), and the file's new offset
-are committed together.
+spooled and chunk n's new agents are classified by a worker thread (``lookups.py``); then chunk
+n-1's rows, anonymised, placed (one join against the geolocation ranges, ``addresses.py``) and
+classified (``ingest_sql.py``), and the file's new offset are committed together.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from difusor.analytics import formats
+from difusor.analytics import addresses, formats
 from difusor.analytics import ingest_sql as sql
 from difusor.analytics.chunkparse import (
     COMBINED_SHAPED,
@@ -30,7 +31,7 @@ from difusor.analytics.chunkparse import (
     NotInPlace,
     Parsed,
     Reading,
-    distinct_people,
+    distinct_agents,
     drop,
     parse,
 )
@@ -64,7 +65,7 @@ class Ingestor:
         self.zone = ZoneInfo(cfg.site.timezone)
         self._own_lookups = lookups is None
         self.lookups = lookups or Lookups.for_config(cfg)
-        # Waits for the lookups' answers (one chunk at a time) while DuckDB works.
+        # Classifies agents (one chunk at a time) while DuckDB works.
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="difusor-ingesta")
         try:
             self.con = con or (connect(cfg) if wait is None else connect(cfg, wait=wait))
@@ -77,8 +78,8 @@ class Ingestor:
         for stale in folder.glob("ingesta-*"):
             shutil.rmtree(stale, ignore_errors=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="ingesta-", dir=folder))
-        self._known_ips: set[str] = set()
         self._known_uas: set[str] = set()
+        self._placing = False  # the geolocation ranges are loaded (``_prepare_places``)
         self.site_host = (urlsplit(cfg.site.url).hostname or "").lower()
         self.keep_ip = a.keep_ip_days > 0
         self._salted: set[date] = set()
@@ -97,8 +98,10 @@ class Ingestor:
         # chunk (measured: a third more CPU per ingest, and a larger file). Nothing here
         # deletes requests, so there is nothing else for it to reclaim.
         self.con.execute("SET max_vacuum_tasks = 0")
+        _cap_memory(self.con)
         self.con.execute(sql.LOOKUP_TABLES)
         self._own = sql.own_agents(a.own_agents)
+        self._visitor_days = sql.visitor_days(self.keep_ip)
         self._insert = sql.inserts(page_rules(cfg), view_rules(cfg), self.site_host, self.keep_ip)
 
     # -- files ------------------------------------------------------------------------
@@ -134,7 +137,8 @@ class Ingestor:
         if offset and nothing_new(path, offset):
             result.already = 1
             return result
-        self.lookups.start_for(bytes_after(path, offset))
+        self.lookups.warm_for(bytes_after(path, offset))
+        self._prepare_places()
         state = FileState(fp, path, source or source_name(path), spec.edge, done_lines)
         reading = Reading(state, spec, fields, zone, offset, final)
         try:
@@ -168,7 +172,7 @@ class Ingestor:
                     self._store(pending, r.state, result, on_bytes)
                     pending = None
         finally:
-            for left in (pending, parsed):  # not stored: asked lookups belong in _geo / _agent
+            for left in (pending, parsed):  # not stored: asked agents belong in _agent
                 if left is not None:
                     self._discard(left)
 
@@ -181,54 +185,55 @@ class Ingestor:
 
     # -- one chunk --------------------------------------------------------------------
 
+    def _prepare_places(self) -> None:
+        """The geolocation ranges in the database (once per mmdb; built first, seconds, if no
+        database of this user has them yet)."""
+        if not self._placing:
+            addresses.prepare(self.con, self.lookups.geo_key(),
+                              lambda: self.lookups.ranges(self.tmp))
+            self._placing = True
+
     def _parse(self, chunk: Chunk, r: Reading, slot: str) -> Parsed:
-        """A chunk into its temp tables (``chunkparse.parse``); its new addresses and agents
-        are handed to the worker to look up (per distinct value: the only per-value work done
-        in Python)."""
-        parsed = parse(self.con, chunk, r, slot, self._own)
+        """A chunk into its temp tables (``chunkparse.parse``); its new agents are handed to
+        the worker to classify (per distinct agent: the only per-value work done in Python)."""
+        parsed = parse(self.con, chunk, r, slot, self._own, self.zone)
         if parsed.expected:
-            self._ask(parsed, *distinct_people(self.con, slot))
+            self._ask(parsed, distinct_agents(self.con, slot))
         return parsed
 
-    def _ask(self, parsed: Parsed, ips: list[tuple[str, int]], uas: list[tuple[str, int]]
-             ) -> None:
-        """Hands the chunk's new addresses and agents, (value, DuckDB's hash), to the worker."""
-        ips = [(ip, h) for ip, h in ips if ip not in self._known_ips]
+    def _ask(self, parsed: Parsed, uas: list[tuple[str, int]]) -> None:
+        """Hands the chunk's new agents, (value, DuckDB's hash), to the worker."""
         uas = [(ua, h) for ua, h in uas if ua not in self._known_uas]
-        self._known_ips.update(ip for ip, _ in ips)
         self._known_uas.update(ua for ua, _ in uas)
-        parsed.asked = ([ip for ip, _ in ips], [ua for ua, _ in uas])
-        parsed.lookups = self._worker.submit(self.lookups.ask, ips, uas)
+        parsed.asked = [ua for ua, _ in uas]
+        parsed.lookups = self._worker.submit(self.lookups.ask, uas)
 
     def _take_lookups(self, parsed: Parsed) -> None:
         if parsed.lookups is not None:
-            geo, ag = parsed.lookups.result()
+            kinds = parsed.lookups.result()
             parsed.lookups = None
-            self._load("_geo", geo)
-            self._load("_agent", ag)
+            self._load("_agent", kinds)
 
     def _discard(self, parsed: Parsed) -> None:
-        """A parsed chunk that will not be stored (stopped, or an error): its values are in
-        the known sets once asked, so their lookups must still land in _geo / _agent."""
+        """A parsed chunk that will not be stored (stopped, or an error): its agents are in
+        the known set once asked, so their answers must still land in _agent."""
         try:
             self._take_lookups(parsed)
         finally:
             drop(self.con, parsed.slot)
 
     def _forget(self, parsed: Parsed) -> None:
-        """A chunk rolled back: its lookups went with it (or are dropped, if not yet taken),
-        so they are asked again later."""
-        ips, uas = parsed.asked
-        self._known_ips.difference_update(ips)
-        self._known_uas.difference_update(uas)
+        """A chunk rolled back: its agents' answers went with it (or are dropped, if not yet
+        taken), so they are asked again later."""
+        self._known_uas.difference_update(parsed.asked)
         parsed.lookups = None
 
     def _store(self, parsed: Parsed, state: FileState, result: IngestResult,
                on_bytes: Callable[[int], None] | None) -> None:
         """The chunk's rows, anonymised and classified, and the file's offset after them, in
         one transaction. Requests go straight from the parsed chunk into ``requests`` (each
-        chunk is at least a few row groups, written compressed once); the lookups are only
-        needed for the visitors, after that write, so the worker has had it to finish them."""
+        chunk is at least a few row groups, written compressed once); the agents' kinds are
+        only needed for the visitors, after that write, so the worker has had it to finish."""
         con = self.con
         stored = 0
         lines = state.lines + parsed.dropped + parsed.lines
@@ -261,26 +266,17 @@ class Ingestor:
     def _write(self, parsed: Parsed, state: FileState) -> int:
         con = self.con
         g = f"_g{parsed.slot}"
-        day = local_day_sql(self.zone, *parsed.span)  # of a row's ts; a group's day, of its last
-        people = f"SELECT {local_day_sql(self.zone, *parsed.span, column='last')} AS day, " \
-                 f"ip, ua, last FROM {g} " \
-                 f"WHERE gid = {sql.PEOPLE}"
         self._ensure_salts([d for (d,) in con.execute(
-            f"SELECT DISTINCT day FROM ({people})").fetchall()])
-        # The visitor key: a keyed hash (the day's secret salt) per distinct (day, address);
-        # rows mix it with their agent, and stay as unguessable as the key.
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _ipday AS
-            SELECT d.day, d.ip, md5_number_lower(hex(s.salt) || d.ip) AS key
-            FROM (SELECT DISTINCT day, ip FROM ({people})) AS d JOIN salts AS s USING (day)""")
+            f"SELECT DISTINCT day FROM {g} WHERE gid = {sql.PEOPLE}").fetchall()])
+        con.execute(self._visitor_days.replace("__G__", g))
+        day = local_day_sql(self.zone, *parsed.span)  # of a row's ts
         requests, visitors = (text.replace("__C__", parsed.slot).replace("__G__", g)
-                              .replace("__DAY__", day).replace("__PEOPLE__", people)
-                              for text in self._insert)
+                              .replace("__DAY__", day) for text in self._insert)
         (stored,) = con.execute(requests, [state.source, state.edge, self._seq]
                                 ).fetchone()  # type: ignore[misc]
-        self._take_lookups(parsed)
-        ip = "coalesce(excluded.ip, visitors.ip)" if self.keep_ip else "NULL"
-        con.execute(visitors.replace("__IP__", ip))
+        self._take_lookups(parsed)  # (the agents: only now, the worker has had the time)
+        con.execute(visitors)
+        con.execute("DROP TABLE _vis")
         return int(stored)
 
     def _load(self, table: str, text: str) -> None:
@@ -335,3 +331,18 @@ class Ingestor:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._close_worker()
             self.con.close()
+
+
+# DuckDB keeps what a chunk's statements once needed (a night of a new address per line: a
+# process of ≈ 900 MB at the configured 1 GB). An ingest caps it lower (a chunk's tables fit;
+# joins and sorts spill the rest, at no cost measured on a million lines of either shape);
+# ``summary`` keeps the configured limit.
+INGEST_MEMORY = 400 << 20
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _cap_memory(con: duckdb.DuckDBPyConnection) -> None:
+    (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+    found = re.fullmatch(r"([\d.]+) ?([KMGT]?)i?B", str(limit).strip())
+    if found is None or float(found[1]) * _UNITS[found[2]] > INGEST_MEMORY:
+        con.execute(f"SET memory_limit = '{INGEST_MEMORY >> 20}MiB'")

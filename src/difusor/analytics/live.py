@@ -53,7 +53,7 @@ class LiveIngest:
         for src in a.sources:
             path = cfg.path(src.path)
             self.followed.append(Followed(path, src.format, src.name or path.name))
-        self._lookups: Lookups | None = None  # one helper process (and its caches) for all rounds
+        self._lookups: Lookups | None = None  # one for all rounds (the agents' warm-up)
         self._complained: set[str] = set()
         self._last: tuple = ()
         self._tidied = -TIDY_SECONDS
@@ -69,7 +69,7 @@ class LiveIngest:
             self.close()
 
     def close(self) -> None:
-        """Ends the lookup helper process (``run`` does it when it stops)."""
+        """Lets the lookups go (``run`` does it when it stops)."""
         if self._lookups is not None:
             self._lookups.close()
             self._lookups = None

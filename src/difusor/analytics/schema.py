@@ -35,7 +35,9 @@ hits — one request from any source (origin or edge):
 requests — hits' per-request columns (ts, day, visitor, method, path, query, status, bytes,
     referer_host, visible_ms, source, edge, seq).
 visitors — per (day, visitor): ip, last_ts (the visitor-day's latest request, for keep_ip_days),
-    country, state, browser, os, device, bot.
+    country, state, browser, os, device, bot. One row per (day, visitor), kept so by the ingest
+    (it inserts only visitor-days not yet stored); not a declared key: its index cost more than
+    the rest of a visitor's row, and a million new visitors per million lines is a real night.
 paths — per path: page, view (rows of method 'BEACON' are never pages nor views).
 
 files — how far each log has been read (idempotent re-ingest, rotation):
@@ -46,6 +48,9 @@ files — how far each log has been read (idempotent re-ingest, rotation):
     updated_at    TIMESTAMPTZ
 
 salts — the daily key; a day's row is deleted salt_grace_hours after its midnight.
+
+geo_source, geo_places, geo_v4, geo_v6, geo_buckets — the geolocation mmdb as ranges, kept by
+addresses.py (which alone reads them) and replaced when the mmdb changes.
 """
 
 from __future__ import annotations
@@ -91,8 +96,7 @@ CREATE TABLE IF NOT EXISTS visitors (
     browser VARCHAR,
     os VARCHAR,
     device VARCHAR,
-    bot BOOLEAN,
-    PRIMARY KEY (day, visitor)
+    bot BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS paths (
     path VARCHAR PRIMARY KEY,
@@ -111,4 +115,13 @@ SELECT r.ts, r.day, r.visitor, v.ip, v.country, v.state, r.method, r.path, r.que
 FROM requests AS r
 LEFT JOIN visitors AS v ON v.day = r.day AND v.visitor = r.visitor
 LEFT JOIN paths AS p ON p.path = r.path
+"""
+
+# A database made when (day, visitor) was a declared key: its rows into a table without one.
+VISITORS_UNKEYED = STORE_DDL[STORE_DDL.index("CREATE TABLE IF NOT EXISTS visitors"):
+                             STORE_DDL.index("CREATE TABLE IF NOT EXISTS paths")].replace(
+    "IF NOT EXISTS visitors", "visitors_unkeyed") + """
+INSERT INTO visitors_unkeyed SELECT * FROM visitors;
+DROP TABLE visitors;
+ALTER TABLE visitors_unkeyed RENAME TO visitors;
 """
