@@ -7,8 +7,10 @@ of election night, ``analytics_ingest.write_log``) and D days of probes (default
 monitor targets every 10 s, with a few dozen cortes, an outage and an attack in the night.
 Part 2, the night: about M requests (default 100,000, Irimbo size), 36 cortes, an outage and an
 attack, probes every 10 s over the night. Each part then runs ``difusor report --output DIR``
-over its period as a whole process: wall time and peak RSS (``ru_maxrss`` from ``wait4``),
-against the issue's targets (≤ 30 s and ≤ 1.5 GB for the month, ≤ 5 s for the night). The anchor,
+over its period as a whole process: wall time, peak RSS (``ru_maxrss`` from ``wait4``: the
+largest process) and the peak of the process tree's summed PSS (the report's children — the
+renderer, the ledger reader — count too), against the issue's targets (≤ 30 s and ≤ 1.5 GB
+for the month, the larger of the two memory figures; ≤ 5 s for the night). The anchor,
 in the same run and over the same period: ``difusor analytics summary --json``, the figures the
 report is built from, so the report's cost also reads as a multiple of its own input's.
 
@@ -27,9 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, suppress
 from datetime import UTC, datetime, timedelta
@@ -213,15 +218,55 @@ def build(root: Path, *, lines: int, hours: float, probes: tuple[datetime, datet
                   "ingest": ingest, "generate_seconds": generate_s, "ledger_seconds": ledger_s}
 
 
+def _session_pss_kb(session: int) -> int:
+    """The PSS (shared pages counted once) of every process in ``session``, in KiB."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry.name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[3]) != session:
+                    continue
+            with open(f"/proc/{entry.name}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+    return total
+
+
+def timed_tree(argv: list[str], log: Path, stdout: Path | None = None) -> dict[str, Any]:
+    """``timed`` (wall time; ``ru_maxrss``, the largest process of the tree) and the peak of the
+    whole tree's memory — the command and its children (the report's renderer and ledger
+    reader) — as the sum of their PSS, sampled every 0.1 s."""
+    with log.open("ab") as err, (stdout.open("wb") if stdout else open(os.devnull, "wb")) as out:
+        began = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, start_new_session=True)
+        peak, stop = [0], threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.1):
+                peak[0] = max(peak[0], _session_pss_kb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - began
+        stop.set()
+        sampler.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv[0]} … falló:\n{log.read_text()[-2000:]}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "tree_peak_pss_mb": peak[0] / 1024}
+
+
 def measure(site: DifusorSite, root: Path, period: tuple[datetime, datetime]) -> dict[str, Any]:
     """The anchor (summary) and the report over the same period, each as its own process."""
     bounds = ["--from", period[0].isoformat(), "--to", period[1].isoformat()]
-    summary = timed(difusor(site.config_path, "summary", "--json", *bounds), root / "run.err",
-                    stdout=root / "summary.json")
+    summary = timed_tree(difusor(site.config_path, "summary", "--json", *bounds),
+                         root / "run.err", stdout=root / "summary.json")
     out = root / "memoria"
     argv = [sys.executable, "-m", "difusor", "report", "--output", str(out), *bounds,
             "--config", str(site.config_path)]
-    report = timed(argv, root / "run.err")
+    report = timed_tree(argv, root / "run.err")
     pdf = out / "memoria-tecnica.pdf"
     return {"summary": summary, "report": report, "ratio": report["seconds"] / summary["seconds"],
             "pdf_bytes": pdf.stat().st_size if pdf.exists() else 0,
@@ -234,8 +279,9 @@ def part(root: Path, name: str, *, lines: int, hours: float, probes: tuple[datet
     print(f"{name}:", flush=True)
     site, data = build(root / name, lines=lines, hours=hours, probes=probes, cortes=cortes)
     result = measure(site, root / name, probes)
-    print(f"  report {result['report']['seconds']:.2f} s, {result['report']['peak_rss_mb']:.0f} MB;"
-          f" summary {result['summary']['seconds']:.2f} s", flush=True)
+    print(f"  report {result['report']['seconds']:.2f} s, {result['report']['peak_rss_mb']:.0f} MB"
+          f" (tree PSS {result['report']['tree_peak_pss_mb']:.0f} MB); summary "
+          f"{result['summary']['seconds']:.2f} s", flush=True)
     return {"data": data, **result}
 
 
@@ -264,13 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     print_load("after", load_after)
     rows = [[f"month: {month['data']['lines']:,} lines, {days} days of probes",
              month["report"]["seconds"], month["report"]["peak_rss_mb"],
+             month["report"]["tree_peak_pss_mb"],
              f"≤ {TARGET_MONTH_S:.0f} s, ≤ {TARGET_MONTH_MB:.0f} MB", month["ratio"]],
             [f"night: {night['data']['lines']:,} lines", night["report"]["seconds"],
-             night["report"]["peak_rss_mb"], f"≤ {TARGET_NIGHT_S:.0f} s", night["ratio"]]]
-    print(table(["difusor report", "seconds", "peak RSS MB", "target", "× summary"], rows,
+             night["report"]["peak_rss_mb"], night["report"]["tree_peak_pss_mb"],
+             f"≤ {TARGET_NIGHT_S:.0f} s", night["ratio"]]]
+    print(table(["difusor report", "seconds", "peak RSS MB", "tree PSS MB", "target",
+                 "× summary"], rows,
                 "memoria técnica (anchor: analytics summary --json, same period, same run)"))
+    month_mb = max(month["report"]["peak_rss_mb"], month["report"]["tree_peak_pss_mb"])
     meets = {"month_seconds": month["report"]["seconds"] <= TARGET_MONTH_S,
-             "month_memory": month["report"]["peak_rss_mb"] <= TARGET_MONTH_MB,
+             "month_memory": month_mb <= TARGET_MONTH_MB,
              "night_seconds": night["report"]["seconds"] <= TARGET_NIGHT_S}
     for part_name, p in (("month", month), ("night", night)):
         print(f"{part_name}: report {p['report']['seconds']:.1f} s = {p['ratio']:.1f}× the summary "

@@ -246,3 +246,20 @@ def test_the_files_path_hands_document_and_full_tables_to_the_renderer(
     assert sum(r[3] for r in tables["sondeos_por_hora"][1]) == 360 - 60  # every probe, by hour
     assert [r[0] for r in tables["estados"][1]] and tables["referentes"][1][0][0] == "www.google.com"
     assert sum(r[1] for r in tables["visitas_10min"][1]) >= 6
+
+
+def test_a_child_hands_back_its_result_or_its_error() -> None:
+    """The ledger is read in a forked child while the visits are summarised here
+    (report/background.py)."""
+    import os
+
+    from difusor.report.background import in_child
+
+    here = os.getpid()
+    assert in_child(lambda a, b: (a, b, os.getpid() != here), 1, 2).result() == (1, 2, True)
+
+    def fails() -> None:
+        raise ValueError("sin bitácora")
+
+    with pytest.raises(ValueError, match="sin bitácora"):
+        in_child(fails).result()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from report_doc import DRAWINGS, TABLES, make_doc
 
-from difusor.report import annexes, operator_text, render
+from difusor.report import annexes, operator_text, render, typeset
 
 POPPLER = all(shutil.which(t) for t in ("pdftotext", "pdfinfo", "pdfdetach"))
 needs_poppler = pytest.mark.skipif(not POPPLER, reason="falta poppler-utils")
@@ -210,6 +210,23 @@ def test_anexos_are_listed_in_the_document(tmp_path: Path, build) -> None:
     assert [a["archivo"] for a in doc["anexos"]] == ["anexos/cortes.csv", "anexos/estados.csv"]
     html = (out / "memoria-tecnica.html").read_text()
     assert doc["anexos"][0]["sha256"] in html
+    # The file has each drawing inline, where WeasyPrint had an image (report/typeset.py).
+    for name in typeset.FIGURES:
+        assert f'id="svg-{name}"' in html, name
+    assert typeset.SCHEME not in html and "<!--difusor:figura" not in html
+
+
+@pytest.mark.slow  # WeasyPrint parses the page before it asks for the drawings
+def test_a_drawing_that_fails_leaves_no_file(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def broken() -> dict[str, str]:
+        asked.append(1)
+        raise ValueError("gráfica imposible")
+
+    with pytest.raises(ValueError, match="gráfica imposible"):
+        typeset.typeset(make_doc(), TABLES, tmp_path / "x", broken)
+    assert asked == [1] and not (tmp_path / "x").exists()
 
 
 def test_the_staff_list_is_an_annex_when_configured() -> None:

@@ -147,6 +147,55 @@ def test_lag_chart_from_times_or_from_the_lags() -> None:
     assert charts.lag_chart([only_lags]).startswith("<svg")
 
 
+def _nodes(svg: str) -> int:
+    return sum(1 for _ in parse(svg).iter())
+
+
+def _vertices(svg: str) -> int:
+    return max(len(p.attrib["d"].split()) // 3 for p in parse(svg).iter(f"{SVG}path"))
+
+
+MONTH = [{"t": at(10 * i), "visitors": (i * 37) % 90 + (400 if 1300 < i < 1360 else 0),
+          "pageviews": i, "hits": i} for i in range(30 * 144)]
+
+
+def test_a_series_is_one_path_however_long() -> None:
+    """WeasyPrint parses and paints every node in Python: bars, cortes and steps are one path
+    each, and a month of 10-minute buckets is drawn per half point of width."""
+    hours = [{"t": at(60 * i), "visitors": i % 50} for i in range(30 * 24)]
+    assert _nodes(charts.hourly_chart(hours, ZONE)) < 80  # not one node per bar (720)
+    assert _nodes(charts.lag_chart(CRONO * 9)) < 200
+    month = charts.visits_chart(MONTH, CORTES, ZONE)
+    assert _nodes(month) < 90
+    assert _vertices(month) < 6 * charts.COLUMNS_PER_PT * charts._axes_width_pt()
+    assert _vertices(charts.visits_chart(POINTS, CORTES, ZONE)) >= 2 * len(POINTS)  # every step
+
+
+def test_columns_keep_each_columns_lowest_and_highest_value() -> None:
+    xs = [*[i / 10 for i in range(1000) for _ in (0, 1)][1:], 100.0]  # steps of 0.1
+    ys = [float((i * 7919) % 101) for i in range(1000) for _ in (0, 1)]
+    out_x, out_y = charts._columns(xs, ys, 0.0, 100.0, 50)
+    assert len(out_x) <= 5 * 50 < len(xs)
+    assert out_x == sorted(out_x) and out_x[0] == xs[0] and out_x[-1] == xs[-1]
+    for column in range(50):
+        inside = [y for x, y in zip(xs, ys, strict=True) if 2 * column <= x < 2 * column + 2]
+        kept = [y for x, y in zip(out_x, out_y, strict=True) if 2 * column <= x < 2 * column + 2]
+        assert min(kept) == min(inside) and max(kept) == max(inside), column
+    assert charts._columns(xs[:40], ys[:40], 0.0, 100.0, 50) == (xs[:40], ys[:40])
+
+
+def test_tidy_drops_only_the_wrappers_nothing_needs() -> None:
+    from difusor.report.svgtidy import tidy
+
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg">\n <g id="a">\n  <g id="b" '
+           'clip-path="url(#c)">\n   <path d="M 0 0 \nL 1 1 \nz\n"/>\n  </g>\n </g>\n'
+           ' <g id="kept"><rect/></g><use href="#kept"/>\n <g><text> dos  espacios </text></g>'
+           '</svg>')
+    assert tidy(svg) == ('<svg xmlns="http://www.w3.org/2000/svg"><g id="b" clip-path="url(#c)">'
+                         '<path d="M 0 0 L 1 1 z"/></g><g id="kept"><rect/></g>'
+                         '<use href="#kept"/><text> dos  espacios </text></svg>')
+
+
 def test_map_colours_states_with_visitors_and_greys_the_others() -> None:
     root = parse(mexico_map.mexico_map(STATES))
     paths = {p.attrib["id"].rsplit("-", 1)[1]: p for p in root.iter(f"{SVG}path")}

@@ -61,7 +61,8 @@ def report(
 
 def _report(since: str | None, until: str | None, output: Path, draft: bool, as_json: bool,
             now: str | None, site: str | None, config: Path, worker: RenderWorker) -> None:
-    from difusor.report.document import build
+    from difusor.report.background import in_child
+    from difusor.report.document import build, read_ledger
     from difusor.report.period import resolve
     from difusor.report.tables import full_summary
 
@@ -75,17 +76,22 @@ def _report(since: str | None, until: str | None, output: Path, draft: bool, as_
         say(f"periodo: {printed(period.start, zone)} → {printed(period.end, zone)} "
             f"({_ORIGINS[period.origin]})")
         say("reuniendo cifras (visitas, disponibilidad, incidentes, cortes)…")
-        # Files need the full ranked lists too: one summary with every row serves both.
+        # The ledger is read in a child process while DuckDB summarises the visits here
+        # (report/background.py). Files need the full ranked lists too: one summary with every
+        # row serves both.
+        from_ledger = in_child(read_ledger, cfg, period.start, period.end, moment, root,
+                               not as_json)
         full = None if as_json else full_summary(cfg, period.start, period.end)
         doc = build(cfg, ledger, period.start, period.end, draft=draft, now=moment,
-                    origin=period.origin, full_visits=full, root=root)
+                    origin=period.origin, full_visits=full, root=root, from_ledger=from_ledger)
         if as_json:
             out.print_json(json.dumps(doc, ensure_ascii=False))
             return
         from difusor.report.tables import annex_tables
 
         say("preparando los anexos…")
-        tables = annex_tables(cfg, ledger, period.start, period.end, doc, full)
+        tables = annex_tables(cfg, ledger, period.start, period.end, doc, full,
+                              from_ledger.result()["tablas"])
     say(f"escribiendo la memoria en {output}/ …")
     try:
         written = worker.write(doc, tables, output, cfg)

@@ -2,9 +2,11 @@
 ``--json`` commands print.
 
 The flow: ``period`` decides the range; ``document.build`` gathers every figure into one plain
-dict (what ``difusor report --json`` prints); ``charts``, ``mexico_map`` and ``diagram`` draw SVG
+dict (what ``difusor report --json`` prints), the ledger read in a child process while the
+visits are summarised (``background``); ``charts``, ``mexico_map`` and ``diagram`` draw SVG
 from that dict (and the config); ``render`` turns dict + drawings into one self-contained HTML
-file and a PDF/A-3b with the CSV annexes (``annexes``) attached. Same data, same bytes.
+page and ``typeset`` writes it with a PDF/A-3b and the CSV annexes (``annexes``) attached —
+in two child processes that work side by side (``worker``). Same data, same bytes.
 
 The document dict (keys in Spanish, like ``uptime --json``; times ISO 8601 in the site's zone):
 

@@ -18,6 +18,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -53,25 +54,48 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[byt
     return buf.getvalue().encode(ENCODING), count
 
 
-def write_annexes(folder: Path, tables: dict[str, Table]) -> list[dict[str, Any]]:
-    """Write ``folder/<stem>.csv`` for each table; returns ``[{archivo, filas, sha256}]`` in
-    name order. CSV files left there by an earlier run that this one does not write are
-    removed, so the folder always matches the list printed in the document."""
-    folder.mkdir(parents=True, exist_ok=True)
-    listed: list[dict[str, Any]] = []
-    names = set()
+@dataclass(frozen=True)
+class Annex:
+    """One CSV file, made in memory: the document lists it before it is written."""
+    name: str
+    data: bytes
+    rows: int
+
+    def entry(self) -> dict[str, Any]:
+        """``{archivo, filas, sha256}``, as the document lists it."""
+        return {"archivo": f"anexos/{self.name}", "filas": self.rows,
+                "sha256": hashlib.sha256(self.data).hexdigest()}
+
+
+def make_annexes(tables: dict[str, Table]) -> list[Annex]:
+    """Each table's CSV file, in name order."""
+    out = []
     for stem in sorted(tables):
         header, rows = tables[stem]
         data, count = csv_bytes(header, rows)
-        name = f"{stem}.csv"
-        names.add(name)
-        write_atomic(folder / name, data)
-        listed.append({"archivo": f"anexos/{name}", "filas": count,
-                       "sha256": hashlib.sha256(data).hexdigest()})
+        out.append(Annex(f"{stem}.csv", data, count))
+    return out
+
+
+def store_annexes(folder: Path, annexes: list[Annex]) -> list[Path]:
+    """Write ``folder/<name>`` for each annex; CSV files left there by an earlier run that this
+    one does not write are removed, so the folder always matches the list in the document."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for annex in annexes:
+        write_atomic(folder / annex.name, annex.data)
+    names = {a.name for a in annexes}
     for old in folder.glob("*.csv"):
         if old.name not in names:
             old.unlink()
-    return listed
+    return [folder / a.name for a in annexes]
+
+
+def write_annexes(folder: Path, tables: dict[str, Table]) -> list[dict[str, Any]]:
+    """Write ``folder/<stem>.csv`` for each table; returns ``[{archivo, filas, sha256}]`` in
+    name order (``make_annexes`` then ``store_annexes``)."""
+    annexes = make_annexes(tables)
+    store_annexes(folder, annexes)
+    return [a.entry() for a in annexes]
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -8,9 +8,12 @@ same bytes:
 - ``svg.fonttype = "none"``: labels stay text in DejaVu Sans (which the PDF embeds; a browser
   without it uses its own sans-serif). Drawn as outlines, the glyphs tripled the SVG and took
   WeasyPrint seconds per memoria;
-- every ``id`` (Matplotlib's ``figure_1``, ``DejaVuSans-…`` glyphs, clip paths) is prefixed with
-  the chart's name, and the backend's ``*{…}`` style is scoped to the chart, so several charts
-  sit in one HTML page without clashing.
+- every ``id`` (Matplotlib's ``figure_1``, clip paths) is prefixed with the chart's name, and
+  the backend's ``*{…}`` style is scoped to the chart, so several charts sit in one HTML page
+  without clashing; the wrappers and whitespace nothing needs go (``svgtidy``);
+- what would be hundreds of nodes is one path, because WeasyPrint parses and paints every node
+  in Python: the bars of a series (``_bars``), the cortes' marks, and a series denser than the
+  page can show is drawn per half point of width (``_columns``).
 Also the small SVG helpers the map and the diagram share (``esc``, ``number``, ``empty_svg``).
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import re
+import math
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, tzinfo
@@ -27,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from difusor.moments import duration, stored
 from difusor.report.numbers import grouped
+from difusor.report.svgtidy import esc, inline
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,14 +50,11 @@ _RC = {"font.family": "sans-serif", "font.sans-serif": [FONT], "font.size": 8,
        "axes.grid": True, "grid.color": "#dddddd", "grid.linewidth": 0.5,
        "legend.frameon": False, "path.simplify": False}
 _LOCK = threading.Lock()  # rcParams are process-global: one chart drawn at a time
-_ID = re.compile(r'\sid="([^"]+)"')
-_REF = re.compile(r'(\sid="|href="#|url\(#)([^")]+)')
+LEFT_IN, RIGHT_IN = 0.62, 0.12  # fixed margins (see _draw)
+COLUMNS_PER_PT = 2  # a dense series is drawn per half point of width (see _columns)
 
-
-def esc(text: object) -> str:
-    """Text safe inside SVG/XML element content and attribute values."""
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
+__all__ = ["FONT", "NO_DATA", "empty_svg", "esc", "hourly_chart", "lag_chart", "number",
+           "uptime_timeline", "visits_chart"]
 
 
 def number(n: float) -> str:
@@ -75,19 +76,8 @@ def _zone(zone: str | tzinfo) -> tzinfo:
     return ZoneInfo(zone) if isinstance(zone, str) else zone
 
 
-def _inline(svg: str, name: str, title: str) -> str:
-    """Matplotlib's document → one ``<svg>`` element fit to sit among others in a page."""
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
-    ids = set(_ID.findall(svg))
-    svg = _REF.sub(lambda m: m[1] + (f"{name}-{m[2]}" if m[2] in ids else m[2]), svg)
-    svg = svg.replace("<style type=\"text/css\">*{", f'<style type="text/css">#{name} *{{', 1)
-    return svg.replace("<svg ", f'<svg id="{name}" role="img" aria-label="{esc(title)}" ', 1) \
-        .replace(">", f"><title>{esc(title)}</title>", 1).rstrip() + "\n"
-
-
 def _draw(name: str, title: str, height_in: float, paint: Callable[[Figure], None], *,
-          bottom_in: float = 0.42, left_in: float = 0.62) -> str:
+          bottom_in: float = 0.42, left_in: float = LEFT_IN) -> str:
     """Build, paint and save one figure under the lock with this chart's fixed settings.
 
     Margins are fixed, in inches (room for the tick labels, the axis label and, below, what the
@@ -98,12 +88,12 @@ def _draw(name: str, title: str, height_in: float, paint: Callable[[Figure], Non
 
     with _LOCK, matplotlib.rc_context({**_RC, "svg.hashsalt": f"difusor-{name}"}):
         fig = Figure(figsize=(WIDTH_IN, height_in))
-        fig.subplots_adjust(left=left_in / WIDTH_IN, right=1 - 0.12 / WIDTH_IN,
+        fig.subplots_adjust(left=left_in / WIDTH_IN, right=1 - RIGHT_IN / WIDTH_IN,
                             bottom=bottom_in / height_in, top=1 - 0.1 / height_in)
         paint(fig)
         out = io.StringIO()
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
-    return _inline(out.getvalue(), name, title)
+    return inline(out.getvalue(), name, title)
 
 
 def _time_axis(ax: Axes, zone: tzinfo) -> None:
@@ -123,6 +113,52 @@ def _step(times: Sequence[datetime]) -> tuple[timedelta, str]:
         int(step.total_seconds()), duration(step.total_seconds()))
 
 
+def _columns(xs: list[float], ys: list[float], lo: float, hi: float,
+             columns: int) -> tuple[list[float], list[float]]:
+    """A step polyline with more vertices than ``columns`` of width can show, drawn per column:
+    up and down between its lowest and highest value at the column's first x, then across at
+    its last value — the pixels the steps cover at that resolution, with at most five vertices
+    a column (a month of 10-minute buckets: 8,640 vertices, then fewer than 4,300)."""
+    if len(xs) <= 4 * columns or hi <= lo:
+        return xs, ys
+    width = (hi - lo) / columns
+    points: list[tuple[float, float]] = []
+    start = 0
+    while start < len(xs):
+        column = math.floor((xs[start] - lo) / width)
+        end = start + 1
+        while end < len(xs) and math.floor((xs[end] - lo) / width) == column:
+            end += 1
+        span = range(start, end)
+        extremes = sorted({min(span, key=ys.__getitem__), max(span, key=ys.__getitem__)})
+        x0, x1 = xs[start], xs[end - 1]
+        for y in (ys[start], *(ys[k] for k in extremes), ys[end - 1]):
+            points.append((x0, y))
+        points.append((x1, ys[end - 1]))
+        start = end
+    kept = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+    return [x for x, _ in kept], [y for _, y in kept]
+
+
+def _bars(ax: Axes, lefts: Sequence[float], width: float, heights: Sequence[float],
+          bottoms: Sequence[float] | None = None, **style: Any) -> None:
+    """Bars as one compound path: what ``ax.bar`` draws, as one node instead of one per bar."""
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path
+
+    bottoms = bottoms or [0.0] * len(lefts)
+    vertices: list[tuple[float, float]] = []
+    codes: list[int] = []
+    for left, height, bottom in zip(lefts, heights, bottoms, strict=True):
+        top, right = bottom + height, left + width
+        vertices += [(left, bottom), (right, bottom), (right, top), (left, top), (left, bottom)]
+        codes += [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY]
+    patch = PathPatch(Path(vertices, codes), edgecolor="none", linewidth=0, **style)
+    patch.sticky_edges.y.extend(bottoms)  # as ax.bar: no margin beyond a bar's base
+    ax.add_patch(patch)
+    ax.autoscale_view()  # add_patch only records the limits; ax.bar also rescales
+
+
 def visits_chart(points: Sequence[dict[str, Any]], cortes: Sequence[str],
                  zone: str | tzinfo) -> str:
     """Visitors per bucket (``series_10min``) as an area, each corte's live time a thin line."""
@@ -136,21 +172,37 @@ def visits_chart(points: Sequence[dict[str, Any]], cortes: Sequence[str],
     marks = [t for t in sorted(stored(c) for c in cortes) if lo <= t <= hi]
 
     def paint(fig: Figure) -> None:
+        from matplotlib.dates import date2num
+
         ax = fig.add_subplot()
-        xs, ys = [*times, hi], [*values, values[-1]]  # close the last step
-        ax.fill_between(xs, ys, step="post", color="#1f77b4", alpha=0.25, linewidth=0)
-        ax.step(xs, ys, where="post", color="#1f77b4", linewidth=1,
-                label=f"visitantes por {bucket}")
-        for i, t in enumerate(marks):
-            ax.axvline(t, color="#e65100", linewidth=0.5, alpha=0.7,
-                       label="corte publicado" if i == 0 else None)
+        x0, x1 = float(date2num(lo)), float(date2num(hi))
+        edges = [float(x) for x in date2num([*times[1:], hi])]
+        xs: list[float] = []
+        ys: list[float] = []
+        for start, end, value in zip([x0, *edges[:-1]], edges, values, strict=True):
+            xs += [start, end]  # the step drawn as ax.step(where="post") draws it
+            ys += [value, value]
+        xs, ys = _columns(xs, ys, x0, x1, round(_axes_width_pt() * COLUMNS_PER_PT))
+        ax.fill([*xs, x1, x0], [*ys, 0, 0], facecolor="#1f77b4", edgecolor="none", alpha=0.25,
+                linewidth=0)
+        ax.plot(xs, ys, color="#1f77b4", linewidth=1, label=f"visitantes por {bucket}")
+        if marks:  # one path for every corte: x in data, y across the axes
+            at = [float(x) for x in date2num(marks)]
+            ax.plot([x for t in at for x in (t, t, math.nan)],
+                    [y for _ in at for y in (0.0, 1.0, math.nan)],
+                    transform=ax.get_xaxis_transform(), color="#e65100", linewidth=0.5,
+                    alpha=0.7, label="corte publicado")
         ax.set_ylabel(f"visitantes por {bucket}")
         ax.set_ylim(bottom=0)
-        ax.set_xlim(lo, hi)
+        ax.set_xlim(x0, x1)
         _time_axis(ax, tz)
         ax.legend(loc="upper left")
 
     return _draw(name, title, 2.8, paint)
+
+
+def _axes_width_pt() -> float:
+    return (WIDTH_IN - LEFT_IN - RIGHT_IN) * 72
 
 
 def hourly_chart(points: Sequence[dict[str, Any]], zone: str | tzinfo) -> str:
@@ -163,8 +215,10 @@ def hourly_chart(points: Sequence[dict[str, Any]], zone: str | tzinfo) -> str:
     tz = _zone(zone)
 
     def paint(fig: Figure) -> None:
+        from matplotlib.dates import date2num
+
         ax = fig.add_subplot()
-        ax.bar(times, values, width=timedelta(minutes=50), align="edge", color="#1f77b4")
+        _bars(ax, [float(x) for x in date2num(times)], 50 / 1440, values, facecolor="#1f77b4")
         ax.set_ylabel("visitantes por hora")
         ax.grid(axis="x", visible=False)
         _time_axis(ax, tz)
@@ -246,8 +300,10 @@ def lag_chart(cortes: Sequence[dict[str, Any]]) -> str:
     def paint(fig: Figure) -> None:
         ax = fig.add_subplot()
         xs = range(len(rows))
-        ax.bar(xs, first, color="#1f77b4", label="recibido → en línea")
-        ax.bar(xs, second, bottom=first, color="#ff7f0e", label="en línea → verificado en el borde")
+        lefts = [x - 0.4 for x in xs]  # ax.bar's default: 0.8 wide, centred
+        _bars(ax, lefts, 0.8, first, facecolor="#1f77b4", label="recibido → en línea")
+        _bars(ax, lefts, 0.8, second, first, facecolor="#ff7f0e",
+              label="en línea → verificado en el borde")
         ax.set_xticks(list(xs)[::every], labels[::every], rotation=60, ha="right")
         ax.set_ylabel("segundos")
         ax.set_xlabel("corte (hora de la autoridad)")

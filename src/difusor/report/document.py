@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from difusor import __version__
@@ -28,6 +28,9 @@ from difusor.report.findings import findings, recommendations
 from difusor.report.integrity import integrity_doc
 from difusor.report.security import security
 from difusor.report.simulacros import simulacros
+
+if TYPE_CHECKING:
+    from difusor.report.background import Pending
 
 VERSION = 1
 LOGOS = ("logo.svg", "logo.png", "logo.jpg")  # beside difusor.toml, like memoria.md
@@ -67,26 +70,22 @@ METHODOLOGY = [
 
 def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft: bool = False,
           now: datetime | None = None, origin: str = "opciones",
-          full_visits: dict[str, Any] | None = None, root: Config | None = None
-          ) -> dict[str, Any]:
+          full_visits: dict[str, Any] | None = None, root: Config | None = None,
+          from_ledger: Pending | None = None) -> dict[str, Any]:
     """The document dict for ``[start, end)``; ``now`` bounds what was measured (default: the
     clock), ``origin`` says where the period came from (report/period.py). ``full_visits``: the
     period's ``summary(full=True)`` when the caller has it for the annexes (computed once).
-    ``root``: the whole file when ``cfg`` is one of its sites, for the test site's simulacros."""
+    ``root``: the whole file when ``cfg`` is one of its sites, for the test site's simulacros.
+    ``from_ledger``: ``read_ledger``'s figures being read in a child process meanwhile
+    (report/background.py), else read here."""
     from difusor.analytics.metrics import summary, top_only
-    from difusor.monitor.incident_sheet import incident_doc
-    from difusor.monitor.uptime import report
 
     zone = ZoneInfo(cfg.site.timezone)
     now = now or datetime.now(UTC)
     visits = top_only(full_visits) if full_visits is not None else summary(cfg, start, end)
     visits["series_hora"] = visits["series_hour"]  # the contract's name, same points
-    availability = report(cfg, ledger, start=start, end=end, now=now).to_dict()
-    incidents = [incident_doc(row, now) for row in
-                 ledger.incidents(since=storable(start), until=storable(end), limit=100_000)]
-    incidents.sort(key=lambda i: (i["inicio"], i["id"]))
-    cron = chronology(cfg, ledger, start, end)
-    sec = security(cfg, ledger, start, end, incidents)
+    read = from_ledger.result()["figuras"] if from_ledger is not None else \
+        ledger_figures(cfg, ledger, start, end, now, root)
     doc: dict[str, Any] = {
         "version": VERSION,
         "generado": in_zone(min(end, max(start, now)), zone),
@@ -95,14 +94,14 @@ def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft:
                     "zona": zone.key, "origen": origin},
         "sitio": site(cfg),
         "arquitectura": {"componentes": components(cfg)},
-        "cronologia": cron,
-        "simulacros": simulacros(root, cfg, now) if root is not None else [],
-        "revision": compliance_check(ledger, end),
-        "integridad": integrity_doc(cfg, ledger, start, end),
-        "disponibilidad": availability,
+        "cronologia": read["cronologia"],
+        "simulacros": read["simulacros"],
+        "revision": read["revision"],
+        "integridad": read["integridad"],
+        "disponibilidad": read["disponibilidad"],
         "visitas": visits,
-        "seguridad": sec,
-        "incidentes": incidents,
+        "seguridad": security(cfg, ledger, start, end, read["incidentes"]),
+        "incidentes": read["incidentes"],
         "metodologia": [{"termino": t, "definicion": d} for t, d in METHODOLOGY],
         "texto_operador": _operator_text(cfg),
         "anexos": [],
@@ -111,6 +110,38 @@ def build(cfg: Config, ledger: Ledger, start: datetime, end: datetime, *, draft:
     doc["hallazgos"] = findings(doc)
     doc["recomendaciones"] = recommendations(doc, doc["hallazgos"])
     return doc
+
+
+def ledger_figures(cfg: Config, ledger: Ledger, start: datetime, end: datetime, now: datetime,
+                   root: Config | None) -> dict[str, Any]:
+    """What the ledger alone says (the test site's too): availability, incidents, chronology,
+    simulacros, the last check and the chain of cortes — none of it needs the visits."""
+    from difusor.monitor.incident_sheet import incident_doc
+    from difusor.monitor.uptime import report
+
+    incidents = [incident_doc(row, now) for row in
+                 ledger.incidents(since=storable(start), until=storable(end), limit=100_000)]
+    incidents.sort(key=lambda i: (i["inicio"], i["id"]))
+    return {
+        "cronologia": chronology(cfg, ledger, start, end),
+        "simulacros": simulacros(root, cfg, now) if root is not None else [],
+        "revision": compliance_check(ledger, end),
+        "integridad": integrity_doc(cfg, ledger, start, end),
+        "disponibilidad": report(cfg, ledger, start=start, end=end, now=now).to_dict(),
+        "incidentes": incidents,
+    }
+
+
+def read_ledger(cfg: Config, start: datetime, end: datetime, now: datetime,
+                root: Config | None, tables: bool) -> dict[str, Any]:
+    """``ledger_figures`` (and, for the files, ``tables.ledger_tables``) on a connection of its
+    own: what ``background.in_child`` runs while the visits are summarised."""
+    from difusor.paths import StateLayout
+    from difusor.report.tables import ledger_tables
+
+    with Ledger(StateLayout(cfg.state_dir).ledger) as ledger:
+        return {"figuras": ledger_figures(cfg, ledger, start, end, now, root),
+                "tablas": ledger_tables(cfg, ledger, start, end) if tables else None}
 
 
 def summary_figures(doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,9 @@
-"""The memoria técnica as one self-contained HTML file and a PDF/A-3b with the CSV annexes.
-
-``render_html`` fills the Jinja2 templates (``templates/``, one per section) from the document
-dict (see ``difusor.report``) and the SVG drawings; ``write_memoria`` writes HTML, PDF and
-annexes. Same document, same bytes: nothing reads the clock — every date written into the
-files (HTML meta, PDF info and XMP, attachment dates) is ``doc["generado"]``; the PDF's
-``/ID`` is a hash of its content, and fonts are the installed DejaVu (no font lookup varies).
+"""The memoria técnica as one self-contained HTML page: Jinja2 templates (``templates/``, one
+per section) filled from the document dict (see ``difusor.report``) and the SVG drawings
+(``draw_all``). ``write_memoria`` writes the HTML, the PDF/A-3b and the annexes
+(report/typeset.py). Same document, same bytes: nothing reads the clock — every date written
+into the files (HTML meta, PDF info and XMP, attachment dates) is ``doc["generado"]``, and fonts
+are the installed DejaVu (no font lookup varies).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import mimetypes
 import re
 import warnings
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -26,7 +26,7 @@ from markupsafe import Markup
 from difusor.moments import duration, printed, stored
 from difusor.monitor.incident_sheet import SEVERITY_LABELS
 from difusor.report import sections
-from difusor.report.annexes import Table, write_annexes, write_atomic
+from difusor.report.annexes import Table, write_atomic
 from difusor.report.numbers import grouped
 from difusor.report.operator_text import operator_html
 
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from difusor.config import Config
 
 TEMPLATES = Path(__file__).with_name("templates")
-HTML_NAME = "memoria-tecnica.html"
-PDF_NAME = "memoria-tecnica.pdf"
 NONE = "sin datos"
 
 
@@ -127,7 +125,10 @@ def _filters(zone: ZoneInfo) -> dict[str, Any]:
 # -- HTML ------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=8)
 def environment(zone: ZoneInfo) -> Environment:
+    """One environment per zone (the filters print moments in it) and per process: Jinja
+    compiles each template once, which the typesetter does while it waits (``preload``)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
         ["html", "css"], default=True), undefined=StrictUndefined, trim_blocks=True,
         lstrip_blocks=True, keep_trailing_newline=True)
@@ -188,6 +189,13 @@ def draw_all(doc: dict[str, Any], cfg: Config) -> dict[str, str]:
     }
 
 
+def preload_templates(zone: str = "America/Mexico_City") -> None:
+    """Compile every template for the usual zone (the configuration's default)."""
+    env = environment(ZoneInfo(zone))
+    for name in env.list_templates():
+        env.get_template(name)
+
+
 def preload_drawing() -> None:
     """Import what ``draw_all`` uses (report/worker.py runs it while the figures are gathered):
     Matplotlib's SVG backend and the drawings' modules, and what unpickling a Config needs."""
@@ -200,18 +208,6 @@ def preload_drawing() -> None:
     Figure(figsize=(1, 1)).savefig(io.StringIO(), format="svg")
 
 
-def preload_typesetting() -> None:
-    """Import and warm up what ``write_memoria`` uses besides the drawings: WeasyPrint and its
-    fonts, and what unpickling a Config needs."""
-    from weasyprint import HTML
-
-    from difusor import config  # noqa: F401
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        HTML(string='<p style="font-family: DejaVu Sans">á</p>').render()
-
-
 # -- PDF -------------------------------------------------------------------------------------
 
 
@@ -221,19 +217,17 @@ def generated_at(doc: dict[str, Any]) -> datetime:
 
 
 def write_pdf(html: str, target: Path, attachments: list[Path], doc: dict[str, Any]) -> None:
-    """PDF/A-3b with the CSVs attached as its source data; reproducible byte for byte."""
-    from weasyprint import HTML, Attachment
+    """PDF/A-3b of ``html`` with ``attachments`` (CSV files) as its source data; reproducible
+    byte for byte (the registration kit's; the memoria's is typeset.typeset)."""
+    from weasyprint import HTML
 
-    when = generated_at(doc).replace(tzinfo=None)  # WeasyPrint prints it with a «Z»
-    files = [Attachment(filename=str(p), name=p.name, created=when, modified=when,
-                        description=f"Anexo {p.stem} (CSV, UTF-8)", relationship="Data")
-             for p in attachments]
+    from difusor.report.typeset import OPTIONS, attachments_for
+
     with warnings.catch_warnings():
         # WeasyPrint opens its sRGB profile (the PDF/A output intent) and never closes it.
         warnings.simplefilter("ignore", ResourceWarning)
         pdf = HTML(string=html, base_url=str(target.parent)).write_pdf(
-            pdf_variant="pdf/a-3b", attachments=files, pdf_identifier=True,
-            custom_metadata=False, optimize_images=False, uncompressed_pdf=False)
+            attachments=attachments_for(attachments, doc), **OPTIONS)
     write_atomic(target, pdf)
 
 
@@ -242,12 +236,7 @@ def write_memoria(doc: dict[str, Any], tables: dict[str, Table], outdir: Path,
     """``outdir/memoria-tecnica.{html,pdf}`` and ``outdir/anexos/*.csv``; fills
     ``doc["anexos"]``; returns the paths written (HTML, PDF, then the CSVs). ``drawings``:
     ``draw_all(doc, cfg)`` when the caller has it already (drawn in another process)."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    doc["anexos"] = write_annexes(outdir / "anexos", tables)
-    csvs = [outdir / a["archivo"] for a in doc["anexos"]]
-    html = render_html(doc, drawings if drawings is not None else draw_all(doc, cfg))
-    html_path, pdf_path = outdir / HTML_NAME, outdir / PDF_NAME
-    write_atomic(html_path, html.encode("utf-8"))
-    write_pdf(html, pdf_path, csvs, doc)
-    return [html_path, pdf_path, *csvs]
+    from difusor.report.typeset import typeset
+
+    return typeset(doc, tables, Path(outdir),
+                   lambda: drawings if drawings is not None else draw_all(doc, cfg))

@@ -3,7 +3,8 @@ side (``annexes.py``) writes them and attaches them to the PDF.
 
 The document states the top rows; these are every row: the ranked lists come from the same
 ``analytics.metrics.summary`` asked for all of its rows (``full=True``), the cortes and
-incidents from the document itself, probes and shield decisions straight from the ledger.
+incidents from the document itself, probes and shield decisions straight from the ledger
+(``ledger_tables``, read in a child process while the visits are summarised).
 """
 
 from __future__ import annotations
@@ -28,16 +29,29 @@ def full_summary(cfg: Config, start: datetime, end: datetime) -> dict[str, Any]:
     return summary(cfg, start, end, full=True)
 
 
-def annex_tables(cfg: Config, ledger: Ledger, start: datetime, end: datetime,
-                 doc: dict[str, Any], full: dict[str, Any] | None = None) -> dict[str, Table]:
-    """``full``: the period's ``full_summary`` if the caller already has it."""
+def ledger_tables(cfg: Config, ledger: Ledger, start: datetime, end: datetime
+                  ) -> dict[str, Table]:
+    """The annexes read straight from the ledger (probes per hour, shield decisions): they need
+    neither the document nor the visits, so they are read while the visits are summarised
+    (``document.read_ledger``)."""
     zone = ZoneInfo(cfg.site.timezone)
+    return {"sondeos_por_hora": _probes(ledger, start, end, zone),
+            "decisiones_escudo": _shield(ledger, start, end, zone)}
+
+
+def annex_tables(cfg: Config, ledger: Ledger, start: datetime, end: datetime,
+                 doc: dict[str, Any], full: dict[str, Any] | None = None,
+                 from_ledger: dict[str, Table] | None = None) -> dict[str, Table]:
+    """``full``: the period's ``full_summary`` if the caller already has it; ``from_ledger``:
+    its ``ledger_tables`` likewise."""
     full = full if full is not None else full_summary(cfg, start, end)
+    from_ledger = from_ledger if from_ledger is not None else ledger_tables(cfg, ledger, start,
+                                                                            end)
     geo = full["geo"]
     return {
         "cortes": _cortes(doc),
         "incidentes": _incidents(doc),
-        "sondeos_por_hora": _probes(ledger, start, end, zone),
+        "sondeos_por_hora": from_ledger["sondeos_por_hora"],
         "visitas_10min": (["inicio", "visitantes", "paginas_vistas", "peticiones"],
                           [(p["t"], p["visitors"], p["pageviews"], p["hits"])
                            for p in full["series_10min"]]),
@@ -51,7 +65,7 @@ def annex_tables(cfg: Config, ledger: Ledger, start: datetime, end: datetime,
                          [(r["device"], r["visitors"]) for r in full["devices"]]),
         "referentes": (["sitio_de_origen", "visitas"],
                        [(r["host"], r["visits"]) for r in full["referrers"]]),
-        "decisiones_escudo": _shield(ledger, start, end, zone),
+        "decisiones_escudo": from_ledger["decisiones_escudo"],
     }
 
 
