@@ -11,7 +11,8 @@ committed for each file (a read-only look). The lag of a sampled size is the tim
 committed offset first reached it: how long a line waited, at most, before it could be counted
 (the sampling adds up to 0.1 s). Reported: lag p50 / p95 / max, requests/s served, lines
 written and rows stored, and memory: the peak RSS of ``difusor run`` (the live ingest is a
-thread of it) and of its web server, and the RSS of ``difusor run`` along the run (bounded?).
+thread of it) and of its web server's processes, and the RSS of ``difusor run`` along the run
+(bounded?).
 """
 
 from __future__ import annotations
@@ -118,16 +119,20 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     return float("nan")
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
+def descendants_of(pid: int) -> list[int]:
+    """Every process under ``pid`` (the web server and its workers)."""
+    parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 stat = Path(entry.path, "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [p for p, parent in parents.items() if parent in frontier]
+        found += frontier
     return found
 
 
@@ -148,7 +153,7 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     stop = threading.Event()
     try:
         wait_serving(child, site.url + "/_difusor/health", timeout=60)
-        web = children_of(child.proc.pid)
+        web = descendants_of(child.proc.pid)
 
         def watch() -> None:
             while not stop.wait(0.1):

@@ -5,9 +5,9 @@ ranges: a new mmdb replaces them). Building takes seconds, so they are also kept
 Parquet file named by the mmdb's path, size and mtime (and ``VERSION``) in the system's
 temporary folder (``difusor-<uid>``, private to the user): a new database — another site's,
 a test's — starts from it. The file holds no visitor data, only what the mmdb says, one row
-per range: the family (4: the IPv4
-numbers, 6: the rest of the 128-bit line), the start as two UBIGINTs (Parquet has no 128-bit
-integer), and the place (an id, its country and Mexican state).
+per range: the family (4: the IPv4 numbers, 6: the rest of the 128-bit line), the start as
+two UBIGINTs (Parquet has no 128-bit integer), and the place (an id, its country and Mexican
+state).
 """
 
 from __future__ import annotations
