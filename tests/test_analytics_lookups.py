@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-
 from difusor.analytics import agents
 from difusor.analytics.geo import default_db
 from difusor.analytics.geocache import cache_name
-from difusor.analytics.lookups import WARM_BYTES, Lookups, prestart
+from difusor.analytics.lookups import WARM_BYTES, Lookups
 
 AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -42,8 +38,6 @@ def test_agents_are_answered_as_tsv_rows_keyed_by_their_hash() -> None:
 
 def test_a_large_read_warms_the_classifier_up_in_a_thread() -> None:
     lookups = Lookups(default_db())
-    lookups.start_for(1 << 30)
-    assert lookups._warm is None  # (the command's call, before its imports: not yet)
     lookups.warm_for(WARM_BYTES - 1)
     assert lookups._warm is None  # too little to be worth a thread
     lookups.warm_for(WARM_BYTES)
@@ -53,17 +47,6 @@ def test_a_large_read_warms_the_classifier_up_in_a_thread() -> None:
     assert lookups._warm is warm
     lookups.close()
     assert not warm.is_alive()
-
-
-def test_the_launchers_prestart_starts_nothing(tmp_path: Path) -> None:
-    big = tmp_path / "grande.log"
-    with big.open("wb") as f:
-        f.truncate(64 << 20)
-    threads = threading.active_count()
-    children = set(os.listdir(f"/proc/{os.getpid()}/task"))
-    prestart(["analytics", "ingest", str(big)])
-    assert threading.active_count() == threads
-    assert set(os.listdir(f"/proc/{os.getpid()}/task")) == children
 
 
 def test_the_ranges_are_named_by_the_mmdb() -> None:

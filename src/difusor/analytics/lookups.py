@@ -53,11 +53,6 @@ class Lookups:
         if new_bytes >= WARM_BYTES:
             self.start()
 
-    def start_for(self, new_bytes: int) -> None:
-        """What the command calls before its imports: nothing. Warming up then would compete
-        with the imports for the interpreter lock; the ingest warms up (``warm_for``) as
-        DuckDB starts parsing."""
-
     def geo_key(self) -> str:
         """The name of the mmdb's ranges (its path, size and mtime): what the database has."""
         from difusor.analytics.geocache import cache_name
@@ -88,10 +83,3 @@ def _tsv(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
-
-
-def prestart(argv: list[str]) -> None:
-    """The launcher's hook for ``analytics ingest`` (``cli/prelude.py``), called before the CLI's
-    imports. Nothing to start any more: the lookups that needed a process of their own
-    (addresses, one by one in Python) are now a join in DuckDB, and warming the agent
-    classifier up now would only compete with those imports for the interpreter lock."""

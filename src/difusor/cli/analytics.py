@@ -1,8 +1,7 @@
 """``difusor analytics ingest|summary``: thin commands over ``analytics.ingest`` and
 ``analytics.metrics``.
 
-Neither imports DuckDB until it runs: ``ingest`` starts the lookup helper first, so that it
-warms up on the other core while this process loads the rest."""
+Neither imports DuckDB until it runs."""
 
 from __future__ import annotations
 
@@ -47,8 +46,6 @@ def ingest(
     cfg = site_view(config_mod.load(config), site)
     lookups = Lookups.for_config(cfg)
     try:
-        # Before DuckDB is even imported: the helper warms up while this process gets ready.
-        lookups.start_for(sum(p.stat().st_size for p in files if p.is_file()))
         from difusor.analytics.ingest import ingest_files
 
         with progress("ingiriendo") as bar:

@@ -4,9 +4,9 @@ Importing the CLI (its toolkit, pydantic and the config models) takes ≈ 0.3 s 
 command may declare a *prelude*: a light function (no CLI, no pydantic, no DuckDB) called with
 the arguments before those imports, and whether the garbage collector waits for the imports and
 then freezes what they built (it lives as long as the process, so no later collection walks it).
-``analytics ingest`` has one, a batch command on large logs whose lookup helper warms up on the
-other core meanwhile (``lookups.prestart``), and which spends ≈ 0.1 s less per million lines with
-the imports frozen, teardown included; ``report`` forks the memoria's renderer
+``analytics ingest`` has one with nothing to start: a batch command on large logs, it spends
+≈ 0.1 s less per million lines with the imports frozen, teardown included; ``report`` forks the
+memoria's renderer
 (``report.worker.prestart``), which gets ready while the figures are gathered.
 
 This module imports nothing but the standard library: the launcher (``difusor/__main__.py``)
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Prelude:
-    start: str  # "module:function", called with the command line's arguments
+    start: str | None  # "module:function", called with the command line's arguments
     freeze_gc: bool = True
 
 
 PRELUDES: dict[tuple[str, ...], Prelude] = {
-    ("analytics", "ingest"): Prelude("difusor.analytics.lookups:prestart"),
+    ("analytics", "ingest"): Prelude(None),
     ("report",): Prelude("difusor.report.worker:prestart", freeze_gc=False),
 }
 
@@ -50,8 +50,9 @@ def before_imports(args: list[str]) -> Iterator[None]:
     if prelude is None:
         yield
         return
-    module, _, name = prelude.start.partition(":")
-    getattr(importlib.import_module(module), name)(args)
+    if prelude.start:
+        module, _, name = prelude.start.partition(":")
+        getattr(importlib.import_module(module), name)(args)
     if not prelude.freeze_gc:
         yield
         return
