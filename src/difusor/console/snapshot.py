@@ -29,6 +29,7 @@ from difusor.sites import phase as phases
 from difusor.store.layout import StoreLayout
 
 SLOW_SECONDS = 10.0
+UPTIME_SECONDS = 60.0  # a month of probes takes seconds to weigh: once a minute is plenty
 TIMELINE = 48  # cortes shown (8 hours at the usual cadence)
 PURGE_EVENTS = ("purge", "purge_failed", "edge_verified", "edge_stale")
 
@@ -42,6 +43,7 @@ class Snapshot:
         self._version: tuple[int, int] | None = None
         self._slow: dict[str, Any] = {}
         self._slow_at = 0.0
+        self._uptime_cache: tuple[float, dict[str, Any] | None] = (float("-inf"), None)
 
     def invalidate(self) -> None:
         self._version = None
@@ -123,6 +125,14 @@ class Snapshot:
                 for e in rows[:8]]
 
     def _uptime(self, now: datetime) -> dict[str, Any] | None:
+        at, cached = self._uptime_cache
+        if time.monotonic() - at < UPTIME_SECONDS:
+            return cached
+        fresh = self._weigh_uptime(now)
+        self._uptime_cache = (time.monotonic(), fresh)
+        return fresh
+
+    def _weigh_uptime(self, now: datetime) -> dict[str, Any] | None:
         start = self.cfg.operation.start
         began = datetime.fromisoformat(start) if start else now.replace(
             day=1, hour=0, minute=0, second=0, microsecond=0)
