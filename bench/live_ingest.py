@@ -42,7 +42,7 @@ from harness import (
     wait_serving,
 )
 from results import percentile, table, write_result
-from serve_throughput import PATH, parse_wrk
+from serve_throughput import PATH, count_lines, parse_wrk
 from sites import main_json_payload, throughput_site
 
 from difusor.analytics.logfile import HEAD, fingerprint, read_head
@@ -199,14 +199,6 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
                 "max": max(during, default=float("nan")),
                 "first_third_max": max(during[:len(during) // 3], default=float("nan")),
                 "last_third_max": max(during[-len(during) // 3:], default=float("nan"))}}
-
-
-def count_lines(path: Path) -> int:
-    n = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            n += chunk.count(b"\n")
-    return n
 
 
 def main(argv: list[str] | None = None) -> int:

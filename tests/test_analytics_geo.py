@@ -7,6 +7,7 @@ import ipaddress
 import os
 import random
 import socket
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -18,6 +19,7 @@ import pytest
 from difusor.analytics import addresses, geocache
 from difusor.analytics.geo import RESERVED, answer_of, default_db, state_name
 from difusor.errors import LogFormatError
+from difusor.paths import user_temp_folder
 
 TELMEX_CDMX = "189.130.0.1"
 TOTALPLAY_CDMX = "187.190.40.1"
@@ -236,10 +238,10 @@ def test_the_cache_is_named_by_the_mmdbs_identity(tmp_path: Path) -> None:
 
 def test_a_cache_folder_open_to_others_is_not_used(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(geocache.tempfile, "gettempdir", lambda: str(tmp_path))
-    assert geocache._shared_folder() == tmp_path / f"difusor-{os.getuid()}"
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    assert user_temp_folder("difusor") == tmp_path / f"difusor-{os.getuid()}"
     (tmp_path / f"difusor-{os.getuid()}").chmod(0o777)
-    assert geocache._shared_folder() is None
+    assert user_temp_folder("difusor") is None
 
 
 def test_a_bad_mmdb_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def private_dir(path: Path, mode: int = 0o700) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, mode)
     return path
+
+
+def user_temp_folder(name: str) -> Path | None:
+    """``<tmp>/<name>-<uid>``, made 0700: a per-user folder outside any state (SSH control
+    sockets, the geolocation ranges' cache). None when it cannot be ours alone — someone
+    else's, or open to others: what it holds could then be anything."""
+    folder = Path(tempfile.gettempdir()) / f"{name}-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return folder
 
 
 @dataclass(frozen=True)

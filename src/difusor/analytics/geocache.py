@@ -16,8 +16,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import stat
-import tempfile
 from bisect import bisect_right
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ import duckdb
 
 from difusor.analytics.georanges import MAPPED, Answer, build
 from difusor.errors import LogFormatError
+from difusor.paths import user_temp_folder
 
 VERSION = 3  # of what the file holds and how it is computed: a new one makes every cache stale
 
@@ -46,7 +45,7 @@ def ranges_file(db: Path, scratch: Path) -> Iterator[Path]:
     """The ranges of the mmdb ``db``: the user's cached copy, or built now (a few seconds)
     and cached; built into ``scratch`` (and gone after) when there is no private cache."""
     name = cache_name(db)
-    shared = _shared_folder()
+    shared = user_temp_folder("difusor")
     if shared is not None and (shared / name).exists():
         yield shared / name
         return
@@ -96,20 +95,6 @@ def write(line: tuple[list[int], list[Answer]], out: Path) -> None:
                         TO '{str(out).replace("'", "''")}' (FORMAT parquet)""")
     finally:
         con.close()
-
-
-def _shared_folder() -> Path | None:
-    """The user's private cache folder, or None if it cannot be made private."""
-    folder = Path(tempfile.gettempdir()) / f"difusor-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        st = folder.lstat()
-    except OSError:
-        return None
-    # Someone else's, or open to others: its files could say anything.
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    return folder
 
 
 def _share(built: Path, target: Path) -> None:

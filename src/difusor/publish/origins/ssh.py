@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import select
 import shlex
-import stat
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from difusor.config import SshOriginSettings
+from difusor.paths import user_temp_folder
 from difusor.publish.origins.base import RSYNC_FLAGS, Context, Origin, OriginError, Release
 
 PERSIST_SECONDS = 300
@@ -49,7 +47,7 @@ class SshOrigin(Origin):
     @functools.cached_property
     def control(self) -> str | None:
         """The shared connection's socket (its folder is made on first use, not when built)."""
-        folder = _control_folder()
+        folder = user_temp_folder("difusor-ssh")
         return f"{folder}/%C" if folder else None
 
     # -- ssh and rsync --------------------------------------------------------------------
@@ -232,19 +230,6 @@ def _reap(proc: subprocess.Popen[str], timeout: float = 5.0) -> str:
         if stream:
             stream.close()
     return err
-
-
-def _control_folder() -> str | None:
-    """A folder only we can use for the connection sockets (short: sockets have 108 bytes)."""
-    folder = Path(tempfile.gettempdir()) / f"difusor-ssh-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        st = folder.lstat()
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None  # not ours, or others can reach it: no shared connection
-    return str(folder)
 
 
 def _stats(text: str) -> dict[str, Any]:
