@@ -377,7 +377,7 @@ def measure(setup: Setup, side: str, pair: int, args: argparse.Namespace) -> Run
             for s in streams:
                 inside = [start] + [t for t in s.stamps if start <= t <= end] + [end]
                 gaps.append(max(b - a for a, b in itertools.pairwise(inside)))
-            run.max_gap_s = max(gaps)
+            run.max_gap_s = max(gaps, default=0.0)
         return run
     finally:
         for s in streams:
@@ -420,7 +420,7 @@ def summarize(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
     med_b = statistics.median(r.rps for r in b)
     per_pair = [rb.rps / ra.rps for ra, rb in zip(sorted(a, key=lambda r: r.pair),
                                                   sorted(b, key=lambda r: r.pair), strict=True)]
-    rates = [n / r.seconds for r in b for n in r.events_per_page or []]
+    rates = [n / r.seconds for r in b for n in r.events_per_page or []] or [0.0]
     spread = max(max(r.rps for r in side) / min(r.rps for r in side) - 1 for side in (a, b))
     return {
         "median_rps_A": med_a, "median_rps_B": med_b, "ratio": med_b / med_a,

@@ -252,6 +252,47 @@ def test_traffic_counts_what_the_logs_say(site: Site) -> None:
     assert got["serie"]["rps"][-1] > 0
 
 
+def test_the_log_reader_yields_to_serving_and_catches_up_in_bounded_steps(site: Site) -> None:
+    """The reader thread runs under SCHED_IDLE (any other thread takes the core from it at
+    once); a backlog is read a bounded step at a time, each summary saying when it was made."""
+    import os
+    import threading
+
+    from conftest import wait_until
+
+    from difusor.console.reader import TrafficReader
+    from difusor.console.traffic import Traffic
+    from difusor.logtail import CHUNK
+
+    log = StateLayout(site.cfg.state_dir).access_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"")
+    line = json.dumps({"time": "2024-12-09T02:30:00.000Z", "ip": "10.0.0.1", "method": "GET",
+                       "path": "/json/main.json", "query": "", "status": 200, "bytes": 10,
+                       "referer": None, "user_agent": "Mozilla/5.0", "corte": "c",
+                       "duration_ms": 1.0}).encode() + b"\n"
+    lines = 3 * CHUNK // len(line)  # three steps' worth, read a CHUNK a step
+    reader = TrafficReader(Traffic(site.cfg), step_bytes=CHUNK)
+    reader.start()
+    try:
+        thread = next(t for t in threading.enumerate() if t.name == "difusor-consola-trafico")
+        wait_until(lambda: os.sched_getscheduler(thread.native_id) == os.SCHED_IDLE, 5,
+                   "the reader at SCHED_IDLE")
+        first, series = reader.latest()
+        assert series is not None and reader.latest()[1] is None  # a series is handed out once
+        with log.open("ab") as f:
+            f.write(line * lines)
+        wait_until(lambda: reader.latest()[0]["por_clase"]["2xx"] == lines, 15,
+                   "the backlog read, a step at a time")
+        assert reader.latest()[0]["al"] > first["al"]
+    finally:
+        reader.stop()
+    alone = Traffic(site.cfg)
+    with log.open("ab") as f:
+        f.write(line * lines)
+    assert [alone.step(limit=CHUNK) for _ in range(3)] == [True, True, False]  # 1 + 1 + < 1 MB
+
+
 def test_visitors_stay_bounded_under_a_flood_of_addresses() -> None:
     from difusor.console.traffic import Visitors
 

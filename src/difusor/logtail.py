@@ -23,10 +23,12 @@ class _Handle:
 
     def __init__(self, fd: int, ino: int, offset: int) -> None:
         self.fd, self.ino, self.offset, self.partial = fd, ino, offset, b""
+        self.full = False  # the last drain stopped at its limit, not at the end of the file
 
     def drain(self, limit: int) -> bytes:
         parts = [self.partial]
         total = 0
+        self.full = False
         while total < limit:
             chunk = os.pread(self.fd, CHUNK, self.offset)
             if not chunk:
@@ -34,6 +36,8 @@ class _Handle:
             self.offset += len(chunk)
             parts.append(chunk)
             total += len(chunk)
+        else:
+            self.full = True
         data = b"".join(parts)
         cut = data.rfind(b"\n") + 1
         self.partial = data[cut:]
@@ -62,8 +66,14 @@ class Follower:
         st = os.fstat(fd)
         self._live = _Handle(fd, st.st_ino, st.st_size if seek_end else 0)
 
+    @property
+    def behind(self) -> bool:
+        """The last ``read`` stopped at its limit: there is more to read now."""
+        return self._live is not None and self._live.full
+
     def read(self, limit: int = 64 * CHUNK) -> bytes:
-        """Whole lines appended since the last call (at most about ``limit`` bytes)."""
+        """Whole lines appended since the last call (at most about ``limit`` bytes, read a
+        ``CHUNK`` at a time)."""
         out = self._read_retired(limit)
         if self._live is None:
             self._open()

@@ -1,9 +1,11 @@
-"""The console's heartbeat: read the logs, rebuild the snapshot, wake every open page.
+"""The console's heartbeat: rebuild the snapshot, wake every open page.
 
-One task for the whole process, however many pages are open: every ``TICK`` it reads the new log
-lines and rebuilds the document in a worker thread (SQLite and file reads block), and when the
-document changed it is encoded once and handed to every subscriber. The last hour's series goes
-out every ``SERIES_EVERY`` seconds only: it is most of the bytes and a chart needs no more.
+One task for the whole process, however many pages are open: every ``TICK`` it rebuilds the
+document in a worker thread (SQLite and file reads block), and when the document changed it is
+encoded once and handed to every subscriber. A new corte, a ban or an incident therefore reaches
+the pages within a tick. Traffic comes from the reader's thread (reader.py), a summary a second,
+and the document's clock moves by whole seconds: a page is woken about once a second, not four
+times. The last hour's series goes out when the reader makes one (every few seconds).
 """
 
 from __future__ import annotations
@@ -11,32 +13,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any
 
 import orjson
 from anyio import to_thread
 
+from difusor.console.reader import TrafficReader
 from difusor.console.snapshot import Snapshot
-from difusor.console.traffic import Traffic
 
 TICK = 0.25  # a new corte or a ban reaches the page well within a second
-SERIES_EVERY = 5.0
 log = logging.getLogger("difusor.console")
 
 
 class Live:
-    def __init__(self, snapshot: Snapshot, traffic: Traffic) -> None:
-        self.snapshot, self.traffic = snapshot, traffic
+    def __init__(self, snapshot: Snapshot, reader: TrafficReader) -> None:
+        self.snapshot, self.reader = snapshot, reader
         self.state: bytes = b""
         self.series: bytes = b""
         self.version = 0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
-        self._series_at = 0.0
         self.failures = 0
 
     async def start(self) -> None:
+        await to_thread.run_sync(self.reader.start)
         await self.refresh()
         self._task = asyncio.create_task(self._loop())
 
@@ -48,7 +47,7 @@ class Live:
         async with self._changed:
             self.version = -1  # subscribers end their streams
             self._changed.notify_all()
-        self.traffic.close()
+        await to_thread.run_sync(self.reader.stop)
 
     async def refresh(self, *, acted: bool = False) -> None:
         """Rebuild now; ``acted``: after an action, written through this process's own ledger
@@ -66,13 +65,8 @@ class Live:
             self._changed.notify_all()
 
     def _build(self) -> tuple[bytes, bytes | None]:
-        self.traffic.step()
-        due = time.monotonic() - self._series_at >= SERIES_EVERY
-        if due:
-            self._series_at = time.monotonic()
-        summary = self.traffic.summary(series=due)
-        series: dict[str, Any] | None = summary.pop("serie")
-        doc = self.snapshot.build(summary)
+        traffic, series = self.reader.latest()
+        doc = self.snapshot.build(traffic)
         return orjson.dumps(doc), orjson.dumps(series) if series is not None else None
 
     async def _loop(self) -> None:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ def build(root: Config, config_path: Path, site: str | None = None) -> Any:
     from difusor.console.actions import Actions
     from difusor.console.app import Console
     from difusor.console.live import Live
+    from difusor.console.reader import TrafficReader
     from difusor.console.sessions import LoginThrottle, Sessions
     from difusor.console.snapshot import Snapshot
     from difusor.console.traffic import Traffic
@@ -36,7 +39,7 @@ def build(root: Config, config_path: Path, site: str | None = None) -> Any:
     ledger = Ledger(StateLayout(cfg.state_dir).create().ledger) if name else root_ledger
     c = root.console
     console = Console(
-        Live(Snapshot(root, cfg, root_ledger, ledger), Traffic(cfg)),
+        Live(Snapshot(root, cfg, root_ledger, ledger), TrafficReader(Traffic(cfg))),
         Actions(cfg, ledger, config_path, name),
         UserStore(StateLayout(root.state_dir).console_users),
         Sessions(c.session_hours), LoginThrottle(c.login_attempts, c.login_window_minutes),
@@ -50,7 +53,28 @@ def load_app(config_path: str, _target: str = "") -> Any:
     return build(config_mod.load(path), path)
 
 
+NICE = 5
+
+
+def step_aside() -> None:
+    """The console watches; serving and publishing come first. Its process (and the worker it
+    spawns, which inherits this) runs at a lower priority and under SCHED_BATCH, so its
+    wake-ups do not preempt the web server's threads; its log reading goes lower still
+    (reader.py). With autogroup (most kernels) a session of its own is weighed as a group,
+    where only the group's nice counts: that is set too, when the session is the console's own
+    (as ``difusor run`` starts it), never an operator's shell."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(NICE, os.getpriority(os.PRIO_PROCESS, 0)))
+    if os.getsid(0) != os.getpid():
+        return
+    with contextlib.suppress(OSError, ValueError):
+        Path("/proc/self/autogroup").write_text(f"{NICE}\n")
+
+
 def serve(cfg: Config, config_path: Path) -> None:
+    step_aside()
     die_with_parent()
     host, port = parse_address(cfg.console.listen)
     claim_port(host, port, "[console] listen")

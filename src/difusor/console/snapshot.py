@@ -49,7 +49,7 @@ class Snapshot:
         self._version = None
 
     def build(self, traffic: dict[str, Any]) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = datetime.now(UTC).replace(microsecond=0)  # the document changes once a second
         version = (self.ledger.data_version(), self.root_ledger.data_version())
         if version != self._version or time.monotonic() - self._slow_at > SLOW_SECONDS:
             self._slow = self._ledger_parts(now)

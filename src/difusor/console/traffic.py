@@ -34,6 +34,7 @@ HOUR = 3600
 VISITOR_WINDOW = 300.0
 VISITOR_CAP = 200_000
 PURGE_EVERY = 5.0
+STEP_BYTES = 16 << 20
 # Latency bins (ms), roughly ×1.25 apart: a p95 read from them is within a bin's width.
 BINS = [0.1 * 1.25 ** i for i in range(64)]
 
@@ -127,13 +128,19 @@ class Traffic:
             self.seconds.append(Second(second))
         return self.seconds[-1]
 
-    def step(self, now: float | None = None) -> None:
+    def step(self, now: float | None = None, limit: int = STEP_BYTES) -> bool:
+        """Count what the logs gained (at most about ``limit`` bytes of each); True when a
+        log had more than that (the caller reads again at once)."""
         now = time.time() if now is None else now
         bucket = self._now(now)
+        more = False
         for follower in self.logs:
-            self._count(follower.read(), bucket, now)
+            self._count(follower.read(limit), bucket, now)
+            more |= follower.behind
         for follower in self.edge_logs:
-            bucket.edge += follower.read().count(b"\n")
+            bucket.edge += follower.read(limit).count(b"\n")
+            more |= follower.behind
+        return more
 
     def _count(self, chunk: bytes, bucket: Second, now: float) -> None:
         """One regular expression over the whole chunk (the embedded server's and nginx's lines

@@ -99,6 +99,12 @@ function renderCorte(s) {
     : [el("li", {}, "ninguno")]);
 }
 
+// The log reader yields the processor to the web server: on a saturated machine it falls behind.
+function trafficAge(s) {
+  const age = Math.round(Date.parse(s.ahora) / 1000 - s.trafico.al);
+  return age > 5 ? age : 0;
+}
+
 function renderTraffic(s) {
   const t = s.trafico;
   $("rps").textContent = t.peticiones_s.toLocaleString("es-MX");
@@ -110,6 +116,9 @@ function renderTraffic(s) {
   $("cdn").title = t.cdn ? "" : "sin registros del borde ([[analytics.sources]] de la CDN)";
   fill("paginas", t.paginas.map(([p, n]) => el("li", {}, `${p} (${n})`)));
   fill("vistas", t.vistas.map(([p, n]) => el("li", {}, `${p} (${n})`)));
+  const age = trafficAge(s);
+  $("trafico-atraso").hidden = !age;
+  $("trafico-atraso").textContent = age ? `Cifras de hace ${age} s: la lectura de los registros cede el procesador al servidor web.` : "";
 }
 
 function renderShield(s) {
@@ -163,7 +172,7 @@ function render(s) {
   const minute = s.ahora.slice(0, 16);
   renderBanner(s);
   part("corte", [s.corte, s.cortes, s.rechazados, s.ahora.slice(0, 18)], () => renderCorte(s));
-  part("trafico", s.trafico, () => renderTraffic(s));
+  part("trafico", [s.trafico, trafficAge(s)], () => renderTraffic(s));
   part("escudo", [s.escudo.bans, s.escudo.throttles, s.escudo.allow, s.escudo.attack_mode, s.escudo.enabled], () => renderShield(s));
   part("resto", [s.origenes, s.cdn, s.revision, s.acciones, s.incidentes, s.disponibilidad, s.monitor, s.cuentas, minute], () => renderRest(s));
 }
