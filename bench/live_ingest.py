@@ -1,11 +1,18 @@
-"""Live analytics under load: how far behind ``difusor run``'s access log its live ingest runs.
+"""Live analytics under load: how far behind the access log ``difusor run``'s live ingest runs.
 
-    python bench/live_ingest.py [--quick] [--duration S] [--connections C]
+    python bench/live_ingest.py [--quick] [--duration S] [--connections C] [--server S]
 
 ``difusor run`` (web server with its access log, live analytics, monitor, shield: as operators
 run it; the shield told to let loopback through, or it would ban the benchmark's one address)
-serves a published corte while ``wrk -t1`` asks for /json/main.json on loopback for S seconds
-(default 60). Meanwhile this process samples every 0.1 s the access log's files (their sizes)
+runs while ``wrk -t1`` (serve_throughput's load) asks for /json/main.json on loopback for S
+seconds (default 60), from one of the two servers serve_throughput compares:
+
+- ``--server difusor`` (default): the embedded server, its own log;
+- ``--server nginx``: serve_throughput's nginx (one worker, JSON access log) over the same
+  store, as a site behind nginx runs; the live ingest follows nginx's log as an
+  ``[[analytics.sources]]`` entry. nginx leaves the machine more room, so the log grows faster.
+
+Meanwhile this process samples every 0.1 s the access log's files (their sizes)
 and, whenever the live ingest has the database closed between two rounds, the offset it
 committed for each file (a read-only look). The lag of a sampled size is the time until a
 committed offset first reached it: how long a line waited, at most, before it could be counted
@@ -37,8 +44,10 @@ from harness import (
     guard,
     machine_load,
     make_site,
+    open_for_nginx,
     print_load,
     publish_files,
+    start_nginx,
     wait_serving,
 )
 from results import percentile, table, write_result
@@ -137,23 +146,35 @@ def descendants_of(pid: int) -> list[int]:
 
 
 def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    behind_nginx = args.server == "nginx"
+    nginx_dir = root / "nginx"
+    source = (f'\n[[analytics.sources]]\npath = "{nginx_dir / "access.log"}"\n'
+              'format = "nginx-json"\nname = "nginx"\n') if behind_nginx else ""
     site = make_site(root / "difusor", extra_toml=(
         '\n[shield]\nallow = ["127.0.0.0/8"]\n'
-        f"\n[analytics]\ninterval = {args.interval}\n"))
+        f"\n[analytics]\ninterval = {args.interval}\n{source}"))
     text = site.config_path.read_text().replace('listen = "127.0.0.1:2222"',
                                                 f'listen = "127.0.0.1:{free_port()}"')
     site.config_path.write_text(text)
     payload, _ = main_json_payload()
     publish_files(site, "PREP_BENCH.zip", throughput_site(payload))
     site.close()
-    logs = site.root / "state" / "logs"
+    logs = nginx_dir if behind_nginx else site.root / "state" / "logs"
     sampler = Sampler(logs, site.root / "state" / "analytics" / "visitas.duckdb")
     child = Child("difusor run", [sys.executable, "-m", "difusor", "run", "--config",
                                   str(site.config_path)], root / "run.out")
+    nginx: Child | None = None
+    url = site.url
     stop = threading.Event()
     try:
         wait_serving(child, site.url + "/_difusor/health", timeout=60)
         web = descendants_of(child.proc.pid)
+        if behind_nginx:
+            open_for_nginx(root)
+            port = free_port()
+            nginx = start_nginx(nginx_dir, port, site.store.site, access_log=True)
+            url = f"http://127.0.0.1:{port}"
+            web = [nginx.proc.pid, *descendants_of(nginx.proc.pid)]
 
         def watch() -> None:
             while not stop.wait(0.1):
@@ -166,10 +187,15 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         watcher.start()
         began = time.monotonic()
         done = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
-                               "--latency", site.url + PATH], capture_output=True, text=True,
+                               "--latency", url + PATH], capture_output=True, text=True,
                               timeout=args.duration + 60, check=True)
         load_ended = time.monotonic()
         got = parse_wrk(done.stdout)
+        web_peak = {"web": max((rss_mb(p, "VmHWM") for p in web), default=float("nan")),
+                    "web_total": sum(rss_mb(p, "VmHWM") for p in web)}
+        if nginx is not None:  # its last buffered lines are written as it stops
+            nginx.stop(signal.SIGQUIT)
+            nginx = None
         deadline = time.monotonic() + 60  # caught up: every sampled size reached
         while sampler.behind() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -178,13 +204,15 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         caught_up = time.monotonic() - load_ended
         if not child.alive():
             raise BenchError(f"difusor run exited:\n{child.tail()}")
-        peak = {"difusor_run": rss_mb(child.proc.pid, "VmHWM"),
-                "web": max((rss_mb(p, "VmHWM") for p in web), default=float("nan")),
-                "web_total": sum(rss_mb(p, "VmHWM") for p in web)}
+        peak = {"difusor_run": rss_mb(child.proc.pid, "VmHWM"), **web_peak}
     finally:
         stop.set()
+        if nginx is not None:
+            nginx.stop(signal.SIGQUIT)  # writes its buffered lines as it goes
         child.stop(signal.SIGTERM, timeout=30)
-    written = sum(count_lines(p) for p in logs.glob("access.log*"))
+    # (the embedded server's log too: the health checks above are in it, and ingested)
+    written = sum(count_lines(p) for folder in {logs, site.root / "state" / "logs"}
+                  for p in folder.glob("access.log*"))
     con = duckdb.connect(str(sampler.database), read_only=True)
     try:
         (stored,) = con.execute("SELECT count(*) FROM requests").fetchone()  # type: ignore[misc]
@@ -206,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="5 s of load (smoke test)")
     ap.add_argument("--duration", type=int, help="seconds of load (default 60; quick 5)")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--server", choices=("difusor", "nginx"), default="difusor",
+                    help="who serves and writes the log (default: the embedded server)")
     ap.add_argument("--interval", type=float, default=5.0,
                     help="[analytics] interval of the run (default 5, the configuration's)")
     args = ap.parse_args(argv)
@@ -227,17 +257,19 @@ def main(argv: list[str] | None = None) -> int:
         ["lag p50 / p95 / max (s)",
          f"{summary['p50_s']:.2f} / {summary['p95_s']:.2f} / {summary['max_s']:.2f}"],
         ["caught up after the load (s)", got["caught_up_after_s"]],
-        ["peak RSS difusor run / web worker (MB)",
+        ["peak RSS difusor run / web server's largest process (MB)",
          f"{got['peak_rss_mb']['difusor_run']:.0f} / {got['peak_rss_mb']['web']:.0f}"],
         ["RSS of difusor run, max in 1st / 3rd third (MB)",
          f"{got['rss_run_mb']['first_third_max']:.0f} / "
          f"{got['rss_run_mb']['last_third_max']:.0f}"],
-    ], f"live ingest, {got['seconds']:.0f} s of load, [analytics] interval {args.interval} s"))
+    ], f"live ingest, {got['seconds']:.0f} s of load on {args.server}, [analytics] interval "
+       f"{args.interval} s"))
     ok = summary["max_s"] <= TARGET_LAG_S and not got["behind_at_end"]
     print(f"lag max {summary['max_s']:.1f} s (target ≤ {TARGET_LAG_S:.0f} s) at {rps:,.0f} "
           f"req/s (target ≥ {TARGET_RPS:,}): {'meets' if ok and rps >= TARGET_RPS else 'MISSES'}")
-    path = write_result(NAME, {
-        "quick": args.quick, "duration_s": args.duration, "connections": args.connections,
+    path = write_result(NAME if args.server == "difusor" else f"{NAME}_{args.server}", {
+        "quick": args.quick, "server": args.server, "duration_s": args.duration,
+        "connections": args.connections,
         "interval_s": args.interval, **got, "lag": summary, "target_lag_s": TARGET_LAG_S,
         "target_rps": TARGET_RPS, "meets_target": ok and rps >= TARGET_RPS,
         "load_before": load_before, "load_after": load_after,
