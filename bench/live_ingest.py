@@ -65,7 +65,7 @@ TARGET_RPS = 20_000
 class Sampler:
     """The access log's files over time, and the offsets the live ingest committed."""
 
-    logs: Path
+    logs: list[Path]  # folders whose access.log* the live ingest follows
     database: Path
     sizes: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # fp → (t, size)
     lags: list[float] = field(default_factory=list)
@@ -76,7 +76,7 @@ class Sampler:
     _fps: dict[int, str] = field(default_factory=dict)  # inode → fingerprint
 
     def sample_files(self, now: float) -> None:
-        for path in self.logs.glob("access.log*"):
+        for path in (p for folder in self.logs for p in folder.glob("access.log*")):
             try:
                 st = path.stat()
             except FileNotFoundError:
@@ -159,7 +159,8 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     payload, _ = main_json_payload()
     publish_files(site, "PREP_BENCH.zip", throughput_site(payload))
     site.close()
-    logs = nginx_dir if behind_nginx else site.root / "state" / "logs"
+    # (the embedded server's log too: the health checks below are in it, and ingested)
+    logs = [site.root / "state" / "logs", *([nginx_dir] if behind_nginx else [])]
     sampler = Sampler(logs, site.root / "state" / "analytics" / "visitas.duckdb")
     child = Child("difusor run", [sys.executable, "-m", "difusor", "run", "--config",
                                   str(site.config_path)], root / "run.out")
@@ -210,12 +211,15 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         if nginx is not None:
             nginx.stop(signal.SIGQUIT)  # writes its buffered lines as it goes
         child.stop(signal.SIGTERM, timeout=30)
-    # (the embedded server's log too: the health checks above are in it, and ingested)
-    written = sum(count_lines(p) for folder in {logs, site.root / "state" / "logs"}
-                  for p in folder.glob("access.log*"))
+    per_log = {"nginx" if folder == nginx_dir else "difusor":
+               sum(count_lines(p) for p in folder.glob("access.log*")) for folder in logs}
+    written = sum(per_log.values())
     con = duckdb.connect(str(sampler.database), read_only=True)
     try:
         (stored,) = con.execute("SELECT count(*) FROM requests").fetchone()  # type: ignore[misc]
+        # (the monitor's own probes are in the embedded log and never stored: not visitors)
+        by_source = dict(con.execute(
+            "SELECT source, count(*) FROM requests GROUP BY source").fetchall())
     finally:
         con.close()
     during = [r for t, r in sampler.rss if began <= t <= load_ended]
@@ -223,6 +227,7 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             "looks": sampler.looks, "refused_looks": sampler.refused,
             "caught_up_after_s": caught_up, "behind_at_end": sampler.behind(),
             "lines_written": written, "rows_stored": stored, "files": len(sampler.sizes),
+            "lines_per_log": per_log, "rows_per_source": by_source,
             "peak_rss_mb": peak, "rss_run_mb": {
                 "max": max(during, default=float("nan")),
                 "first_third_max": max(during[:len(during) // 3], default=float("nan")),

@@ -14,17 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 NEEDED = ("nginx", "wrk", "rsync", "unzip")
 
 
-def run_quick(script: str, tmp_path: Path) -> dict:
+def run_quick(script: str, tmp_path: Path, *extra: str, result: str = "") -> dict:
     missing = [b for b in NEEDED if not shutil.which(b) and not Path("/usr/sbin", b).exists()]
     if missing:
         pytest.skip(f"faltan {', '.join(missing)} (make test los instala como root)")
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick"], capture_output=True, text=True,
+        [sys.executable, str(ROOT / "bench" / script), "--quick", *extra], capture_output=True,
+        text=True,
         timeout=240, cwd=ROOT, env={"DIFUSOR_BENCH_OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return json.loads((out / script.replace(".py", ".json")).read_text())
+    return json.loads((out / (result or script.replace(".py", ".json"))).read_text())
 
 
 @pytest.mark.slow
@@ -132,3 +133,25 @@ def test_verify_quick(tmp_path: Path) -> None:
         assert len(row["pair_ratios"]) == 1
     assert len(result["runs"]) == 2 * 1 * 2  # servers × pairs × sides, no warm-up
     assert result["ratio"] > 0 and result["anchor"].startswith("wget -r -l 1 ")
+
+
+@pytest.mark.slow
+def test_console_slots_quick(tmp_path: Path) -> None:
+    result = run_quick("console_slots.py", tmp_path, "--sessions", "3")
+    sides = [s["side"] for s in result["slots"]]
+    assert sides == list("ABBAABBA")
+    frozen = [s for s in result["slots"] if s["side"] == "A"]
+    live = [s for s in result["slots"] if s["side"] == "B"]
+    assert all(s["console_cpu_s"] == 0 for s in frozen)  # stopped: it took nothing
+    assert all(s["console_cpu_s"] > 0 and s["events_min"] > 0 for s in live)  # and then it lived
+    assert result["summary"]["median_neighbour_ratio"] > 0
+
+
+@pytest.mark.slow
+def test_live_ingest_behind_nginx_quick(tmp_path: Path) -> None:
+    result = run_quick("live_ingest.py", tmp_path, "--server", "nginx",
+                       result="live_ingest_nginx.json")
+    assert result["server"] == "nginx" and result["wrk"]["rps"] > 0
+    assert result["behind_at_end"] == 0 and result["lag"]["samples"] > 0
+    # every line of nginx's log stored (the embedded log also has the monitor's own probes)
+    assert result["rows_per_source"]["nginx"] == result["lines_per_log"]["nginx"] > 0
