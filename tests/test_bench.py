@@ -137,9 +137,10 @@ def test_verify_quick(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_console_slots_quick(tmp_path: Path) -> None:
-    result = run_quick("console_slots.py", tmp_path, "--sessions", "3")
+    result = run_quick("console_slots.py", tmp_path, "--sessions", "3", "--slots", "4",
+                       "--seconds", "1")
     sides = [s["side"] for s in result["slots"]]
-    assert sides == list("ABBAABBA")
+    assert sides == list("ABBA")
     frozen = [s for s in result["slots"] if s["side"] == "A"]
     live = [s for s in result["slots"] if s["side"] == "B"]
     assert all(s["console_cpu_s"] == 0 for s in frozen)  # stopped: it took nothing
