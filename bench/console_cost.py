@@ -18,7 +18,8 @@ each stream received during the measurement (proof it was live), the console's C
 ``console serve`` process and granian worker, from /proc) and what the readers here cost.
 
 req/s on a shared machine moves with other work far more than by 5 %: when the rounds of one
-side differ by more than ``NOISY_SPREAD`` the verdict is flagged as untrustworthy. The CPU
+side differ by more than ``NOISY_SPREAD`` the verdict is flagged as untrustworthy (for a
+verdict on these cores, ``console_slots.py`` alternates many short slots inside one run). The CPU
 figures do not depend on that: the console's CPU per request served, and the drop it implies
 when serving is CPU-bound (console CPU / (web server + console CPU)). The console here is
 minutes old: costs that grow with its hour of history or with many distinct visitors are not
