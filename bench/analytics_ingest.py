@@ -231,16 +231,18 @@ SHAPES = {  # name → (log writer, what it is like)
 }
 
 
-def warm_geo(root: Path) -> dict[str, Any]:
+def warm_geo(root: Path, build: bool = True) -> dict[str, Any]:
     """The geolocation ranges: built once from the mmdb (what the first ingest after an
     install or an mmdb update does; timed here apart, in a process of its own), then loaded
     into a database by a first, tiny ingest. That database, emptied, is what every round
-    starts from: a site's database after its first ingest."""
+    starts from: a site's database after its first ingest. ``build=False`` (--quick) skips
+    the timed build: the first ingest takes the ranges from this user's cache (or builds them).
+    """
     script = ("import sys; from pathlib import Path; from difusor.analytics.geo import default_db;"
               " from difusor.analytics.geocache import write; from difusor.analytics.georanges"
               " import build; write(build(default_db()), Path(sys.argv[1]))")
     built = timed([sys.executable, "-c", script, str(root / "rangos.parquet")],
-                  root / "difusor.err")
+                  root / "difusor.err") if build else None
     site = make_site(root / "geo-warm")
     site.close()
     log = root / "warm.log"
@@ -257,8 +259,9 @@ def warm_geo(root: Path) -> dict[str, Any]:
                     "DELETE FROM files; DELETE FROM salts; CHECKPOINT")
     finally:
         con.close()
-    return {"build_s": built["seconds"], "build_peak_rss_mb": built["peak_rss_mb"],
-            "ranges_bytes": (root / "rangos.parquet").stat().st_size,
+    return {"build_s": built and built["seconds"],
+            "build_peak_rss_mb": built and built["peak_rss_mb"],
+            "ranges_bytes": built and (root / "rangos.parquet").stat().st_size,
             "first_ingest_s": first["seconds"], "first_ingest_peak_rss_mb": first["peak_rss_mb"],
             "template": str(template)}
 
@@ -407,10 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     load_before = machine_load()
     print_load("before", load_before)
     with tempfile.TemporaryDirectory(prefix="difusor-bench-") as tmp:
-        geo = warm_geo(Path(tmp))
-        print(f"geolocation ranges: built in {geo['build_s']:.1f} s ({geo['build_peak_rss_mb']:.0f}"
-              f" MB; once per mmdb), the first ingest of a database {geo['first_ingest_s']:.1f} s"
-              f" ({geo['first_ingest_peak_rss_mb']:.0f} MB)", flush=True)
+        geo = warm_geo(Path(tmp), build=not args.quick)
+        built = ("not timed (--quick)" if geo["build_s"] is None else
+                 f"built in {geo['build_s']:.1f} s ({geo['build_peak_rss_mb']:.0f} MB; once per "
+                 "mmdb)")
+        print(f"geolocation ranges: {built}, the first ingest of a database "
+              f"{geo['first_ingest_s']:.1f} s ({geo['first_ingest_peak_rss_mb']:.0f} MB)",
+              flush=True)
         template = Path(geo["template"])
         compared = {shape: part_compare(Path(tmp), shape, lines,
                                         args.repeat or (1 if args.quick else 5), template)
