@@ -56,7 +56,8 @@ class TrafficReader:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        self.traffic.close()
+        if not self._thread.is_alive():  # (still reading, starved: its files close at exit)
+            self.traffic.close()
 
     def latest(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(the last summary, the hour's series if a new one was made since the last call)."""
