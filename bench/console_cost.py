@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import os
 import re
 import resource
 import signal
@@ -56,6 +55,8 @@ from harness import (
     guard,
     machine_load,
     print_load,
+    process_tree,
+    processes,
     publish_files,
     wait_serving,
     wait_until,
@@ -75,7 +76,6 @@ USER = "ana"
 PASSWORD = "una-contraseña-larga"
 WARMUP_S = 2
 NOISY_SPREAD = 0.15  # rounds of one side further apart than this (max/min - 1): noise wins
-_TICKS = float(os.sysconf("SC_CLK_TCK"))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -146,32 +146,6 @@ def build_site(root: Path, payload: bytes) -> Setup:
 
 # -- /proc: who is the console, what did it cost ---------------------------------------------------
 
-def _procs() -> dict[int, tuple[int, int, float, str]]:
-    """pid → (ppid, pgrp, user+system CPU seconds, cmdline) of every live process."""
-    out = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace").strip()
-        except OSError:
-            continue
-        f = stat.rsplit(")", 1)[1].split()
-        out[int(entry.name)] = (int(f[1]), int(f[2]), (int(f[11]) + int(f[12])) / _TICKS, cmd)
-    return out
-
-
-def _tree(procs: dict[int, tuple[int, int, float, str]], top: int) -> list[int]:
-    found, todo = [], [top]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += [p for p, (ppid, *_rest) in procs.items() if ppid == pid]
-    return found
-
-
 @dataclass
 class Parts:
     """The processes of one ``difusor run``: the console (its server and worker), the web server
@@ -184,15 +158,16 @@ class Parts:
     @classmethod
     def of(cls, child: Child) -> Parts:
         # The run starts its servers in sessions of their own: found by descent, not by group.
-        procs = _procs()
-        group = _tree(procs, child.proc.pid)
+        procs = processes()
+        group = process_tree(procs, child.proc.pid)
         console = next((p for p in group if " console serve " in f" {procs[p][3]} "), None)
         web = next((p for p in group if " -m difusor serve " in f" {procs[p][3]} "), None)
-        return cls(_tree(procs, console) if console else [], _tree(procs, web) if web else [],
+        return cls(process_tree(procs, console) if console else [],
+                   process_tree(procs, web) if web else [],
                    group)
 
     def cpu(self) -> dict[str, float]:
-        procs = _procs()
+        procs = processes()
 
         def total(pids: list[int]) -> float:
             return sum(procs[p][2] for p in pids if p in procs)

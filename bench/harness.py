@@ -368,18 +368,35 @@ def start_generated_nginx(site: DifusorSite, prefix: Path, port: int, **nginx: A
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_seconds(child: Child) -> float:
-    """User + system CPU seconds of the live processes in ``child``'s process group (a server
-    and its workers), from /proc: read it before and after some work to charge the server."""
-    total = 0
+def processes() -> dict[int, tuple[int, int, float, str]]:
+    """pid → (ppid, pgrp, user + system CPU seconds, command line) of every live process."""
+    out = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(entry.path, "stat").read_text()
+            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
         except OSError:  # gone meanwhile
             continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
-        if int(fields[2]) == child.proc.pid:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _CLOCK_TICKS
+        f = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        out[int(entry.name)] = (int(f[1]), int(f[2]), (int(f[11]) + int(f[12])) / _CLOCK_TICKS,
+                                cmd)
+    return out
+
+
+def process_tree(procs: dict[int, tuple[int, int, float, str]], top: int) -> list[int]:
+    """``top`` and every process under it (``procs`` from ``processes``)."""
+    found, todo = [], [top]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [p for p, (ppid, *_rest) in procs.items() if ppid == pid]
+    return found
+
+
+def group_cpu_seconds(child: Child) -> float:
+    """User + system CPU seconds of the live processes in ``child``'s process group (a server
+    and its workers), from /proc: read it before and after some work to charge the server."""
+    return sum(cpu for _ppid, pgrp, cpu, _cmd in processes().values() if pgrp == child.proc.pid)

@@ -25,7 +25,6 @@ thread of it) and of its web server's processes, and the RSS of ``difusor run`` 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from harness import (
     make_site,
     open_for_nginx,
     print_load,
+    process_tree,
+    processes,
     publish_files,
     start_nginx,
     wait_serving,
@@ -128,23 +129,6 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     return float("nan")
 
 
-def descendants_of(pid: int) -> list[int]:
-    """Every process under ``pid`` (the web server and its workers)."""
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        frontier = [p for p, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
 def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     behind_nginx = args.server == "nginx"
     nginx_dir = root / "nginx"
@@ -169,13 +153,13 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     stop = threading.Event()
     try:
         wait_serving(child, site.url + "/_difusor/health", timeout=60)
-        web = descendants_of(child.proc.pid)
+        web = process_tree(processes(), child.proc.pid)[1:]  # the web server and workers
         if behind_nginx:
             open_for_nginx(root)
             port = free_port()
             nginx = start_nginx(nginx_dir, port, site.store.site, access_log=True)
             url = f"http://127.0.0.1:{port}"
-            web = [nginx.proc.pid, *descendants_of(nginx.proc.pid)]
+            web = process_tree(processes(), nginx.proc.pid)
 
         def watch() -> None:
             while not stop.wait(0.1):
