@@ -30,7 +30,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,21 +39,11 @@ from typing import Any
 from console_cost import TARGET_DROP, Parts, build_site, open_pages
 from harness import Child, guard, machine_load, print_load, wait_serving
 from results import table, write_result
-from serve_throughput import PATH, parse_wrk
+from serve_throughput import wrk
 from sites import main_json_payload
 
 NAME = "console_slots"
 SETTLE_S = 1.0  # between a change of side and its slot
-
-
-def wrk(url: str, seconds: int, connections: int, cpu: int | None) -> dict[str, float]:
-    """serve_throughput's wrk, optionally held to one core (``taskset``): the clients' share
-    of the machine then stays put, slot after slot."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url + PATH]
-    if cpu is not None:
-        argv = ["taskset", "-c", str(cpu), *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    return parse_wrk(done.stdout)
 
 
 def order(slots: int) -> list[str]:

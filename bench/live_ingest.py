@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +51,7 @@ from harness import (
     wait_serving,
 )
 from results import percentile, table, write_result
-from serve_throughput import PATH, count_lines, parse_wrk
+from serve_throughput import count_lines, wrk
 from sites import main_json_payload, throughput_site
 
 from difusor.analytics.logfile import HEAD, fingerprint, read_head
@@ -171,11 +170,8 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         began = time.monotonic()
-        done = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
-                               "--latency", url + PATH], capture_output=True, text=True,
-                              timeout=args.duration + 60, check=True)
+        got = wrk(url, args.duration, args.connections)  # serve_throughput's load
         load_ended = time.monotonic()
-        got = parse_wrk(done.stdout)
         web_peak = {"web": max((rss_mb(p, "VmHWM") for p in web), default=float("nan")),
                     "web_total": sum(rss_mb(p, "VmHWM") for p in web)}
         if nginx is not None:  # its last buffered lines are written as it stops

@@ -86,8 +86,11 @@ def verify(url: str, payload: bytes) -> dict[str, Any]:
     return check
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+def wrk(url: str, seconds: int, connections: int, cpu: int | None = None) -> dict[str, float]:
+    """``wrk -t1`` on main.json; ``cpu`` holds it to that core (``taskset``)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url + PATH]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True)
     return parse_wrk(done.stdout)
 
