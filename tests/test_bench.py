@@ -101,6 +101,8 @@ def test_analytics_ingest_quick(tmp_path: Path) -> None:
         assert compare[side]["lines_per_s"] > 0 and compare[side]["peak_rss_mb"] > 0
     assert result["ratio"] > 0
     assert compare["visitors_per_day"]["max_relative_difference"] <= 0.005
+    for c in result["shapes"].values():  # DuckDB alone, parsing the same log: the floor
+        assert c["duckdb_floor"]["seconds"] > 0 and c["ceiling_ratio"] > 0
     big = result["big"]
     assert big["lines"] == 20_000 and big["result"]["hits"] > 0
     assert big["summary"]["seconds"] > 0 and big["ingest"]["peak_rss_mb"] > 0

@@ -141,3 +141,32 @@ def test_simulate_packages_writes_a_publishable_series(tmp_path: Path, folder: P
     assert len(packages) == 3 and all(Path(str(p) + ".sha256").exists() for p in packages)
     for p in packages:
         assert run("publish", str(p), "--config", str(folder / "difusor.toml")).returncode == 0
+
+
+def _help(tree: object, args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    from difusor.cli import spanish
+
+    spanish.command(tree)([*args, "--help"], standalone_mode=False,  # type: ignore[arg-type]
+                          prog_name="difusor")
+    return capsys.readouterr().out
+
+
+def test_a_command_line_builds_only_its_branch_and_says_the_same(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``main`` builds only the branch a command line names: every command's and group's help
+    is then word for word the whole tree's, and ``analytics ingest`` loads no other family."""
+    from difusor.cli import app
+
+    for name in app.COMMANDS:
+        assert _help(app.build(name), [name], capsys) == _help(app.app, [name], capsys), name
+    for name in app.GROUPS:
+        assert _help(app.build(name), [name], capsys) == _help(app.app, [name], capsys), name
+    assert _help(app.build("console"), ["console", "user"], capsys) == \
+        _help(app.app, ["console", "user"], capsys)
+    code = ("import sys; sys.argv = ['difusor', 'analytics', 'ingest', '--help']\n"
+            "from difusor.cli import app\ntry: app.main()\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('difusor.cli.')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = r.stdout.strip().splitlines()[-1]
+    assert "difusor.cli.analytics" in loaded and "difusor.cli.shield" not in loaded, r.stderr
+    assert "difusor.cli.console" not in loaded
