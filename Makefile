@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 # poppler-utils: the memoria's tests read its PDF (pdftotext, pdftoppm); WeasyPrint draws with
 # Pango and the DejaVu fonts. nodejs: the portal widget's tests run corte.js against a fake page.
 # systemd (systemd-analyze) and logrotate: the production unit and log rotation in deploy/.
-# wget: the anchor of bench/verify.py.
+# wget: the anchor of bench/verify.py. time: GNU time reads the peak memory of a benchmarked process.
 DEBS := nginx-light wrk rsync unzip zip openssh-server openssh-client chromium chromium-driver varnish \
 	goaccess nftables iproute2 poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
-	nodejs systemd logrotate wget
+	nodejs systemd logrotate wget time
 
 .PHONY: demo demo-fast test test-fast lint deps install lock upgrade bench clean docs
 
@@ -55,6 +55,7 @@ deps:
 	  pdftotext pdftoppm node systemd-analyze logrotate wget; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing pango"; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -18,6 +18,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -400,3 +402,41 @@ def group_cpu_seconds(child: Child) -> float:
     """User + system CPU seconds of the live processes in ``child``'s process group (a server
     and its workers), from /proc: read it before and after some work to charge the server."""
     return sum(cpu for _ppid, pgrp, cpu, _cmd in processes().values() if pgrp == child.proc.pid)
+
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def run_to_end(argv: list[str], log: Path, stdout: Path | None = None,
+               sample: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Runs a command to its end in a session of its own, its stderr appended to ``log``: wall
+    seconds and its peak resident memory; ``sample(pid)`` is called every 0.1 s meanwhile.
+    The peak is read by GNU time, a small process that forks the command: a child forked from
+    the benchmark itself would count the benchmark's own resident pages (the kernel keeps the
+    largest size a process had, the forked copy's before ``exec`` included: hundreds of MB once
+    a log is generated). Raises with the tail of ``log`` when the command fails."""
+    with tempfile.NamedTemporaryFile(prefix="difusor-time-") as report, log.open("ab") as err, \
+            (stdout.open("wb") if stdout else open(os.devnull, "wb")) as out:
+        gnu_time = os.access(GNU_TIME, os.X_OK)
+        measured = [GNU_TIME, "-f", "%M", "-o", report.name, *argv] if gnu_time else argv
+        began = time.perf_counter()
+        proc = subprocess.Popen(measured, stdout=out, stderr=err, start_new_session=True)
+        stop = threading.Event()
+
+        def sampling() -> None:
+            while sample and not stop.wait(0.1):
+                sample(proc.pid)
+
+        sampler = threading.Thread(target=sampling, daemon=True)
+        sampler.start()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - began
+        stop.set()
+        sampler.join()
+        words = Path(report.name).read_text().split()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{argv[0]} … terminó con {code}:\n{log.read_text()[-2000:]}")
+    peak_kb = int(words[-1]) if gnu_time and words else usage.ru_maxrss
+    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024}

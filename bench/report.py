@@ -7,8 +7,8 @@ of election night, ``analytics_ingest.write_log``) and D days of probes (default
 monitor targets every 10 s, with a few dozen cortes, an outage and an attack in the night.
 Part 2, the night: about M requests (default 100,000, Irimbo size), 36 cortes, an outage and an
 attack, probes every 10 s over the night. Each part then runs ``difusor report --output DIR``
-over its period as a whole process: wall time, peak RSS (``ru_maxrss`` from ``wait4``: the
-largest process) and the peak of the process tree's summed PSS (the report's children — the
+over its period as a whole process: wall time, peak RSS (GNU time's, ``harness.run_to_end``:
+the largest process) and the peak of the process tree's summed PSS (the report's children — the
 renderer, the ledger reader — count too), against the issue's targets (≤ 30 s and ≤ 1.5 GB
 for the month, the larger of the two memory figures; ≤ 5 s for the night). The anchor,
 in the same run and over the same period: ``difusor analytics summary --json``, the figures the
@@ -31,10 +31,8 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack, suppress
 from datetime import UTC, datetime, timedelta
@@ -44,7 +42,7 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 from analytics_ingest import START, difusor, timed, write_log
-from harness import DifusorSite, guard, machine_load, make_site, print_load
+from harness import DifusorSite, guard, machine_load, make_site, print_load, run_to_end
 from results import table, write_result
 
 from difusor.demo.election import SyntheticElection
@@ -234,28 +232,16 @@ def _session_pss_kb(session: int) -> int:
 
 
 def timed_tree(argv: list[str], log: Path, stdout: Path | None = None) -> dict[str, Any]:
-    """``timed`` (wall time; ``ru_maxrss``, the largest process of the tree) and the peak of the
-    whole tree's memory — the command and its children (the report's renderer and ledger
-    reader) — as the sum of their PSS, sampled every 0.1 s."""
-    with log.open("ab") as err, (stdout.open("wb") if stdout else open(os.devnull, "wb")) as out:
-        began = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, start_new_session=True)
-        peak, stop = [0], threading.Event()
+    """``run_to_end`` (wall time; the peak resident memory of the command's largest process)
+    and the peak of the whole tree's memory — the command and its children (the report's
+    renderer and ledger reader) — as the sum of their PSS, sampled every 0.1 s."""
+    peak = [0]
 
-        def sample() -> None:
-            while not stop.wait(0.1):
-                peak[0] = max(peak[0], _session_pss_kb(proc.pid))
+    def sample(pid: int) -> None:
+        peak[0] = max(peak[0], _session_pss_kb(pid))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - began
-        stop.set()
-        sampler.join()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv[0]} … falló:\n{log.read_text()[-2000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "tree_peak_pss_mb": peak[0] / 1024}
+    measured = run_to_end(argv, log, stdout, sample)
+    return {**measured, "tree_peak_pss_mb": peak[0] / 1024}
 
 
 def measure(site: DifusorSite, root: Path, period: tuple[datetime, datetime]) -> dict[str, Any]:

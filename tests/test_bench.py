@@ -158,3 +158,33 @@ def test_live_ingest_behind_nginx_quick(tmp_path: Path) -> None:
     assert result["behind_at_end"] == 0 and result["lag"]["samples"] > 0
     # every line of nginx's log stored (the embedded log also has the monitor's own probes)
     assert result["rows_per_source"]["nginx"] == result["lines_per_log"]["nginx"] > 0
+
+
+@pytest.mark.slow
+def test_a_benchmarked_process_is_charged_its_own_memory_not_the_benchmarks(
+        tmp_path: Path) -> None:
+    """``harness.run_to_end`` reports the peak memory of the command alone: a benchmark that
+    holds 400 MB (a generated log) does not make a 30 MB child look like 400 MB; a command
+    that fails raises with what it said."""
+    if not Path("/usr/bin/time").exists():
+        pytest.skip("falta GNU time (make deps instala «time»)")
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT / "bench")!r})
+from pathlib import Path
+from harness import run_to_end
+held = bytearray(400 << 20)
+held[::4096] = b"x" * len(held[::4096])
+log = Path({str(tmp_path / "err.log")!r})
+small = run_to_end([sys.executable, "-c", "b = bytearray(30 << 20); b[::4096] = b'y' * len(b[::4096])"], log)
+try:
+    run_to_end([sys.executable, "-c", "import sys; sys.exit('se negó')"], log)
+except RuntimeError as exc:
+    failed = str(exc)
+print(small["peak_rss_mb"], small["seconds"], repr(failed))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    peak, seconds, failed = done.stdout.split(maxsplit=2)
+    assert 30 < float(peak) < 100 and float(seconds) > 0
+    assert "terminó con 1" in failed and "se negó" in failed
