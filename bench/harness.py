@@ -404,7 +404,6 @@ def group_cpu_seconds(child: Child) -> float:
     return sum(cpu for _ppid, pgrp, cpu, _cmd in processes().values() if pgrp == child.proc.pid)
 
 
-
 GNU_TIME = "/usr/bin/time"
 
 
@@ -424,16 +423,19 @@ def run_to_end(argv: list[str], log: Path, stdout: Path | None = None,
         proc = subprocess.Popen(measured, stdout=out, stderr=err, start_new_session=True)
         stop = threading.Event()
 
-        def sampling() -> None:
-            while sample and not stop.wait(0.1):
+        def sampling(sample: Callable[[int], None]) -> None:
+            while not stop.wait(0.1):
                 sample(proc.pid)
 
-        sampler = threading.Thread(target=sampling, daemon=True)
-        sampler.start()
+        sampler = threading.Thread(target=sampling, args=(sample,), daemon=True) if sample \
+            else None
+        if sampler:
+            sampler.start()
         _pid, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - began
         stop.set()
-        sampler.join()
+        if sampler:
+            sampler.join()
         words = Path(report.name).read_text().split()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
