@@ -207,6 +207,14 @@ def test_5_an_incident_declared_on_the_form_is_in_incidents_json(browser, night)
 
 def test_6_rollback_from_the_page_makes_the_chosen_corte_live(browser, night) -> None:
     live = night.live_id()
+    # The corte's age is redrawn every 10 s; its list of cortes is not: a button under the
+    # operator's finger stays the same element until a corte changes it.
+    tens = "return state.ahora.slice(0, 18);"  # the page's clock to the ten seconds
+    clock = browser.execute_script(
+        "document.querySelector('#cortes button.volver').dataset.marca = '1';" + tens)
+    until(lambda: browser.execute_script(tens) != clock, 12, "diez segundos más en la página")
+    # (the clock and the parts are drawn in the same task: a redraw has happened by now)
+    assert browser.execute_script("return !!document.querySelector('#cortes [data-marca]')")
     buttons = browser.find_elements("css selector", "#cortes button.volver")
     target = buttons[-1].get_attribute("data-corte")  # the oldest listed
     assert target != live

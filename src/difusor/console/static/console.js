@@ -89,7 +89,11 @@ function renderCorte(s) {
   $("corte-retraso").textContent = c ? span(c.retraso_s) : "—";
   $("corte-cambiados").textContent = c && c.cambiados !== null ? `${c.cambiados} de ${c.archivos}` : (c ? `${c.archivos} archivos` : "—");
   $("corte-verif").textContent = c && c.verificaciones !== null ? String(c.verificaciones) : "—";
-  const live = c ? c.corte : null;
+}
+
+// The list of cortes (with its buttons) and the refused packages: they change only with a corte.
+function renderCortes(s) {
+  const live = s.corte ? s.corte.corte : null;
   fill("cortes", s.cortes.map((r) => el("tr", { "data-corte": r.corte, class: r.corte === live ? "vivo" : "" },
     el("td", {}, r.corte), el("td", {}, hour(r.hora_autoridad)), el("td", {}, hour(r.recibido)),
     el("td", {}, hour(r.en_linea)), el("td", { class: "retraso" }, span(r.retraso_s)),
@@ -171,7 +175,8 @@ function render(s) {
   state = s;
   const minute = s.ahora.slice(0, 16);
   renderBanner(s);
-  part("corte", [s.corte, s.cortes, s.rechazados, s.ahora.slice(0, 18)], () => renderCorte(s));
+  part("corte", [s.corte, s.ahora.slice(0, 18)], () => renderCorte(s));  // its age, every 10 s
+  part("cortes", [s.corte && s.corte.corte, s.cortes, s.rechazados], () => renderCortes(s));
   part("trafico", [s.trafico, trafficAge(s)], () => renderTraffic(s));
   part("escudo", [s.escudo.bans, s.escudo.throttles, s.escudo.allow, s.escudo.attack_mode, s.escudo.enabled], () => renderShield(s));
   part("resto", [s.origenes, s.cdn, s.revision, s.acciones, s.incidentes, s.disponibilidad, s.monitor, s.cuentas, minute], () => renderRest(s));
