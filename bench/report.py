@@ -41,7 +41,7 @@ from typing import Any
 from unittest import mock
 from zoneinfo import ZoneInfo
 
-from analytics_ingest import START, difusor, timed, write_log
+from analytics_ingest import START, difusor, write_log
 from harness import DifusorSite, guard, machine_load, make_site, print_load, run_to_end
 from results import table, write_result
 
@@ -206,8 +206,8 @@ def build(root: Path, *, lines: int, hours: float, probes: tuple[datetime, datet
     with log.open("a") as f:
         f.writelines(flood)
     generate_s = time.perf_counter() - began
-    ingest = timed(difusor(site.config_path, "ingest", str(log), "--format", "combined"),
-                   root / "ingest.err")
+    ingest = run_to_end(difusor(site.config_path, "ingest", str(log), "--format", "combined"),
+                        root / "ingest.err")
     log.unlink()
     print(f"  {made['lines'] + len(flood):,} log lines (generated in {generate_s:.1f} s, "
           f"ingested in {ingest['seconds']:.1f} s), {probe_rows:,} probes, {cortes} cortes "
