@@ -454,8 +454,8 @@ def test_portal_on_another_origin_shows_and_follows_the_live_corte(
 
 
 def _portal_session(site: Site, difusor: str, allowed: Portal, refused: Portal, driver) -> None:
-    def shown() -> str:
-        return driver.find_element("id", "corte").text
+    def shown() -> str:  # ("" while the portal's page is not there yet: waited for, not a failure)
+        return "".join(e.text for e in driver.find_elements("id", "corte"))
 
     def live() -> str:
         return json.loads(httpx.get(difusor + STATUS, timeout=2).content)["corte"]["fecha_hora"]
