@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -101,8 +102,9 @@ def test_embedded_check_reaches_the_minimum_and_leaves_nothing(
     assert result.mb_per_s == pytest.approx(200 / result.seconds)
     assert result.client.startswith("OpenSSH sftp ")
     assert result.host_key == host_fingerprint(receiver.cfg)
-    assert result.message.startswith(f"SFTP 127.0.0.1:{receiver.port}: 200 MB en ")
+    assert result.message.startswith(f"SFTP 127.0.0.1:{receiver.port}: 200 MB × 3 subidas (")
     assert result.message.endswith("MB/s (mínimo de la convocatoria: 40 MB/s) ✔")
+    assert len(result.rounds) == 3 and sorted(result.rounds)[1] == pytest.approx(result.mb_per_s)
     wait_for(lambda: receiver.said("prueba de velocidad terminada"), what="fin de la sesión")
     assert receiver.said("con la llave de la prueba de velocidad")
     assert receiver.delivered == []
@@ -157,6 +159,36 @@ def test_a_stale_scratch_folder_is_cleared_at_start(site: Site) -> None:
     assert list(scratch_root(site.cfg).iterdir()) == []
 
 
+@pytest.mark.slow
+def test_one_pause_in_the_receiver_does_not_decide_the_figure(receiver: Receiver,
+                                                              site: Site) -> None:
+    """The receiver's loop is held for 3 s while the second round goes up: that round reads
+    far under 40 MB/s, and the median of the three still says what the receiver can do."""
+    root = scratch_root(site.cfg)
+    held = threading.Event()
+
+    def hold_during_round_two() -> None:
+        deadline = time.monotonic() + 60
+        while not held.is_set() and time.monotonic() < deadline:
+            if any(p.name.endswith("-2.part") for p in root.rglob("*")):
+                receiver.loop.call_soon_threadsafe(time.sleep, 3)
+                held.set()
+            time.sleep(0.002)
+
+    holder = threading.Thread(target=hold_during_round_two, daemon=True)
+    holder.start()
+    result = measure_upload("127.0.0.1", receiver.port, USER, check_key(site.cfg), 60 * MB)
+    holder.join(5)
+    print(result.message)
+    assert held.is_set()
+    assert len(result.rounds) == 3 and result.rounds[1] < 40 < min(result.rounds[0],
+                                                                     result.rounds[2])
+    assert result.ok and result.mb_per_s == pytest.approx(sorted(result.rounds)[1])
+    assert f"{result.rounds[1]:.1f}, " in result.message and "mediana" in result.message
+    wait_for(lambda: receiver.said("prueba de velocidad terminada"), what="fin de la sesión")
+    nothing_published(site)
+
+
 def test_only_public_keys_are_offered(receiver: Receiver) -> None:
     assert auth_methods("127.0.0.1", receiver.port, USER) == ["publickey"]
 
@@ -204,7 +236,7 @@ def test_probe_sftp_speed_end_to_end(receiver: Receiver, site: Site, tmp_path: P
                  "--key", key, "--size", "50")
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
-    assert line.startswith(f"SFTP 127.0.0.1:{receiver.port}: 50 MB en ")
+    assert line.startswith(f"SFTP 127.0.0.1:{receiver.port}: 50 MB × 3 subidas (")
     assert line.endswith(" MB/s (mínimo de la convocatoria: 40 MB/s) ✔")
 
     done = probe(tmp_path, "--sftp-speed", f"127.0.0.1:{receiver.port}", "--user", USER,
@@ -212,6 +244,7 @@ def test_probe_sftp_speed_end_to_end(receiver: Receiver, site: Site, tmp_path: P
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["ok"] is True and doc["bytes"] == 10 * MB and doc["port"] == receiver.port
+    assert len(doc["rounds"]) == 3 and sorted(doc["rounds"])[1] == doc["mb_per_s"]
 
     # From the difusor's own folder: user and key from difusor.toml.
     done = subprocess.run([sys.executable, "-m", "difusor", "probe", "--sftp-speed",

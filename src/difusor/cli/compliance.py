@@ -65,8 +65,8 @@ def check(
     html: Annotated[Path | None, typer.Option(
         "--html", help="Además, escribir el resultado en este archivo HTML.")] = None,
     sftp_size: Annotated[int, typer.Option(
-        "--sftp-size", min=1, help="MB del archivo de prueba que se sube por SFTP para medir "
-        "la velocidad (nunca se publica).")] = 200,
+        "--sftp-size", min=1, help="MB del archivo de prueba que se sube tres veces por SFTP "
+        "para medir la velocidad (cuenta la mediana; nunca se publica).")] = 200,
     as_json: JsonOpt = False,
     site: SiteOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,

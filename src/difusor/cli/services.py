@@ -69,8 +69,9 @@ def probe(
                                          "las del sistema).")] = "",
     sftp_speed: Annotated[str | None, typer.Option(
         "--sftp-speed", metavar="HOST:PUERTO", help="En vez de sondear: mide la velocidad de "
-        "subida SFTP (mínimo de la convocatoria: 40 MB/s) con la llave de verificación del "
-        "difusor; el archivo de prueba va a /verificacion y nunca se publica.")] = None,
+        "subida SFTP (mínimo de la convocatoria: 40 MB/s; la mediana de tres subidas) con la "
+        "llave de verificación del difusor; el archivo de prueba va a /verificacion y nunca se "
+        "publica.")] = None,
     user: Annotated[str | None, typer.Option(
         help="Con --sftp-speed: usuario SFTP (por omisión, \\[sftp] user).")] = None,
     key: Annotated[Path | None, typer.Option(
@@ -129,7 +130,8 @@ def probe(
 
 def _sftp_speed(address: str, user: str | None, key: Path | None, size: int, remote_dir: str,
                 fingerprint: str | None, json_out: bool, config: Path) -> None:
-    """``probe --sftp-speed``: one measurement; exit 0 only when it reaches the minimum."""
+    """``probe --sftp-speed``: one measurement (three rounds, the median counts); exit 0 only
+    when it reaches the minimum."""
     import dataclasses
     import json
 

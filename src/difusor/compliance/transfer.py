@@ -60,7 +60,7 @@ def sftp(cfg: Config, size: int) -> list[Outcome]:
             else Outcome.fail(*SFTP_AUTH, said + " (debe ser solo publickey)", methods=methods))
     r = measure_upload(host, port, user, check_key(cfg), size)
     data = {"bytes": r.bytes, "seconds": r.seconds, "mb_per_s": r.mb_per_s, "client": r.client,
-            "host_key": r.host_key}
+            "host_key": r.host_key, "rounds": list(r.rounds)}
     if not r.ok:
         return [auth, Outcome.fail(*SFTP_SPEED, r.message, **data)]
     evidence = (f"{r.message}; medido desde esta máquina con {r.client}: lo que cuenta es el "
