@@ -203,6 +203,54 @@ def test_rollback_previews_what_changes_then_makes_the_chosen_corte_live(console
     assert bad.status_code == 400 and "no existe" in bad.json()["error"]
 
 
+def test_with_sites_each_site_has_its_own_page_state_and_actions(tmp_path) -> None:
+    """The default (official) site at /, the test site at /sitios/prueba/: each shows its own
+    corte, and an action taken on a site's page lands in that site's ledger only."""
+    from test_sites import two_sites
+
+    from difusor.ledger import Ledger
+    from difusor.publish.publisher import Publisher
+
+    root = make_site(tmp_path / "difusor", extra_toml=two_sites(8080))
+    test = root.cfg.for_site("prueba")
+    with Ledger(StateLayout(test.state_dir).create().ledger) as ledger:
+        publisher = Publisher(test, ledger)
+        publisher.prepare()
+        publisher.publish(root.write_package("simulacro.zip", minimal_site(hora="11:10")))
+    UserStore(StateLayout(root.cfg.state_dir).console_users).add("ana", PASSWORD)
+    with TestClient(build(root.cfg, root.config_path),
+                    base_url="http://127.0.0.1:8081") as client:
+        login(client)
+        page = client.get("/")
+        assert 'href="/sitios/prueba/"' in page.text and 'aria-current="page">oficial' in page.text
+        assert client.get("/sitios/prueba").url.path == "/sitios/prueba/"  # redirected
+        test_page = client.get("/sitios/prueba/")
+        assert 'aria-current="page">prueba</a>' in test_page.text
+        assert "<title>Consola · " in test_page.text and " · prueba</title>" in test_page.text
+        official = client.get("/estado.json").json()
+        simulacro = client.get("/sitios/prueba/estado.json").json()
+        assert official["corte"] is None
+        assert simulacro["corte"]["hora_autoridad"].startswith("2024-12-08T11:10")
+        assert client.get("/sitios/nadie/estado.json").status_code == 404
+
+        token = {"x-csrf-token": csrf_of(client)}
+        done = client.post("/sitios/prueba/api/escudo", headers=token,
+                           json={"accion": "block", "llave": "198.51.100.9", "minutos": 5})
+        assert done.status_code == 200, done.text
+        assert client.get("/sitios/prueba/estado.json").json()["escudo"]["bans"]
+        assert not client.get("/estado.json").json()["escudo"]["bans"]
+    with Ledger(StateLayout(test.state_dir).ledger) as ledger:
+        assert [e["detail"]["action"] for e in ledger.events("console_action")] == [
+            "shield-block"]
+        assert operator.status(test, ledger)["bans"]
+    real = root.cfg.for_site("oficial")
+    with Ledger(StateLayout(real.state_dir).ledger) as ledger:
+        assert ledger.events("console_login")  # who came in is the default site's record
+        assert ledger.events("console_action") == []
+        assert not operator.status(real, ledger)["bans"]
+    root.ledger.close()
+
+
 def test_a_removed_user_is_out_at_once(console) -> None:
     site, client = console
     login(client)

@@ -251,3 +251,48 @@ def test_8_no_console_errors_and_no_request_leaves_the_console(browser, night) -
     assert errors == []
     assert urls and [u for u in urls if not u.startswith(night.console)
                      and not u.startswith("data:")] == []
+
+
+def test_9_with_sites_the_test_sites_tab_shows_and_follows_its_own_corte(browser, tmp_path
+                                                                         ) -> None:
+    """Two sites, a simulacro's corte on the test site only: the official tab at / has none,
+    the test site's tab (/sitios/prueba/, its stream and actions named relative to the page)
+    shows it live."""
+    from conftest import make_site, stop_group
+    from test_sites import two_sites
+
+    from difusor.ledger import Ledger
+    from difusor.publish.publisher import Publisher
+
+    port = free_port()
+    root = make_site(tmp_path / "difusor", extra_toml=two_sites(8080)
+                     + f'\n[console]\nlisten = "127.0.0.1:{port}"\n')
+    root.ledger.close()
+    test = root.cfg.for_site("prueba")
+    with Ledger(StateLayout(test.state_dir).create().ledger) as ledger:
+        publisher = Publisher(test, ledger)
+        publisher.prepare()
+        corte = publisher.publish(root.write_package("simulacro.zip",
+                                                     minimal_site(hora="11:10"))).release_id
+    UserStore(StateLayout(root.cfg.state_dir).console_users).add("ana", PASSWORD)
+    console = subprocess.Popen([sys.executable, "-m", "difusor", "console", "serve", "--config",
+                                str(root.config_path)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until(lambda: listens(port), 30, "la consola escucha")
+        browser.get(f"http://127.0.0.1:{port}/acceso")
+        browser.find_element("id", "usuario").send_keys("ana")
+        browser.find_element("id", "contrasena").send_keys(PASSWORD)
+        browser.find_element("id", "entrar").click()
+        until(lambda: text(browser, "conexion") == "en vivo", 10, "la pestaña oficial en vivo")
+        current = browser.find_element("css selector", '#sitios a[aria-current="page"]')
+        assert current.text == "oficial" and text(browser, "corte-id") == "sin corte en línea"
+        browser.find_element("css selector", '#sitios a[href="/sitios/prueba/"]').click()
+        until(lambda: browser.current_url.endswith("/sitios/prueba/"), 10, "la pestaña de prueba")
+        until(lambda: browser.find_elements("id", "corte-id")
+              and text(browser, "corte-id") == corte, 10, "el corte del simulacro")
+        assert text(browser, "conexion") == "en vivo"
+        assert browser.find_element("css selector", '#sitios a[aria-current="page"]').text == (
+            "prueba")
+    finally:
+        stop_group(console)

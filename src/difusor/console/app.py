@@ -25,8 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from difusor.console.actions import Actions
-from difusor.console.live import Live
+from difusor.console.desks import PREFIX, Desk, Desks
 from difusor.console.sessions import LoginThrottle, Session, Sessions, same_token
 from difusor.console.users import UserStore
 from difusor.errors import DifusorError
@@ -40,15 +39,19 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
                     "x-frame-options": "DENY", "referrer-policy": "no-referrer",
                     "cross-origin-opener-policy": "same-origin"}
-Handler = Callable[[Request, Session], Awaitable[Response]]
+Handler = Callable[[Request, Session, Desk], Awaitable[Response]]
 
 
 class Console:
-    def __init__(self, live: Live, actions: Actions, users: UserStore, sessions: Sessions,
-                 throttle: LoginThrottle, title: str) -> None:
-        self.live, self.actions, self.users = live, actions, users
-        self.sessions, self.throttle, self.title = sessions, throttle, title
+    def __init__(self, desks: Desks, users: UserStore, sessions: Sessions,
+                 throttle: LoginThrottle) -> None:
+        self.desks, self.users = desks, users
+        self.sessions, self.throttle = sessions, throttle
         self.templates = Jinja2Templates(directory=HERE / "templates")
+
+    def _desk(self, request: Request) -> Desk | None:
+        """The site the path names (``/sitios/NAME/…``), else the default one."""
+        return self.desks.get(request.path_params.get("sitio"))
 
     # -- who is asking ---------------------------------------------------------------------
 
@@ -84,7 +87,8 @@ class Console:
     async def login_page(self, request: Request, error: str = "", status: int = 200) -> Response:
         token = secrets.token_urlsafe(24)
         response = self.templates.TemplateResponse(
-            request, "login.html", {"title": self.title, "csrf": token, "error": error},
+            request, "login.html", {"title": self.desks.default.title, "csrf": token,
+                                    "error": error},
             status_code=status)
         self._set_cookie(request, response, LOGIN_COOKIE, token, 3600)
         return response
@@ -105,13 +109,14 @@ class Console:
             return response
         if not await to_thread.run_sync(self.users.verify, user, password):
             self.throttle.failed(address, user)
-            self.actions.ledger.event("console_login_failed",
+            self.desks.default.actions.ledger.event("console_login_failed",
                                       f"consola: acceso rechazado para «{user[:64]}» desde {address}",
                                       detail={"user": user[:64], "ip": address})
             return await self.login_page(request, "usuario o contraseña incorrectos", 401)
         self.throttle.succeeded(address, user)
         token, _session = self.sessions.open(user)
-        self.actions.ledger.event("console_login", f"consola: {user} entró desde {address}",
+        self.desks.default.actions.ledger.event("console_login",
+                                                f"consola: {user} entró desde {address}",
                                   detail={"user": user, "ip": address})
         response = RedirectResponse("/", status_code=303)
         self._set_cookie(request, response, COOKIE, token, int(self.sessions.lifetime))
@@ -122,35 +127,48 @@ class Console:
         session = self._session(request)
         if session is None:
             return RedirectResponse("/acceso", status_code=303)
+        desk = self._desk(request)
+        if desk is None:
+            return _no_such_site(request)
         return self.templates.TemplateResponse(
-            request, "console.html", {"title": self.title, "csrf": session.csrf,
-                                      "user": session.user})
+            request, "console.html", {"title": desk.title, "csrf": session.csrf,
+                                      "user": session.user, "desk": desk,
+                                      "desks": list(self.desks) if len(self.desks) > 1 else []})
 
     async def state(self, request: Request) -> Response:
         if self._session(request) is None:
             return JSONResponse({"error": "inicia sesión"}, status_code=401)
-        return Response(self.live.state, media_type="application/json")
+        desk = self._desk(request)
+        if desk is None:
+            return _no_such_site(request)
+        await self.desks.ready(desk)
+        return Response(desk.live.state, media_type="application/json")
 
     async def events(self, request: Request) -> Response:
         if self._session(request) is None:
             return JSONResponse({"error": "inicia sesión"}, status_code=401)
-        return StreamingResponse(self._stream(request), media_type="text/event-stream",
+        desk = self._desk(request)
+        if desk is None:
+            return _no_such_site(request)
+        await self.desks.ready(desk)
+        return StreamingResponse(self._stream(desk), media_type="text/event-stream",
                                  headers={"x-accel-buffering": "no"})
 
-    async def _stream(self, request: Request) -> AsyncIterator[bytes]:
+    async def _stream(self, desk: Desk) -> AsyncIterator[bytes]:
+        live = desk.live
         seen, sent_series = -2, b""
         while True:
-            version = await self.live.wait(seen, KEEPALIVE)
+            version = await live.wait(seen, KEEPALIVE)
             if version == -1:  # the console is stopping (a closed tab is Starlette's to notice)
                 return
             if version == seen:
                 yield b": sigo aqui\n\n"
                 continue
             seen = version
-            if self.live.series is not sent_series:
-                sent_series = self.live.series
+            if live.series is not sent_series:
+                sent_series = live.series
                 yield b"event: serie\ndata: " + sent_series + b"\n\n"
-            yield b"event: estado\ndata: " + self.live.state + b"\n\n"
+            yield b"event: estado\ndata: " + live.state + b"\n\n"
 
     async def logout(self, request: Request) -> Response:
         session = self._session(request)
@@ -169,6 +187,9 @@ class Console:
             session = self._session(request)
             if session is None:
                 return JSONResponse({"error": "inicia sesión"}, status_code=401)
+            desk = self._desk(request)
+            if desk is None:
+                return _no_such_site(request)
             if not same_token(request.headers.get("x-csrf-token"), session.csrf):
                 return JSONResponse({"error": "falta la ficha CSRF de la sesión o no coincide"},
                                     status_code=403)
@@ -178,10 +199,11 @@ class Console:
                     and origin.removeprefix("https://") == request.headers.get("host")):
                 return JSONResponse({"error": "origen no permitido"}, status_code=403)
             try:
-                response = await handler(request, session)
+                response = await handler(request, session, desk)
             except DifusorError as exc:
                 return JSONResponse({"error": exc.message}, status_code=400)
-            await self.live.refresh(acted=True)
+            if desk.started:
+                await desk.live.refresh(acted=True)
             return response
         return endpoint
 
@@ -194,70 +216,85 @@ class Console:
             raise DifusorError("el cuerpo debe ser un objeto JSON")
         return {k: v if isinstance(v, str | int | float) else str(v) for k, v in body.items()}
 
-    async def do_shield(self, request: Request, session: Session) -> Response:
+    async def do_shield(self, request: Request, session: Session, desk: Desk) -> Response:
         b = await self._body(request)
-        message = await to_thread.run_sync(lambda: self.actions.shield(
+        message = await to_thread.run_sync(lambda: desk.actions.shield(
             session.user, str(b.get("accion", "")), str(b.get("llave", "")).strip(),
             float(b.get("minutos") or 60), str(b.get("motivo", ""))))
         return JSONResponse({"mensaje": message})
 
-    async def do_incident(self, request: Request, session: Session) -> Response:
+    async def do_incident(self, request: Request, session: Session, desk: Desk
+                          ) -> Response:
         b = {k: str(v) for k, v in (await self._body(request)).items()}
         number = request.path_params.get("numero")
         if number is None:
-            made = await to_thread.run_sync(self.actions.new_incident, session.user, b)
+            made = await to_thread.run_sync(desk.actions.new_incident, session.user, b)
             return JSONResponse({"mensaje": f"incidente n.º {made} registrado", "numero": made})
-        message = await to_thread.run_sync(self.actions.edit_incident, session.user,
+        message = await to_thread.run_sync(desk.actions.edit_incident, session.user,
                                            int(number), b)
         return JSONResponse({"mensaje": message})
 
-    async def do_preview(self, request: Request, session: Session) -> Response:
+    async def do_preview(self, request: Request, session: Session, desk: Desk
+                         ) -> Response:
         b = await self._body(request)
-        return JSONResponse(await to_thread.run_sync(self.actions.rollback_preview,
+        return JSONResponse(await to_thread.run_sync(desk.actions.rollback_preview,
                                                      str(b.get("corte", ""))))
 
-    async def do_rollback(self, request: Request, session: Session) -> Response:
+    async def do_rollback(self, request: Request, session: Session, desk: Desk
+                          ) -> Response:
         b = await self._body(request)
-        message = await to_thread.run_sync(self.actions.rollback, session.user,
+        message = await to_thread.run_sync(desk.actions.rollback, session.user,
                                            str(b.get("corte", "")))
         return JSONResponse({"mensaje": message})
 
-    async def do_purge(self, request: Request, session: Session) -> Response:
-        return JSONResponse({"mensaje": await to_thread.run_sync(self.actions.purge, session.user)})
+    async def do_purge(self, request: Request, session: Session, desk: Desk) -> Response:
+        return JSONResponse({"mensaje": await to_thread.run_sync(desk.actions.purge, session.user)})
 
-    async def do_check(self, request: Request, session: Session) -> Response:
-        return JSONResponse({"mensaje": await to_thread.run_sync(self.actions.check, session.user)})
+    async def do_check(self, request: Request, session: Session, desk: Desk) -> Response:
+        return JSONResponse({"mensaje": await to_thread.run_sync(desk.actions.check, session.user)})
 
     # -- the application -------------------------------------------------------------------
 
     def app(self) -> Starlette:
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-            await self.live.start()
+            await self.desks.ready(self.desks.default)
             try:
                 yield
             finally:
-                await self.live.stop()
+                await self.desks.stop()
 
+        # A site's own routes: at / for the default site and under /sitios/NAME/ for each one
+        # (the page's script names them relative to the page).
+        per_site = [
+            ("/", self.page, ["GET"]),
+            ("/estado.json", self.state, ["GET"]),
+            ("/eventos", self.events, ["GET"]),
+            ("/api/escudo", self.action(self.do_shield), ["POST"]),
+            ("/api/incidentes", self.action(self.do_incident), ["POST"]),
+            ("/api/incidentes/{numero:int}", self.action(self.do_incident), ["POST"]),
+            ("/api/vuelta-atras/vista-previa", self.action(self.do_preview), ["POST"]),
+            ("/api/vuelta-atras", self.action(self.do_rollback), ["POST"]),
+            ("/api/purga", self.action(self.do_purge), ["POST"]),
+            ("/api/revision", self.action(self.do_check), ["POST"]),
+        ]
         routes = [
-            Route("/", self.page),
             Route("/acceso", self.login_page, methods=["GET"]),
             Route("/acceso", self.login, methods=["POST"]),
             Route("/salir", self.logout, methods=["POST"]),
-            Route("/estado.json", self.state),
-            Route("/eventos", self.events),
-            Route("/api/escudo", self.action(self.do_shield), methods=["POST"]),
-            Route("/api/incidentes", self.action(self.do_incident), methods=["POST"]),
-            Route("/api/incidentes/{numero:int}", self.action(self.do_incident), methods=["POST"]),
-            Route("/api/vuelta-atras/vista-previa", self.action(self.do_preview), methods=["POST"]),
-            Route("/api/vuelta-atras", self.action(self.do_rollback), methods=["POST"]),
-            Route("/api/purga", self.action(self.do_purge), methods=["POST"]),
-            Route("/api/revision", self.action(self.do_check), methods=["POST"]),
+            *(Route(path, handler, methods=methods) for path, handler, methods in per_site),
+            *(Route(PREFIX + "/{sitio}" + path, handler, methods=methods)
+              for path, handler, methods in per_site),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         app = Starlette(routes=routes, lifespan=lifespan)
         return _Secured(app)  # type: ignore[return-value]
 
+
+
+def _no_such_site(request: Request) -> Response:
+    return JSONResponse({"error": f"no existe el sitio «{request.path_params.get('sitio')}»"},
+                        status_code=404)
 
 
 class _Secured:

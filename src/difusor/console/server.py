@@ -22,29 +22,46 @@ from difusor.sites.catalog import default_site
 
 
 def build(root: Config, config_path: Path, site: str | None = None) -> Any:
-    """The ASGI app for ``site`` (default: the one commands mean), with its own ledgers."""
-    from difusor.console.actions import Actions
+    """The ASGI app: every site's console (the default one, the one commands mean, at ``/``),
+    or only ``site``'s when named, each with its own ledger."""
     from difusor.console.app import Console
-    from difusor.console.live import Live
-    from difusor.console.reader import TrafficReader
+    from difusor.console.desks import Desks
     from difusor.console.sessions import LoginThrottle, Sessions
-    from difusor.console.snapshot import Snapshot
-    from difusor.console.traffic import Traffic
     from difusor.console.users import UserStore
     from difusor.ledger import Ledger
 
-    name = default_site(root) if site is None else site
-    cfg = root.for_site(name) if name else root
     root_ledger = Ledger(StateLayout(root.state_dir).ledger)
-    ledger = Ledger(StateLayout(cfg.state_dir).create().ledger) if name else root_ledger
+    first = default_site(root) if site is None else site
+    names = [first] if site is not None or not root.sites else [
+        first, *(n for n in root.sites if n != first)]
     c = root.console
     console = Console(
-        Live(Snapshot(root, cfg, root_ledger, ledger), TrafficReader(Traffic(cfg))),
-        Actions(cfg, ledger, config_path, name),
+        Desks([_desk(root, config_path, root_ledger, name) for name in names]),
         UserStore(StateLayout(root.state_dir).console_users),
-        Sessions(c.session_hours), LoginThrottle(c.login_attempts, c.login_window_minutes),
-        title=f"Consola · {cfg.site.name}")
+        Sessions(c.session_hours), LoginThrottle(c.login_attempts, c.login_window_minutes))
     return console.app()
+
+
+def _desk(root: Config, config_path: Path, root_ledger: Any, name: str) -> Any:
+    from difusor.console.actions import Actions
+    from difusor.console.desks import Desk
+    from difusor.console.live import Live
+    from difusor.console.reader import TrafficReader
+    from difusor.console.snapshot import Snapshot
+    from difusor.console.traffic import Traffic
+    from difusor.ledger import Ledger
+
+    cfg = root.for_site(name) if name else root
+    ledger = Ledger(StateLayout(cfg.state_dir).create().ledger) if name else root_ledger
+    title = f"Consola · {cfg.site.name}"
+    label = name
+    if name:
+        role = root.sites[name].role
+        label = name if name == role else f"{name} ({role})"
+        title += f" · {label}"
+    return Desk(name, title, label,
+                Live(Snapshot(root, cfg, root_ledger, ledger), TrafficReader(Traffic(cfg))),
+                Actions(cfg, ledger, config_path, name))
 
 
 def load_app(config_path: str, _target: str = "") -> Any:

@@ -211,53 +211,53 @@ function wire() {
   $("form-bloquear").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const b = formBody(ev.target);
-    await act("/api/escudo", { accion: "block", llave: b.llave, minutos: Number(b.minutos), motivo: b.motivo });
+    await act("api/escudo", { accion: "block", llave: b.llave, minutos: Number(b.minutos), motivo: b.motivo });
     ev.target.reset();
   });
   $("permitir").addEventListener("click", async () => {
     const key = $("form-bloquear").elements.llave.value;
-    if (key) await act("/api/escudo", { accion: "allow", llave: key });
+    if (key) await act("api/escudo", { accion: "allow", llave: key });
   });
   $("ataque").addEventListener("click", async () => {
     const on = !(state && state.escudo.attack_mode.on);
     if (await confirmDialog(on ? "¿Activar el modo ataque?" : "¿Quitar el modo ataque?",
       [on ? "Solo se sirven archivos en memoria y los límites son más estrictos." : "Vuelven los límites normales."]))
-      await act("/api/escudo", { accion: on ? "attack-on" : "attack-off" });
+      await act("api/escudo", { accion: on ? "attack-on" : "attack-off" });
   });
   $("bloqueos").addEventListener("click", async (ev) => {
     const key = ev.target.dataset && ev.target.dataset.llave;
-    if (ev.target.classList.contains("desbloquear") && key) await act("/api/escudo", { accion: "unblock", llave: key });
+    if (ev.target.classList.contains("desbloquear") && key) await act("api/escudo", { accion: "unblock", llave: key });
   });
   $("cortes").addEventListener("click", async (ev) => {
     const corte = ev.target.classList.contains("volver") && ev.target.dataset.corte;
     if (!corte) return;
-    const p = await act("/api/vuelta-atras/vista-previa", { corte });
+    const p = await act("api/vuelta-atras/vista-previa", { corte });
     const lines = [`En línea ahora: ${p.en_linea}. Pasará a estar en línea: ${p.corte}.`,
       `Cambian ${p.cambian} archivos y se quitan ${p.se_quitan}.`];
     if (p.ejemplos.length) lines.push("Por ejemplo: " + p.ejemplos.join(", "));
-    if (await confirmDialog(`¿Volver al corte ${p.corte}?`, lines)) await act("/api/vuelta-atras", { corte });
+    if (await confirmDialog(`¿Volver al corte ${p.corte}?`, lines)) await act("api/vuelta-atras", { corte });
   });
   $("purgar").addEventListener("click", async () => {
     if (await confirmDialog("¿Purgar la CDN?", ["Se purga lo que cambió en el corte en línea y main.json, y se comprueba en el borde."]))
-      await act("/api/purga");
+      await act("api/purga");
   });
-  $("revisar").addEventListener("click", () => act("/api/revision"));
+  $("revisar").addEventListener("click", () => act("api/revision"));
   $("form-incidente").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    await act("/api/incidentes", formBody(ev.target));
+    await act("api/incidentes", formBody(ev.target));
     ev.target.reset();
   });
   $("form-editar").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const b = formBody(ev.target);
     const n = b.numero; delete b.numero;
-    await act(`/api/incidentes/${encodeURIComponent(n)}`, b);
+    await act(`api/incidentes/${encodeURIComponent(n)}`, b);
     ev.target.reset();
   });
 }
 
 function connect() {
-  const source = new EventSource("/eventos");
+  const source = new EventSource("eventos");
   source.addEventListener("open", () => { $("conexion").textContent = "en vivo"; $("conexion").className = "conexion vivo"; });
   source.addEventListener("error", () => { $("conexion").textContent = "reconectando…"; $("conexion").className = "conexion"; });
   source.addEventListener("estado", (ev) => render(JSON.parse(ev.data)));
