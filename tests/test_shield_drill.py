@@ -19,8 +19,8 @@ from conftest import free_port, make_site, stop_group
 
 from difusor.demo.election import SyntheticElection
 from difusor.demo.packages import archive_bytes
-from difusor.shield.drill import run_drill
-from difusor.shield.drill_plan import DrillPlan, browser_agents, check_target
+from difusor.shield.drill import Drill, run_drill
+from difusor.shield.drill_plan import DrillPlan, browser_agents, check_target, tally
 
 INDEX = (b'<!doctype html><link rel="stylesheet" href="assets/estilo.css">'
          b'<script src="assets/app.js"></script><title>PREP</title>')
@@ -183,6 +183,20 @@ def test_counts_match_what_the_server_saw_and_containment_is_measured() -> None:
     assert len(series) == 8 and all(p["sent"] == 0 for p in series[:2])
     assert sum(p["sent"] for p in series) == report["attack_sent"]
     assert elapsed < 8 + 12  # bounded: the drill stops on time (start-up included)
+
+
+def test_a_request_counted_after_the_end_is_in_the_reports_last_second() -> None:
+    """An attacker that checked the clock just before the end counts its request just after:
+    the per-second series must still add up to the total (a CI run found one request apart)."""
+    drill = Drill(DrillPlan("cachebust", "http://127.0.0.1:9/", duration=2.5, attack_after=1))
+    drill.t0 = time.monotonic() - 10  # long past the end
+    assert drill.second() == 2 == len(drill.series["sent"]) - 1
+    drill.series["sent"][1] += 3
+    drill.series["sent"][drill.second()] += 1
+    report = tally(drill.plan, 1, drill.series, Counter(), Counter(), visitors_refused=0,
+                   cgnat_users_active=0, cgnat_users_refused=0)
+    assert [p["t"] for p in report.per_second] == [0, 1, 2]
+    assert report.attack_sent == sum(p["sent"] for p in report.per_second) == 4
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 import random
 import re
 import resource
@@ -71,7 +72,10 @@ class Drill:
         # uarotate: one browser agent per connection, none of them the visitors' own.
         self.rotation = (browser_agents(self.connections, random.Random(plan.seed + 1))
                          if plan.kind == "uarotate" else [])
-        seconds = int(plan.duration) + 1
+        # One slot per second the drill lasts; a request that checked ``live`` just before the
+        # end and counts just after it belongs to the last one (the report's totals and its
+        # per-second series must add up).
+        seconds = math.ceil(plan.duration)
         self.series = {k: [0] * seconds for k in ("legit", "legit_ok", "cgnat", "cgnat_ok",
                                                  "sent", "admitted", "held")}
         self.legit_status: Counter[str] = Counter()

@@ -107,7 +107,7 @@ def tally(plan: DrillPlan, attackers: int, series: dict[str, list[int]],
           cgnat_users_active: int, cgnat_users_refused: int) -> DrillReport:
     """The report from a finished drill's per-second counts (see ``Drill.series``)."""
     s = series
-    seconds = int(plan.duration)
+    seconds = len(s["sent"])  # every slot the drill counted in (Drill.series)
     legit = sum(s["legit"]) + sum(s["cgnat"])
     ok = sum(s["legit_ok"]) + sum(s["cgnat_ok"])
     start = int(plan.attack_after)
