@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -525,6 +525,33 @@ def test_reingest_adds_nothing_and_append_adds_only_new_lines(site: Site, tmp_pa
     assert ingest_files(site.cfg, [log]).rows == 1
     assert rows(site, "SELECT count(*) AS n FROM hits")[0]["n"] == 16
     assert rows(site, "SELECT lines FROM files")[0]["lines"] == 16
+
+
+def test_a_day_already_stored_is_merged_and_a_new_one_inserted(site: Site, tmp_path: Path
+                                                                 ) -> None:
+    """The first visitors of a day are inserted as they are; a later log of the same day (a
+    recent one: an old day's salt ends with its ingest) merges into them — the same person
+    stays one visitor-day, with the later time — and adds its new people."""
+    zone = timezone(timedelta(hours=-6))
+    base = datetime.now(zone).replace(hour=0, minute=30, second=0, microsecond=0)
+    at = [base + timedelta(minutes=m) for m in (0, 5, 60, 61)]
+
+    def stamp(t: datetime) -> str:
+        return t.strftime("%d/%b/%Y:%H:%M:%S -0600")
+
+    first = write(tmp_path / "a.log", combined(TELMEX_CDMX, "/", when=stamp(at[0]))
+                  + combined(US, "/", when=stamp(at[1])))
+    later = write(tmp_path / "b.log", combined(TELMEX_CDMX, "/x", when=stamp(at[2]))
+                  + combined(AXTEL_NL, "/", when=stamp(at[3])))
+    assert ingest_files(site.cfg, [first]).rows == 2
+    assert ingest_files(site.cfg, [later]).rows == 2
+    got = rows(site, "SELECT count(*) AS n, count(DISTINCT visitor) AS people, max(last_ts) AS "
+                     "last, count(DISTINCT day) AS days FROM visitors")[0]
+    assert (got["n"], got["people"], got["days"]) == (3, 3, 1)
+    assert got["last"] == at[3]
+    cdmx = rows(site, "SELECT visitor, max(ts) AS ts, count(*) AS n FROM hits "
+                      "WHERE state = 'Ciudad de México' GROUP BY visitor")
+    assert len(cdmx) == 1 and cdmx[0]["n"] == 2 and cdmx[0]["ts"] == at[2]
 
 
 def test_rotation_never_double_counts_nor_loses(site: Site, tmp_path: Path) -> None:

@@ -88,12 +88,13 @@ def visitor_days(keep_ip: bool) -> str:
 
 
 def inserts(pages: list[str], views: list[tuple[str, str]], site_host: str, keep_ip: bool
-            ) -> tuple[str, str]:
-    """(the INSERT of a chunk's requests, the upserts of its visitors and paths), with the
-    placeholders ``__C__`` (the chunk's rows), ``__G__`` (its groups) and ``__DAY__`` (a
-    row's local day). ``_vis`` (``visitor_days``) holds per visitor-day its id and place, so
-    the per-row work is one cheap hash and two joins; agent, place and page/view are stored
-    per distinct visitor-day and path (schema.py), never per row."""
+            ) -> tuple[str, str, str]:
+    """(the INSERT of a chunk's requests, the upserts of its visitors and paths, the same
+    when none of the chunk's days has visitors stored yet), with the placeholders ``__C__``
+    (the chunk's rows), ``__G__`` (its groups) and ``__DAY__`` (a row's local day). ``_vis``
+    (``visitor_days``) holds per visitor-day its id and place, so the per-row work is one
+    cheap hash and two joins; agent, place and page/view are stored per distinct visitor-day
+    and path (schema.py), never per row."""
     page = " OR ".join(f"lp GLOB {lit(g.lower())}" for g in pages) or "FALSE"
     view = ("CASE " + " ".join(f"WHEN lp GLOB {lit(g.lower())} THEN {lit(v)}"
                                for g, v in views) + " END") if views else "NULL"
@@ -125,20 +126,26 @@ def inserts(pages: list[str], views: list[tuple[str, str]], site_host: str, keep
     # (and what they keep of the address), the others are inserted, so (day, visitor) stays
     # unique.
     ip = "coalesce(n.ip, v.ip)" if keep_ip else "NULL"
-    visitors = f"""
-        MERGE INTO visitors AS v
-        USING (SELECT k.day, k.visitor, {"k.ip" if keep_ip else "NULL::VARCHAR"} AS ip,
+    new = f"""SELECT k.day, k.visitor, {"k.ip" if keep_ip else "NULL::VARCHAR"} AS ip,
                       k.last AS last_ts, g.country, g.state, a.browser, a.os, a.device, a.bot
                FROM _vis AS k JOIN _agent AS a ON a.h = k.agent
-               LEFT JOIN geo_places AS g USING (place)) AS n
+               LEFT JOIN geo_places AS g USING (place)"""
+    # A day with nothing stored yet (a night's log into a new database, the first round after
+    # midnight) has nothing to merge with: a plain INSERT does what the MERGE would, in a third
+    # of its time (886,219 new visitor-days: 0.09 s against 0.28 s).
+    fresh = f"INSERT INTO visitors {new};"
+    visitors = f"""
+        MERGE INTO visitors AS v
+        USING ({new}) AS n
         ON v.day = n.day AND v.visitor = n.visitor
         WHEN MATCHED AND (n.last_ts > v.last_ts OR v.ip IS DISTINCT FROM {ip}) THEN
             UPDATE SET last_ts = greatest(v.last_ts, n.last_ts), ip = {ip}
         WHEN NOT MATCHED THEN INSERT VALUES (n.day, n.visitor, n.ip, n.last_ts, n.country,
-                                             n.state, n.browser, n.os, n.device, n.bot);
+                                             n.state, n.browser, n.os, n.device, n.bot);"""
+    paths = f"""
         INSERT INTO paths
         SELECT path, {page}, {view}
         FROM (SELECT path, lower(path) AS lp FROM __G__
               WHERE gid = {PATHS} AND path IS NOT NULL)
         ON CONFLICT (path) DO NOTHING"""
-    return requests, visitors
+    return requests, visitors + paths, fresh + paths

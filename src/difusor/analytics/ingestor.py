@@ -266,12 +266,17 @@ class Ingestor:
     def _write(self, parsed: Parsed, state: FileState) -> int:
         con = self.con
         g = f"_g{parsed.slot}"
-        self._ensure_salts([d for (d,) in con.execute(
-            f"SELECT DISTINCT day FROM {g} WHERE gid = {sql.PEOPLE}").fetchall()])
+        days = [d for (d,) in con.execute(
+            f"SELECT DISTINCT day FROM {g} WHERE gid = {sql.PEOPLE}").fetchall()]
+        self._ensure_salts(days)
         con.execute(self._visitor_days.replace("__G__", g))
         day = local_day_sql(self.zone, *parsed.span)  # of a row's ts
-        requests, visitors = (text.replace("__C__", parsed.slot).replace("__G__", g)
-                              .replace("__DAY__", day) for text in self._insert)
+        requests, merge, fresh = (text.replace("__C__", parsed.slot).replace("__G__", g)
+                                  .replace("__DAY__", day) for text in self._insert)
+        stored_days = days and con.execute(
+            "SELECT 1 FROM visitors WHERE day IN (SELECT unnest($1::DATE[])) LIMIT 1",
+            [days]).fetchone()
+        visitors = merge if stored_days else fresh
         (stored,) = con.execute(requests, [state.source, state.edge, self._seq]
                                 ).fetchone()  # type: ignore[misc]
         self._take_lookups(parsed)  # (the agents: only now, the worker has had the time)
