@@ -284,7 +284,8 @@ def test_9_with_sites_the_test_sites_tab_shows_and_follows_its_own_corte(browser
         browser.find_element("id", "usuario").send_keys("ana")
         browser.find_element("id", "contrasena").send_keys(PASSWORD)
         browser.find_element("id", "entrar").click()
-        until(lambda: text(browser, "conexion") == "en vivo", 10, "la pestaña oficial en vivo")
+        until(lambda: browser.find_elements("id", "conexion")  # the page after the login
+              and text(browser, "conexion") == "en vivo", 10, "la pestaña oficial en vivo")
         current = browser.find_element("css selector", '#sitios a[aria-current="page"]')
         assert current.text == "oficial" and text(browser, "corte-id") == "sin corte en línea"
         browser.find_element("css selector", '#sitios a[href="/sitios/prueba/"]').click()
