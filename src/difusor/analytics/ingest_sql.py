@@ -131,8 +131,8 @@ def inserts(pages: list[str], views: list[tuple[str, str]], site_host: str, keep
                FROM _vis AS k JOIN _agent AS a ON a.h = k.agent
                LEFT JOIN geo_places AS g USING (place)"""
     # A day with nothing stored yet (a night's log into a new database, the first round after
-    # midnight) has nothing to merge with: a plain INSERT does what the MERGE would, in a third
-    # of its time (886,219 new visitor-days: 0.09 s against 0.28 s).
+    # midnight) has nothing to merge with: a plain INSERT does what the MERGE would, in less
+    # time (886,219 new visitor-days: 0.24 s against 0.37 s).
     fresh = f"INSERT INTO visitors {new};"
     visitors = f"""
         MERGE INTO visitors AS v

@@ -109,15 +109,16 @@ class Console:
             return response
         if not await to_thread.run_sync(self.users.verify, user, password):
             self.throttle.failed(address, user)
-            self.desks.default.actions.ledger.event("console_login_failed",
-                                      f"consola: acceso rechazado para «{user[:64]}» desde {address}",
-                                      detail={"user": user[:64], "ip": address})
+            self.desks.default.actions.ledger.event(
+                "console_login_failed",
+                f"consola: acceso rechazado para «{user[:64]}» desde {address}",
+                detail={"user": user[:64], "ip": address})
             return await self.login_page(request, "usuario o contraseña incorrectos", 401)
         self.throttle.succeeded(address, user)
         token, _session = self.sessions.open(user)
-        self.desks.default.actions.ledger.event("console_login",
-                                                f"consola: {user} entró desde {address}",
-                                  detail={"user": user, "ip": address})
+        self.desks.default.actions.ledger.event(
+            "console_login", f"consola: {user} entró desde {address}",
+            detail={"user": user, "ip": address})
         response = RedirectResponse("/", status_code=303)
         self._set_cookie(request, response, COOKIE, token, int(self.sessions.lifetime))
         response.delete_cookie(self._cookie(request, LOGIN_COOKIE), path="/")
