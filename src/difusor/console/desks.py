@@ -10,6 +10,7 @@ the test site costs nothing for it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from difusor.console.actions import Actions
@@ -39,7 +40,7 @@ class Desks:
         for d in desks[1:]:
             d.href = f"{PREFIX}/{d.name}/"
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Desk]:
         return iter(self.by_name.values())
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@ import logging
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from granian import Granian
 from granian.constants import Interfaces
@@ -19,6 +19,10 @@ from difusor.config import Config, parse_address
 from difusor.paths import StateLayout
 from difusor.serve.lifeline import claim_port, die_with_parent, watch_parent
 from difusor.sites.catalog import default_site
+
+if TYPE_CHECKING:
+    from difusor.console.desks import Desk
+    from difusor.ledger import Ledger
 
 
 def build(root: Config, config_path: Path, site: str | None = None) -> Any:
@@ -42,7 +46,7 @@ def build(root: Config, config_path: Path, site: str | None = None) -> Any:
     return console.app()
 
 
-def _desk(root: Config, config_path: Path, root_ledger: Any, name: str) -> Any:
+def _desk(root: Config, config_path: Path, root_ledger: Ledger, name: str) -> Desk:
     from difusor.console.actions import Actions
     from difusor.console.desks import Desk
     from difusor.console.live import Live
