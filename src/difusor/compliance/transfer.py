@@ -13,7 +13,6 @@ from difusor.receive.sftp.checkkey import check_key
 DISK = ("disk", "II.1.c", "Al menos 20 GB libres en disco")
 SFTP_AUTH = ("sftp_auth", "II.1.d", "SFTP accesible, solo con llave pública")
 SFTP_SPEED = ("sftp_speed", "II.1.d", "SFTP a 40 MB/s o más")
-MIN_MB_S = 40.0
 
 
 def disk(cfg: Config) -> Outcome:
@@ -61,10 +60,8 @@ def sftp(cfg: Config, size: int) -> list[Outcome]:
     r = measure_upload(host, port, user, check_key(cfg), size)
     data = {"bytes": r.bytes, "seconds": r.seconds, "mb_per_s": r.mb_per_s, "client": r.client,
             "host_key": r.host_key, "rounds": list(r.rounds)}
-    if not r.ok:
+    if not r.ok:  # not measured, or under the minimum (measure_upload weighs it)
         return [auth, Outcome.fail(*SFTP_SPEED, r.message, **data)]
     evidence = (f"{r.message}; medido desde esta máquina con {r.client}: lo que cuenta es el "
                 "enlace de la autoridad («difusor probe --sftp-speed» desde su lado)")
-    if r.mb_per_s < MIN_MB_S:
-        return [auth, Outcome.fail(*SFTP_SPEED, evidence, **data)]
     return [auth, Outcome.ok(*SFTP_SPEED, evidence, **data)]
